@@ -1,0 +1,157 @@
+"""Model cards: one YAML file per named model in ``models/`` (in a wheel: ``frpose_cli.model_cards``).
+
+A card says everything needed to build, train and run a model: architecture, input
+size, heatmap codec and σ, keypoint metadata, normalisation, the paper's training
+recipe and the paper's reference figures.  Checkpoints embed the card they were
+trained with, so later verbs need only the checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import FrposeError
+from .keypoints import KeypointSpec
+from .net.network import ArchSpec, PoseNet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CHECKOUT_CARDS = Path(__file__).resolve().parent.parent / "models"
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``"256x192"`` → ``(256, 192)`` (height × width, both multiples of 32)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", str(text))
+    if not m:
+        raise FrposeError(f"input size must look like HxW, e.g. 256x192 (got {text!r})")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h % 32 or w % 32 or h == 0 or w == 0:
+        raise FrposeError(f"input size {h}x{w}: height and width must be positive multiples of 32 "
+                          "(the encoder downsamples 32×)")
+    return h, w
+
+
+def size_key(hw) -> str:
+    return f"{hw[0]}x{hw[1]}"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    description: str
+    arch: ArchSpec
+    input_size: tuple[int, int]
+    keypoints: KeypointSpec
+    codec: str = "sbn"
+    sigma_table: dict = field(default_factory=dict)   # "HxW" → σ in heatmap pixels
+    normalize: dict = field(default_factory=lambda: {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    train: dict = field(default_factory=dict)
+    paper: list = field(default_factory=list)
+
+    @property
+    def stride(self) -> int:
+        return self.arch.stride
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return self.input_size[0] // self.stride, self.input_size[1] // self.stride
+
+    @property
+    def sigma(self) -> float:
+        """σ at this card's input size; sizes without an entry scale σ with the input height
+        from the nearest listed size (σ is a fraction of the person's size, not a pixel constant)."""
+        key = size_key(self.input_size)
+        if key in self.sigma_table:
+            return float(self.sigma_table[key])
+        if not self.sigma_table:
+            raise FrposeError(f"card {self.name} has no heatmap sigma")
+        ref = min(self.sigma_table, key=lambda k: abs(parse_input_size(k)[0] - self.input_size[0]))
+        return float(self.sigma_table[ref]) * self.input_size[0] / parse_input_size(ref)[0]
+
+    def with_input_size(self, input_size) -> "ModelCard":
+        if isinstance(input_size, str):
+            input_size = parse_input_size(input_size)
+        return dataclasses.replace(self, input_size=tuple(int(v) for v in input_size))
+
+    def paper_reference(self) -> dict | None:
+        for row in self.paper:
+            if tuple(row.get("input_size", ())) == tuple(self.input_size):
+                return row
+        return None
+
+    def build_model(self) -> PoseNet:
+        return PoseNet(self.arch)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "description": self.description,
+            "architecture": {k: v for k, v in self.arch.to_dict().items() if k != "num_keypoints"},
+            "input_size": list(self.input_size),
+            "heatmap": {"codec": self.codec, "sigma": dict(self.sigma_table)},
+            "keypoints": self.keypoints.to_dict(), "normalize": dict(self.normalize),
+            "train": dict(self.train), "paper": list(self.paper),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "card") -> "ModelCard":
+        try:
+            keypoints = KeypointSpec.from_dict(d["keypoints"])
+            arch = ArchSpec(**d["architecture"], num_keypoints=keypoints.num_keypoints)
+            heat = d.get("heatmap", {})
+            return cls(
+                name=str(d["name"]), description=str(d.get("description", "")), arch=arch,
+                input_size=tuple(int(v) for v in d["input_size"]), keypoints=keypoints,
+                codec=str(heat.get("codec", "sbn")),
+                sigma_table={str(k): float(v) for k, v in heat.get("sigma", {}).items()},
+                normalize=dict(d.get("normalize") or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}),
+                train=dict(d.get("train") or {}), paper=list(d.get("paper") or []),
+            )
+        except FrposeError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise FrposeError(f"{source}: invalid model card ({type(e).__name__}: {e})") from None
+
+
+def _card_files() -> dict[str, object]:
+    """Card name → file, from a checkout's models/ if present, else the installed package data."""
+    files = {}
+    if _CHECKOUT_CARDS.is_dir():
+        files = {p.stem: p for p in _CHECKOUT_CARDS.glob("*.yaml")}
+    if not files:
+        try:
+            root = resources.files("frpose_cli.model_cards")
+            files = {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+        except (ModuleNotFoundError, FileNotFoundError):
+            files = {}
+    return files
+
+
+def list_cards() -> list[str]:
+    return sorted(_card_files())
+
+
+def load_card(name: str, input_size=None) -> ModelCard:
+    """Load a named card, or a card from a YAML path; optionally override its input size."""
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise FrposeError(f"model card file not found: {name}")
+        text, source = path.read_text(), name
+    else:
+        files = _card_files()
+        if name not in files:
+            raise FrposeError(f"unknown model {name!r}; known models: {', '.join(sorted(files))}")
+        text, source = files[name].read_text(), f"models/{name}.yaml"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise FrposeError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FrposeError(f"{source}: a model card must be a YAML mapping")
+    card = ModelCard.from_dict(data, source)
+    return card.with_input_size(input_size) if input_size is not None else card

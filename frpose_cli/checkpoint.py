@@ -1,0 +1,101 @@
+"""frpose checkpoints: a plain dict that ``torch.load(..., weights_only=True)`` can read.
+
+Layout (format ``frpose-checkpoint/1``)::
+
+    {"format": "frpose-checkpoint/1",
+     "card": ModelCard.to_dict() with the trained input size,
+     "codec": {"name": "sbn", "sigma": 8.0, "stride": 1},
+     "state_dict": model weights (no "module." prefix),
+     # training state, present in checkpoints written by `frpose train`:
+     "epoch": int, "optimizer": ..., "scheduler": ..., "scaler": ..., "rng": ..., "metrics": {...}}
+
+The card carries input size, keypoint names, flip pairs and skeleton, so every later
+verb needs only ``--weights``.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from .cards import ModelCard
+from .errors import FrposeError
+from .fileio import atomic_torch_save
+
+FORMAT = "frpose-checkpoint/1"
+
+
+def save_checkpoint(path, model: torch.nn.Module, card: ModelCard, codec: dict | None = None,
+                    **training_state) -> Path:
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {"format": FORMAT, "card": card.to_dict(),
+            "codec": codec or {"name": card.codec, "sigma": card.sigma, "stride": card.stride},
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    ckpt.update(training_state)
+    return atomic_torch_save(path, ckpt)
+
+
+def read_checkpoint_file(path) -> object:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for every failure."""
+    path = Path(path)
+    if path.is_dir():
+        raise FrposeError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise FrposeError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrposeError(f"{path}: refused to load, it needs pickled code beyond tensors and plain "
+                          f"containers (weights_only=True; {first[:160]}). Re-save it as a plain state dict.") from None
+    except Exception as e:  # torch raises RuntimeError/EOFError/zipfile errors for damaged files
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else 'empty'})") from None
+
+
+def load_checkpoint(path) -> dict:
+    """Read an frpose checkpoint written by :func:`save_checkpoint`."""
+    ckpt = read_checkpoint_file(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise FrposeError(f"{path}: not an frpose checkpoint (no '{FORMAT}' format tag)")
+    return ckpt
+
+
+def card_from_checkpoint(ckpt: dict, source="checkpoint") -> ModelCard:
+    return ModelCard.from_dict(ckpt["card"], source=str(source))
+
+
+def load_state_into(model: torch.nn.Module, state_dict: dict, source="checkpoint") -> None:
+    """Strict load with one clear message naming missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or shapes:
+        def few(keys):
+            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+        parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
+                 f"{len(shapes)} shape mismatches: {few(shapes)}" if shapes else ""]
+        raise FrposeError(f"{source} does not fit this model ({'; '.join(p for p in parts if p)}); "
+                          "is it a checkpoint of another model or input size?")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def model_from_checkpoint(path, model_name: str | None = None, input_size=None):
+    """Build the model recorded in an frpose checkpoint and load its weights.
+
+    ``model_name``/``input_size`` given by the user must agree with the checkpoint.
+    Returns ``(model in eval mode, card, checkpoint dict)``.
+    """
+    ckpt = load_checkpoint(path)
+    card = card_from_checkpoint(ckpt, path)
+    if model_name and model_name != card.name:
+        raise FrposeError(f"{path} holds a {card.name} checkpoint, not {model_name}")
+    if input_size is not None and tuple(input_size) != tuple(card.input_size):
+        raise FrposeError(f"{path} was trained at {card.input_size[0]}x{card.input_size[1]}, "
+                          f"not {input_size[0]}x{input_size[1]}")
+    model = card.build_model()
+    load_state_into(model, ckpt["state_dict"], str(path))
+    return model.eval(), card, ckpt

@@ -1,0 +1,56 @@
+"""The ``frpose`` command: one verb per mode over one model core (ultralytics-style).
+
+Each verb lives in ``frpose_cli/commands/<verb>.py`` and only parses options and calls
+the core; every user-facing failure is a :class:`FrposeError`, printed here as one
+line with a non-zero exit code.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .commands import bench, export, evaluate, predict, train
+from .errors import FrposeError
+
+app = typer.Typer(
+    name="frpose", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD).",
+)
+app.command("train")(train.train)
+app.command("eval")(evaluate.evaluate)
+app.command("predict")(predict.predict)
+app.command("export")(export.export)
+app.command("bench")(bench.bench)
+
+
+@app.command("models")
+def models() -> None:
+    """List the model cards (models/*.yaml)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .cards import list_cards, load_card
+
+    table = Table("model", "encoder", "decoders", "GCB", "fusion", "input", "stride", "σ", "description")
+    for name in list_cards():
+        c = load_card(name)
+        table.add_row(name, f"ResNet-{c.arch.depth}", str(len(c.arch.decoder_widths)),
+                      "yes" if c.arch.gcb else "no", c.arch.fusion, f"{c.input_size[0]}x{c.input_size[1]}",
+                      str(c.stride), f"{c.sigma:g}", c.description)
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except FrposeError as e:
+        print(f"frpose: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("frpose: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

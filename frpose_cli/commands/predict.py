@@ -1,11 +1,79 @@
-"""`frpose predict`."""
+"""`frpose predict`: thin option parsing over :func:`frpose_cli.predict.run_predict`."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import typer
 
-from ._pending import not_yet
+SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
+               "a video, or a .txt file listing paths")
 
 
-def predict(model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34")) -> None:
-    """Run pose estimation on images, folders or videos (not implemented yet: issue #5)."""
-    not_yet("predict", 5)
+def predict(
+    source: str = typer.Argument(..., help=SOURCE_HELP, show_default=False),
+    weights: Path = typer.Option(None, "--weights", "-w", help="Pose checkpoint from `frpose train` (records "
+                                 "its model card and input size)"),
+    model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "
+                              "record it, must agree when given"),
+    input_size: str = typer.Option(None, "--input-size", help="HxW, e.g. 256x192; must agree with the checkpoint"),
+    detector: str = typer.Option("auto", "--detector", help="auto | torchvision | whole-image. auto uses "
+                                 "torchvision's Faster R-CNN when its weights are found, else the whole image"),
+    detector_weights: Path = typer.Option(None, "--detector-weights", help="fasterrcnn_resnet50_fpn COCO state "
+                                          "dict (default: torchvision's file in the torch hub cache; never downloaded)"),
+    boxes: Path = typer.Option(None, "--boxes", help="COCO detection results JSON (bbox, score, image_id or "
+                               "file_name) to use instead of a detector"),
+    det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes)"),
+    det_size: int = typer.Option(800, "--det-size", help="Detector's shorter image side in pixels "
+                                 "(smaller is faster on a CPU)"),
+    nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold between poses of one image; "
+                                  "1 keeps every box's pose"),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Person crops per network batch"),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test: average with the mirrored crop"),
+    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Draw keypoints whose score is at least this"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: a new runs/predict/runN)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: the latest "
+                                "runs/predict/runN), skipping images already in its predictions.json"),
+    vid_stride: int = typer.Option(1, "--vid-stride", help="Use every n-th video frame"),
+    save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
+    save_heatmaps: bool = typer.Option(False, "--heatmaps", help="Also write heatmap overlays to OUT/heatmaps/"),
+    save_every: int = typer.Option(50, "--save-every", help="Rewrite predictions.json at least every N images"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+) -> None:
+    """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.
+
+    Exit code: 0 when every input was processed, 1 when some inputs were skipped
+    (unreadable, corrupt or not images; listed in the summary and OUT/images.json),
+    2 for usage or fatal errors.
+    """
+    from ..cards import parse_input_size
+    from ..predict import PredictOptions, run_predict
+
+    opts = PredictOptions(
+        source=source, weights=str(weights) if weights else None, model=model,
+        input_size=parse_input_size(input_size) if input_size else None, detector=detector,
+        detector_weights=str(detector_weights) if detector_weights else None,
+        boxes=str(boxes) if boxes else None, det_thr=det_thr, det_size=det_size, nms_thr=nms_thr,
+        device=device, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
+        resume=resume, vid_stride=vid_stride, save_vis=save_vis, save_heatmaps=save_heatmaps,
+        save_every=save_every, progress=progress)
+    summary = run_predict(opts, log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))
+    print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def print_summary(s) -> None:
+    per_image = s.seconds / s.images * 1000 if s.images else 0.0
+    lines = [f"predict: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped"
+             + (f", {s.resumed} already done (--resume)" if s.resumed else "")
+             + f" in {s.seconds:.1f} s ({per_image:.0f} ms/image, detector {s.detector})"]
+    busy = sum(s.timings.values())
+    if s.images and busy > 0:
+        lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items()))
+    for name, reason in s.skipped[:20]:
+        lines.append(f"skipped {name}: {reason}")
+    if len(s.skipped) > 20:
+        lines.append(f"... and {len(s.skipped) - 20} more skipped (listed in {s.out_dir / 'images.json'})")
+    lines.append(f"results: {s.out_dir / 'predictions.json'}")
+    print("\n".join(lines))

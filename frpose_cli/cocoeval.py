@@ -1,0 +1,218 @@
+"""COCO keypoint evaluation: ground-truth loading, results-file validation, COCOeval.
+
+The figures come from pycocotools' ``COCOeval(iouType="keypoints")`` exactly as one would
+run it by hand (all ground-truth images, COCO's OKS sigmas), so ``frpose eval`` reports the
+number a paper reports.  ``faster-coco-eval`` can be used instead (``backend="faster"``):
+its C++ matcher is much quicker on val2017-sized files, and ``scripts/bench_cocoeval.py``
+checks it agrees with pycocotools to 4 decimals.
+
+Bad input never reaches pycocotools (whose failures are bare ``assert``s): unreadable files
+and files with nothing usable raise :class:`FrposeError`; single bad entries (unknown image
+id, wrong keypoint count, non-numeric values, other category) are skipped and counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import numbers
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FrposeError
+from .keypoints import COCO17_SIGMAS
+
+# The ten figures of COCOeval's keypoint summary, in its order (stats[0..9]).
+METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+BACKENDS = ("pycocotools", "faster")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """pycocotools prints progress on stdout; keep the CLI's output ours."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _read_json(path, what: str):
+    path = Path(path)
+    if path.is_dir():
+        raise FrposeError(f"{what} {path} is a folder, not a JSON file")
+    if not path.is_file():
+        raise FrposeError(f"{what} not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise FrposeError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FrposeError(f"{what} {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _backend_module(backend: str):
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+        return COCO, COCOeval
+    if backend == "faster":
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError:
+            raise FrposeError("backend 'faster' needs the faster-coco-eval package "
+                              "(pip install faster-coco-eval); or use --backend pycocotools") from None
+        return COCO, COCOeval_faster
+    raise FrposeError(f"unknown COCOeval backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+@dataclass
+class GroundTruth:
+    """A COCO keypoint annotation file, loaded once and checked."""
+    path: str
+    dataset: dict
+    person_category: int
+    num_keypoints: int
+    image_ids: frozenset
+    _apis: dict = field(default_factory=dict, repr=False)
+
+    def coco(self, backend: str = "pycocotools"):
+        """The backend's ``COCO`` object for this file (built lazily, cached)."""
+        if backend not in self._apis:
+            COCO, _ = _backend_module(backend)
+            with _quiet():
+                api = COCO()
+                api.dataset = copy.deepcopy(self.dataset)
+                api.createIndex()
+            self._apis[backend] = api
+        return self._apis[backend]
+
+
+def load_ground_truth(ann_file) -> GroundTruth:
+    data = _read_json(ann_file, "annotation file")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise FrposeError(f"annotation file {ann_file} is not COCO format (needs 'images' and 'annotations' lists)")
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    if not cats:
+        raise FrposeError(f"annotation file {ann_file} has no keypoint category (is it a person_keypoints_*.json?)")
+    cat = next((c for c in cats if c.get("id") == 1), cats[0])
+    try:
+        image_ids = frozenset(int(im["id"]) for im in data["images"])
+    except (KeyError, TypeError, ValueError):
+        raise FrposeError(f"annotation file {ann_file}: an image record has no integer 'id'") from None
+    return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids)
+
+
+def oks_sigmas_for(num_keypoints: int) -> np.ndarray:
+    """OKS falloff σ per keypoint as COCOeval uses them (keypoints.COCO17_SIGMAS are the
+    published ×10 figures; pycocotools divides them by 10)."""
+    if num_keypoints == len(COCO17_SIGMAS):
+        return np.asarray(COCO17_SIGMAS, dtype=np.float64) / 10.0
+    raise FrposeError(f"OKS needs per-keypoint sigmas; frpose knows them for COCO's 17 keypoints, "
+                      f"not for {num_keypoints}")
+
+
+@dataclass
+class Results:
+    """Validated keypoint results plus the count of entries skipped, by reason."""
+    results: list
+    skipped: Counter = field(default_factory=Counter)
+
+    def skipped_summary(self) -> str:
+        return "; ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def validate_results(entries, gt: GroundTruth, source: str = "results") -> Results:
+    """Keep the entries COCOeval can use; count the others by reason.
+
+    Raises if ``entries`` is not a list or if nothing usable is left.
+    """
+    if isinstance(entries, dict) and isinstance(entries.get("annotations"), list):
+        raise FrposeError(f"{source} looks like an annotation file; a results file is a JSON list of "
+                          "{image_id, category_id, keypoints, score}")
+    if not isinstance(entries, list):
+        raise FrposeError(f"{source} must be a JSON list of {{image_id, category_id, keypoints, score}} "
+                          f"(got a {type(entries).__name__})")
+    if not entries:
+        raise FrposeError(f"{source} holds no results (an empty list); nothing to evaluate")
+    n_values = 3 * gt.num_keypoints
+    kept, skipped = [], Counter()
+    for e in entries:
+        if not isinstance(e, dict):
+            skipped["entries that are not objects"] += 1
+            continue
+        image_id, kpts, score = e.get("image_id"), e.get("keypoints"), e.get("score")
+        cat = e.get("category_id", gt.person_category)
+        if isinstance(image_id, numbers.Real) and not isinstance(image_id, (bool, np.bool_)) \
+                and float(image_id).is_integer():
+            image_id = int(image_id)
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            skipped["without an integer image_id"] += 1
+        elif image_id not in gt.image_ids:
+            skipped["with image ids not in the annotation file"] += 1
+        elif cat != gt.person_category:
+            skipped[f"with a category_id other than {gt.person_category}"] += 1
+        elif not isinstance(kpts, list) or len(kpts) != n_values:
+            got = len(kpts) if isinstance(kpts, list) else type(kpts).__name__
+            skipped[f"with {got} keypoint values instead of {n_values} ({gt.num_keypoints} keypoints × x,y,score)"] += 1
+        elif not all(_finite_number(v) for v in kpts):
+            skipped["with non-numeric or non-finite keypoint values"] += 1
+        elif not _finite_number(score):
+            skipped["without a finite numeric score"] += 1
+        else:
+            kept.append({"image_id": image_id, "category_id": gt.person_category,
+                         "keypoints": [float(v) for v in kpts], "score": float(score)})
+    if not kept:
+        reason = skipped.most_common(1)[0][0]
+        raise FrposeError(f"{source}: none of its {len(entries)} results is usable "
+                          f"({skipped[reason]} {reason})")
+    return Results(kept, skipped)
+
+
+def load_results(path, gt: GroundTruth) -> Results:
+    return validate_results(_read_json(path, "results file"), gt, source=f"results file {path}")
+
+
+def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotools",
+                       image_ids=None) -> dict:
+    """Run COCOeval(keypoints) on validated results; returns the ten figures by name.
+
+    ``image_ids`` defaults to every image of the annotation file, as pycocotools does, so
+    images where the detector found nobody count as misses (the official protocol).
+    """
+    if not results:
+        raise FrposeError("no results to evaluate")
+    _, COCOeval = _backend_module(backend)
+    coco_gt = gt.coco(backend)
+    sigmas = oks_sigmas_for(gt.num_keypoints)  # raises for keypoint sets without known σ
+    with _quiet():
+        # loadRes adds bbox/area/id to the dicts it gets: hand it copies.
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        if backend == "faster":
+            ev = COCOeval(coco_gt, coco_dt, iouType="keypoints", print_function=lambda *a, **k: None)
+        else:
+            ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        ev.params.kpt_oks_sigmas = sigmas  # the same values both backends default to for COCO
+        if image_ids is not None:
+            ev.params.imgIds = sorted(int(i) for i in image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
+
+
+def metrics_table(metrics: dict, title: str = "COCO keypoints"):
+    """A rich table of the ten figures (percent, as papers print them)."""
+    from rich.table import Table
+
+    table = Table(*METRIC_NAMES, title=title)
+    table.add_row(*("n/a" if metrics[n] < 0 else f"{100 * metrics[n]:.1f}" for n in METRIC_NAMES))
+    return table

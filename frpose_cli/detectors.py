@@ -1,0 +1,241 @@
+"""Person boxes for top-down pose estimation.
+
+Three ways to get them, one interface (``detector(item) -> (M, 5) array of x, y, w, h, score``):
+
+- :class:`TorchvisionDetector`: torchvision's Faster R-CNN ResNet-50 FPN, the detector
+  family the paper uses.  Its weights come from ``--detector-weights FILE`` or from the
+  torch hub cache where torchvision itself would store them; nothing is ever downloaded.
+- :class:`BoxFileDetector`: boxes from a COCO detection-results JSON (``--boxes``), e.g. the
+  detector output Simple Baselines / HRNet / mmpose evaluate with.
+- :class:`WholeImageDetector`: the whole image is one person (for person crops, or when no
+  detector is available).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import read_checkpoint_file
+from .errors import FrposeError
+from .sources import SourceItem
+
+COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
+DETECTOR_CHOICES = ("auto", "torchvision", "whole-image")
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0) -> np.ndarray:
+    """Clip x,y,w,h boxes to the image and drop those left smaller than ``min_size`` px."""
+    if len(boxes) == 0:
+        return _empty_boxes()
+    x1 = np.clip(boxes[:, 0], 0, width)
+    y1 = np.clip(boxes[:, 1], 0, height)
+    x2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y2 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    out = np.stack([x1, y1, x2 - x1, y2 - y1, boxes[:, 4]], 1).astype(np.float32)
+    return out[(out[:, 2] >= min_size) & (out[:, 3] >= min_size)]
+
+
+class WholeImageDetector:
+    name = "whole-image"
+
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        h, w = item.image.shape[:2]
+        return np.array([[0, 0, w, h, 1.0]], np.float32)
+
+
+def _coco_id_from_name(file_name: str) -> int | None:
+    """COCO names images by id (``000000000785.jpg`` → 785)."""
+    m = re.fullmatch(r"(?:COCO_\w+?_)?0*(\d+)", Path(file_name).stem)
+    return int(m.group(1)) if m else None
+
+
+class BoxFileDetector:
+    """Person boxes read from a COCO detection-results file.
+
+    Accepted layouts: a list of ``{"image_id" or "file_name", "bbox": [x, y, w, h], "score",
+    "category_id"}`` records (optionally ``"frame"`` for video frames), or a mapping from
+    image id / file name to such a list.  Records whose ``category_id`` is not 1 (person) are
+    ignored.  An image is matched by its file name relative to the source, its base name,
+    or the COCO id in its name; an image without boxes simply has no persons.
+    """
+    name = "boxes"
+
+    def __init__(self, path, score_thr: float = 0.0):
+        path = Path(path)
+        if not path.is_file():
+            raise FrposeError(f"--boxes file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FrposeError(f"--boxes {path}: not a readable JSON file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120]})") from None
+        records = []
+        if isinstance(data, dict):
+            for key, recs in data.items():
+                if not isinstance(recs, list):
+                    raise FrposeError(f"--boxes {path}: entry {key!r} should be a list of box records")
+                for r in recs:
+                    records.append({**r, "_key": str(key)} if isinstance(r, dict) else r)
+        elif isinstance(data, list):
+            records = data
+        else:
+            raise FrposeError(f"--boxes {path}: expected a list of COCO detection results")
+        self.path, self.score_thr = path, score_thr
+        self.by_key: dict = defaultdict(list)
+        kept = 0
+        for i, r in enumerate(records):
+            try:
+                if int(r.get("category_id", COCO_PERSON_LABEL)) != COCO_PERSON_LABEL:
+                    continue
+                x, y, w, h = (float(v) for v in r["bbox"])
+                score = float(r.get("score", 1.0))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise FrposeError(f"--boxes {path}: record {i} is not a COCO detection "
+                                  "(needs bbox [x, y, w, h] and image_id or file_name)") from None
+            keys = [r[k] for k in ("image_id", "file_name", "_key") if k in r]
+            if not keys:
+                raise FrposeError(f"--boxes {path}: record {i} has neither image_id nor file_name")
+            frame = r.get("frame")
+            for key in keys:
+                self.by_key[(self._norm(key), frame)].append((x, y, w, h, score))
+            kept += 1
+        if kept == 0:
+            raise FrposeError(f"--boxes {path}: no person boxes in it (category_id 1)")
+
+    @staticmethod
+    def _norm(key) -> str:
+        key = str(key).replace("\\", "/")
+        return str(int(key)) if key.isdigit() else key
+
+    def boxes_for(self, file_name: str, frame: int | None = None) -> np.ndarray:
+        candidates = [file_name, Path(file_name).name]
+        coco_id = _coco_id_from_name(file_name)
+        if coco_id is not None:
+            candidates.append(str(coco_id))
+        for key in candidates:
+            found = self.by_key.get((self._norm(key), frame))
+            if found:
+                boxes = np.array(found, np.float32)
+                return boxes[boxes[:, 4] >= self.score_thr]
+        return _empty_boxes()
+
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        h, w = item.image.shape[:2]
+        return clip_boxes(self.boxes_for(item.file_name, item.frame), w, h)
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+def torchvision_weights_file_name() -> str:
+    """The file name torchvision gives the COCO Faster R-CNN ResNet-50 FPN weights it downloads."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    return FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url.rsplit("/", 1)[-1]
+
+
+def torchvision_weights_url() -> str:
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    return FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
+
+
+def cached_detector_weights() -> Path:
+    """Where torchvision would have cached the detector weights (``torch.hub.get_dir()/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / torchvision_weights_file_name()
+
+
+def how_to_get_detector() -> str:
+    return (f"download {torchvision_weights_url()} into {cached_detector_weights().parent}/ "
+            "or pass --detector-weights FILE, or give boxes with --boxes DET_JSON")
+
+
+class TorchvisionDetector:
+    """torchvision's ``fasterrcnn_resnet50_fpn`` built without any download, weights from a file.
+
+    ``min_size``/``max_size`` are the detector's own resize bounds (800/1333 as trained);
+    a smaller ``min_size`` trades recall on small people for speed on a CPU.
+    """
+    name = "torchvision"
+
+    def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
+                 min_size: int = 800, max_size: int = 1333):
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        weights_path = Path(weights_path)
+        state = read_checkpoint_file(weights_path)
+        if isinstance(state, dict):
+            for wrapper in ("model", "state_dict"):   # common training-checkpoint wrappers
+                if wrapper in state and isinstance(state[wrapper], dict):
+                    state = state[wrapper]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise FrposeError(f"--detector-weights {weights_path}: not a state dict of tensors")
+        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        head = state.get("roi_heads.box_predictor.cls_score.weight")
+        if head is None:
+            raise FrposeError(f"--detector-weights {weights_path}: not Faster R-CNN weights "
+                              "(no roi_heads.box_predictor); expected fasterrcnn_resnet50_fpn (COCO)")
+        num_classes = int(head.shape[0])
+        if num_classes <= COCO_PERSON_LABEL:
+            raise FrposeError(f"--detector-weights {weights_path}: {num_classes} classes, no person class")
+        self.model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
+                                             min_size=min_size, max_size=max_size,
+                                             box_score_thresh=min(score_thr, 0.05))
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise FrposeError(f"--detector-weights {weights_path} does not fit fasterrcnn_resnet50_fpn "
+                              f"({str(e).splitlines()[0][:160]})") from None
+        self.device = torch.device(device)
+        self.model.eval().to(self.device)
+        self.score_thr, self.weights_path = score_thr, weights_path
+
+    @torch.inference_mode()
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        image = item.image
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        out = self.model([tensor.to(self.device)])[0]   # RGB in 0..1, as torchvision's detectors expect
+        keep = (out["labels"] == COCO_PERSON_LABEL) & (out["scores"] >= self.score_thr)
+        xyxy = out["boxes"][keep].cpu().numpy()
+        scores = out["scores"][keep].cpu().numpy()
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1)
+        h, w = image.shape[:2]
+        return clip_boxes(boxes.astype(np.float32), w, h)
+
+
+def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",
+                  det_thr: float = 0.3, det_size: int = 800, warn=print):
+    """The person detector the user asked for.
+
+    ``--boxes`` wins; ``torchvision`` needs weights (error otherwise); ``auto`` uses torchvision
+    when weights are found and otherwise falls back to the whole image with a one-line warning.
+    """
+    if detector not in DETECTOR_CHOICES:
+        raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
+    if boxes is not None:
+        if detector == "torchvision" or detector_weights is not None:
+            raise FrposeError("--boxes gives the person boxes; do not combine it with "
+                              "--detector torchvision / --detector-weights")
+        return BoxFileDetector(boxes, score_thr=det_thr)
+    if detector == "whole-image":
+        return WholeImageDetector()
+    if detector_weights is not None:
+        weights = Path(detector_weights)
+        if not weights.is_file():
+            raise FrposeError(f"--detector-weights file not found: {weights}")
+    else:
+        weights = cached_detector_weights()
+        if not weights.is_file():
+            if detector == "torchvision":
+                raise FrposeError(f"no detector weights for --detector torchvision: {how_to_get_detector()}")
+            warn(f"warning: no person detector weights found, using the whole image as one person; "
+                 f"to detect people {how_to_get_detector()}")
+            return WholeImageDetector()
+    return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
+                               max_size=max(det_size, round(det_size * 1333 / 800)))

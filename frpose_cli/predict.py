@@ -1,0 +1,420 @@
+"""`frpose predict` core: source → person boxes → batched crops → heatmaps → keypoints → files.
+
+One streaming pass: an image is read, its persons are detected and cropped, and the crops
+wait in a batch; when the batch is full the network runs (with the flip test), keypoints
+are decoded back into image pixels, and that batch's images get their records and
+overlays.  Only the current batch's images are in memory.
+
+Outputs in the run folder::
+
+    predictions.json   COCO keypoint results (+ file_name, frame, bbox, box_score)
+    images.json        every processed image (also those with no person) and every skipped file
+    vis/               overlays (images keep their relative path; a video → one .mp4)
+    heatmaps/          heatmap overlays with --save-heatmaps
+
+Both JSON files are rewritten atomically (temp file + rename) every ``save_every`` images
+and at the end, so an interrupted run keeps everything it wrote and ``resume`` continues it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import model_from_checkpoint
+from .codecs import codec_for_card
+from .detectors import make_detector
+from .device import pick_device, synchronize
+from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
+from .errors import FrposeError
+from .fileio import atomic_write_json
+from .geometry import box_to_center_scale, crop_image, warp_matrix
+from .inference import decode_to_image, run_heatmaps
+from .keypoints import COCO17_NAMES, COCO17_SIGMAS
+from .optimize import prepare_for_inference
+from .oks_nms import oks_nms, rescore
+from .sources import Source, SourceItem
+
+STAGES = ("read", "detect", "crop", "pose", "decode", "write")
+PREDICTIONS, IMAGES = "predictions.json", "images.json"
+
+
+@dataclass
+class PredictOptions:
+    source: str
+    weights: str | None = None
+    model: str | None = None
+    input_size: tuple | None = None
+    detector: str = "auto"
+    detector_weights: str | None = None
+    boxes: str | None = None
+    det_thr: float = 0.3
+    det_size: int = 800
+    nms_thr: float = 0.9
+    device: str | None = None
+    batch_size: int = 16
+    flip: bool = True
+    kpt_thr: float = 0.3
+    out: str | None = None
+    resume: bool = False
+    vid_stride: int = 1
+    save_vis: bool = True
+    save_heatmaps: bool = False
+    save_every: int = 50
+    progress: bool = True
+
+
+@dataclass
+class PredictSummary:
+    out_dir: Path
+    images: int = 0                # processed in this run (images + video frames)
+    persons: int = 0
+    resumed: int = 0               # already in predictions.json, skipped by --resume
+    skipped: list = field(default_factory=list)   # (file name, reason)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    detector: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 when some inputs were skipped (the CLI uses 2 for usage/fatal errors)."""
+        return 1 if self.skipped else 0
+
+
+def next_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Path:
+    """``runs/predict/run1``, ``run2``, ...: the first number after the highest one there."""
+    numbers = [int(m.group(1)) for p in (base.iterdir() if base.is_dir() else ())
+               if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
+    return base / f"{prefix}{max(numbers, default=0) + 1}"
+
+
+def latest_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Path | None:
+    runs = [(int(m.group(1)), p) for p in (base.iterdir() if base.is_dir() else ())
+            if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
+    return max(runs)[1] if runs else None
+
+
+def image_id_for(item: SourceItem) -> int:
+    """COCO's id when the name is one (``000000000785.jpg`` → 785), else the stream position."""
+    if item.frame is None:
+        m = re.fullmatch(r"(?:COCO_\w+?_)?0*(\d+)", Path(item.file_name).stem)
+        if m:
+            return int(m.group(1))
+    return item.index
+
+
+def overlay_name(file_name: str, video: bool = False) -> str:
+    p = Path(file_name)
+    if video:
+        return p.with_suffix(".mp4").as_posix()
+    return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
+
+
+class StageTimer:
+    def __init__(self, device):
+        self.device, self.seconds = device, dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if stage in ("detect", "pose"):
+                synchronize(self.device)
+            self.seconds[stage] += time.perf_counter() - start
+
+
+class PosePredictor:
+    """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints."""
+
+    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True):
+        if not weights:
+            raise FrposeError("no pose weights: pass --weights CKPT, a checkpoint written by `frpose train` "
+                              "(train one with `frpose train frpose-r34 --data COCO_DIR`)")
+        model, self.card, ckpt = model_from_checkpoint(weights, model_name, input_size)
+        self.device = pick_device(device)
+        self.model = prepare_for_inference(model, self.device, "fused")
+        codec_info = ckpt.get("codec") or {}
+        self.codec = codec_for_card(self.card, codec_info.get("name"))
+        self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
+        h, w = self.card.input_size
+        self.input_wh, self.aspect = (w, h), w / h
+        norm = self.card.normalize
+        self.mean = torch.tensor(norm["mean"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(norm["std"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        names = tuple(self.card.keypoints.names)
+        self.oks_sigmas = (np.array(COCO17_SIGMAS) / 10.0 if names == COCO17_NAMES
+                           else np.full(len(names), 0.07))
+
+    def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
+        """Affine crops of the boxes (uint8, N×H×W×3) and their centres and scales."""
+        centers, scales, crops = [], [], []
+        for box in boxes:
+            c, s = box_to_center_scale(box[:4], self.aspect)
+            centers.append(c)
+            scales.append(s)
+            crops.append(crop_image(image_rgb, c, s, 0, self.input_wh, udp=self.codec.use_udp))
+        h, w = self.input_wh[1], self.input_wh[0]
+        return (np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8),
+                np.array(centers, np.float32).reshape(-1, 2), np.array(scales, np.float32).reshape(-1, 2))
+
+    def heatmaps(self, crops_uint8: np.ndarray, batch_size: int = 16) -> torch.Tensor:
+        """Normalised on the device (uint8 crosses the bus), run in chunks, flip test included."""
+        outs = []
+        for i in range(0, len(crops_uint8), batch_size):
+            x = torch.from_numpy(crops_uint8[i:i + batch_size]).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
+            x = x.contiguous(memory_format=torch.channels_last)
+            outs.append(run_heatmaps(self.model, x, flip=self.flip, flip_index=self.flip_index,
+                                     stride=self.card.stride, codec=self.codec))
+        return torch.cat(outs) if outs else torch.zeros((0, self.card.keypoints.num_keypoints,
+                                                         *self.card.heatmap_size))
+
+    def decode(self, heatmaps, centers, scales) -> np.ndarray:
+        kpts, scores = decode_to_image(self.codec, heatmaps, centers, scales)
+        return np.concatenate([kpts, scores[..., None]], -1)
+
+    def __call__(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        crops, centers, scales = self.crops(image_rgb, boxes)
+        return self.decode(self.heatmaps(crops), centers, scales)
+
+
+def make_record(item: SourceItem, image_id: int, kpts: np.ndarray, box: np.ndarray, score: float) -> dict:
+    rec = {"image_id": image_id, "file_name": item.file_name, "category_id": 1,
+           "keypoints": [round(float(v), 2) for v in kpts.reshape(-1)],
+           "score": round(float(score), 5), "bbox": [round(float(v), 2) for v in box[:4]],
+           "box_score": round(float(box[4]), 5)}
+    if item.frame is not None:
+        rec["frame"] = item.frame
+    return rec
+
+
+class RunWriter:
+    """predictions.json + images.json of one run folder, rewritten atomically as the run goes."""
+
+    def __init__(self, out_dir: Path, resume: bool, meta: dict, save_every: int):
+        self.out_dir, self.meta, self.save_every = out_dir, meta, max(1, save_every)
+        self.records, self.images, self.skipped = [], [], []
+        pred_path = out_dir / PREDICTIONS
+        if pred_path.exists() and not resume:
+            raise FrposeError(f"{out_dir} already holds {PREDICTIONS}; pass --resume to continue that run "
+                              "or choose another --out")
+        if resume and pred_path.exists():
+            self.records = self._read_list(pred_path)
+            info = self._read_json(out_dir / IMAGES) if (out_dir / IMAGES).exists() else {}
+            self.images = list(info.get("images", [])) if isinstance(info, dict) else []
+        self.done = {(r.get("file_name"), r.get("frame")) for r in self.records + self.images}
+        self.since_save = 0
+
+    @staticmethod
+    def _read_json(path: Path):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FrposeError(f"--resume: cannot read {path} ({type(e).__name__}); "
+                              "move it away to start over") from None
+
+    def _read_list(self, path: Path) -> list:
+        data = self._read_json(path)
+        if not isinstance(data, list) or not all(isinstance(r, dict) and "file_name" in r for r in data):
+            raise FrposeError(f"--resume: {path} is not an frpose predictions file (a list of records "
+                              "with file_name)")
+        return data
+
+    def add(self, item: SourceItem, image_id: int, records: list[dict]) -> None:
+        self.records.extend(records)
+        entry = {"file_name": item.file_name, "image_id": image_id, "width": int(item.image.shape[1]),
+                 "height": int(item.image.shape[0]), "persons": len(records)}
+        if item.frame is not None:
+            entry["frame"] = item.frame
+        self.images.append(entry)
+        self.done.add(item.key)
+        self.since_save += 1
+        # Rewrites grow with the file; spacing them by ≥10 % of the work keeps the total linear.
+        if self.since_save >= max(self.save_every, len(self.images) // 10):
+            self.save()
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append({"file_name": name, "reason": reason})
+
+    def save(self) -> None:
+        atomic_write_json(self.out_dir / PREDICTIONS, self.records)
+        atomic_write_json(self.out_dir / IMAGES, {**self.meta, "images": self.images, "skipped": self.skipped},
+                          indent=1)
+        self.since_save = 0
+
+
+def resolve_out_dir(out, resume: bool) -> Path:
+    if out:
+        return Path(out)
+    if resume:
+        latest = latest_run_dir()
+        if latest is None:
+            raise FrposeError("--resume: no earlier run under runs/predict; pass --out DIR")
+        return latest
+    return next_run_dir()
+
+
+def run_predict(opts: PredictOptions, log=print) -> PredictSummary:
+    """Run the whole pipeline; ``log`` receives one-line warnings."""
+    if opts.batch_size < 1:
+        raise FrposeError(f"--batch-size must be at least 1 (got {opts.batch_size})")
+    source = Source(opts.source, vid_stride=opts.vid_stride)   # checks the source exists first
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip)
+    detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
+                             opts.det_thr, opts.det_size, warn=log)
+    out_dir = resolve_out_dir(opts.out, opts.resume)
+    meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
+            "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
+            "detector": detector.name, "flip": opts.flip}
+    writer = RunWriter(out_dir, opts.resume, meta, opts.save_every)
+    summary = PredictSummary(out_dir=out_dir, detector=detector.name)
+    timer = StageTimer(predictor.device)
+    run = _Run(opts, predictor, detector, writer, summary, timer)
+    start = time.perf_counter()
+    try:
+        run.loop(source)
+    finally:
+        run.close()
+        summary.timings = timer.seconds
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+class _Run:
+    """The streaming loop's state: pending batch, open overlay videos, counters."""
+
+    def __init__(self, opts, predictor: PosePredictor, detector, writer: RunWriter, summary, timer):
+        self.opts, self.pred, self.detector = opts, predictor, detector
+        self.writer, self.summary, self.timer = writer, summary, timer
+        self.pending, self.pending_crops = [], 0
+        self.videos: dict[str, VideoOverlayWriter] = {}
+        self.done_records = None   # (file_name, frame) → records, for redrawing resumed video frames
+
+    def loop(self, source: Source) -> None:
+        from tqdm import tqdm
+
+        items = iter(source)
+        bar = tqdm(desc="predict", unit="img", disable=not self.opts.progress, dynamic_ncols=True)
+        try:
+            while True:
+                with self.timer("read"):
+                    item = next(items, None)
+                if item is None:
+                    break
+                bar.update(1)
+                self.handle(item)
+        finally:
+            bar.close()
+        self.flush()
+
+    def handle(self, item: SourceItem) -> None:
+        if item.error:
+            self.writer.skip(item.file_name, item.error)
+            self.summary.skipped.append((item.file_name, item.error))
+            return
+        if item.key in self.writer.done:
+            self.summary.resumed += 1
+            if item.frame is not None and self.opts.save_vis:
+                self.redraw_done_frame(item)
+            return
+        with self.timer("detect"):
+            boxes = self.detector(item)
+        with self.timer("crop"):
+            crops, centers, scales = self.pred.crops(item.image, boxes)
+        self.pending.append((item, boxes, crops, centers, scales))
+        self.pending_crops += len(crops)
+        if self.pending_crops >= self.opts.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        crops = np.concatenate([p[2] for p in self.pending])
+        centers = np.concatenate([p[3] for p in self.pending])
+        scales = np.concatenate([p[4] for p in self.pending])
+        with self.timer("pose"):
+            heatmaps = self.pred.heatmaps(crops, self.opts.batch_size)
+        with self.timer("decode"):
+            kpts = self.pred.decode(heatmaps, centers, scales) if len(crops) else np.zeros((0, 0, 3))
+        start = 0
+        for item, boxes, item_crops, item_centers, item_scales in self.pending:
+            n = len(item_crops)
+            with self.timer("write"):
+                self.finish_image(item, boxes, kpts[start:start + n], heatmaps[start:start + n],
+                                  item_centers, item_scales)
+            start += n
+        self.pending, self.pending_crops = [], 0
+
+    def finish_image(self, item, boxes, kpts, heatmaps, centers, scales) -> None:
+        scores = rescore(boxes[:, 4], kpts[:, :, 2]) if len(boxes) else np.zeros(0)
+        keep = list(range(len(boxes)))
+        if len(boxes) > 1 and self.opts.nms_thr < 1.0:   # two boxes on one person → one pose
+            keep = oks_nms(kpts, scores, scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
+        image_id = image_id_for(item)
+        records = [make_record(item, image_id, kpts[i], boxes[i], scores[i]) for i in keep]
+        self.writer.add(item, image_id, records)
+        self.summary.images += 1
+        self.summary.persons += len(records)
+        try:
+            if self.opts.save_vis:
+                self.save_overlay(item, kpts[keep], boxes[keep])
+            if self.opts.save_heatmaps and len(keep):
+                self.save_heatmap_overlay(item, heatmaps[keep].numpy(), centers[keep], scales[keep])
+        except OSError as e:
+            reason = f"overlay not written ({e})"
+            self.writer.skip(item.file_name, reason)
+            self.summary.skipped.append((item.file_name, reason))
+
+    def save_overlay(self, item, kpts, boxes) -> None:
+        canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
+        vis_dir = self.writer.out_dir / "vis"
+        if item.frame is None:
+            write_image(vis_dir / overlay_name(item.file_name), canvas)
+            return
+        video = self.videos.get(item.file_name)
+        if video is None:
+            video = self.videos[item.file_name] = VideoOverlayWriter(
+                vis_dir / overlay_name(item.file_name, video=True), item.fps)
+        video.write(canvas)
+
+    def redraw_done_frame(self, item) -> None:
+        """A resumed video's overlay is rewritten whole, so frames done earlier are drawn from their records."""
+        if self.done_records is None:
+            self.done_records = {}
+            for r in self.writer.records:
+                self.done_records.setdefault((r["file_name"], r.get("frame")), []).append(r)
+        recs = self.done_records.get(item.key, [])
+        k = self.pred.card.keypoints.num_keypoints
+        kpts = np.array([r["keypoints"] for r in recs], np.float32).reshape(-1, k, 3)
+        boxes = np.array([r["bbox"] + [r.get("box_score", 1.0)] for r in recs], np.float32).reshape(-1, 5)
+        self.save_overlay(item, kpts, boxes)
+
+    def save_heatmap_overlay(self, item, heatmaps, centers, scales) -> None:
+        hh, hw = heatmaps.shape[-2:]
+        inv = [warp_matrix(c, s, 0, (hw, hh), inv=True, udp=self.pred.codec.use_udp)
+               for c, s in zip(centers, scales)]
+        heat = heatmap_to_image(heatmaps, inv, item.image.shape[:2])
+        name = overlay_name(item.file_name) if item.frame is None else \
+            f"{Path(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
+        write_image(self.writer.out_dir / "heatmaps" / name, overlay_heatmap(item.image, stretch_heat(heat)))
+
+    def close(self) -> None:
+        for video in self.videos.values():
+            video.close()
+        w = self.writer
+        if w.images or w.skipped or (w.out_dir / PREDICTIONS).exists():   # no empty run folders
+            w.save()
+
+
+def stretch_heat(heat: np.ndarray) -> np.ndarray:
+    """Stretch to the full colour range so weak (e.g. untrained) heatmaps are still visible."""
+    top = float(heat.max()) if heat.size else 0.0
+    return heat / top if top > 0 else heat

@@ -1,0 +1,56 @@
+"""`frpose bench`: the JSON it writes and its one-line errors."""
+import json
+import subprocess
+import sys
+
+from frpose_cli.bench import bench_card, count_macs, latency_ratios
+from frpose_cli.cards import load_card
+
+import torch
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "frpose_cli", *args], capture_output=True, text=True)
+
+
+def test_bench_cli_writes_json_per_model_and_size(tmp_path):
+    out = tmp_path / "bench.json"
+    res = run_cli("bench", "sbn-r18", "frpose-r18", "--input-size", "64x64", "--input-size", "96x64",
+                  "--iters", "2", "--warmup", "0", "--batch", "2", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["model"], r["input_size"]) for r in rows] == [
+        ("sbn-r18", [64, 64]), ("frpose-r18", [64, 64]), ("sbn-r18", [96, 64]), ("frpose-r18", [96, 64])]
+    for r in rows:
+        for key in ("params_m", "gmacs", "latency_ms", "latency_p90_ms", "throughput_ips", "peak_share"):
+            assert r[key] > 0, key
+        stride = 4 if r["model"].startswith("sbn") else 1
+        assert r["heatmap_size"] == [r["input_size"][0] // stride, r["input_size"][1] // stride]
+        assert r["latency_p90_ms"] >= r["latency_ms"]
+    # MACs scale with the input area (fully convolutional network).
+    assert abs(rows[2]["gmacs"] / rows[0]["gmacs"] - 1.5) < 0.02
+    assert "GMACs = multiply-accumulates" in res.stdout.replace("\n", " ")
+
+
+def test_bench_cli_errors_are_one_line():
+    for args, needle in ((["bench", "nope"], "unknown model"), (["bench", "sbn-r18", "--input-size", "100x64"], "multiples of 32"),
+                         (["bench", "sbn-r18", "--setup", "turbo"], "unknown --setup")):
+        res = run_cli(*args)
+        assert res.returncode == 2
+        assert needle in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_latency_ratio_uses_matching_size_and_setup():
+    dev = torch.device("cpu")
+    rows = [bench_card(load_card(n, (64, 64)), dev, "eager", batch=1, warmup=0, iters=1, matmul_peak=1.0)
+            for n in ("frpose-r18", "sbn-r18")]
+    rows[0].model, rows[1].model = "frpose-r34", "sbn-r152"
+    (q,) = latency_ratios(rows)
+    assert q["ratio"] == rows[0].latency_ms / rows[1].latency_ms and q["setup"] == "eager"
+
+
+def test_macs_are_counted_for_convolutions_and_deconvolutions():
+    # A single deconvolution of known cost: Cin·Cout·k²·Hin·Win MACs.
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.ConvTranspose2d(4, 5, 4, 2, 1, bias=False))
+    assert count_macs(m, (8, 6)) == 3 * 4 * 48 + 4 * 5 * 16 * 48

@@ -1,0 +1,129 @@
+"""Person detectors: whole image, COCO detection-result files, torchvision Faster R-CNN from a local file."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from frpose_cli import detectors
+from frpose_cli.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
+                                  make_detector)
+from frpose_cli.errors import FrposeError
+from frpose_cli.sources import SourceItem
+
+DATA = Path(__file__).parent / "data" / "coco"
+DET_JSON = DATA / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person_subset.json"
+
+
+def _item(name="000000000785.jpg", hw=(425, 640), frame=None):
+    return SourceItem(0, Path(name), name, frame=frame, image=np.zeros((*hw, 3), np.uint8))
+
+
+def test_whole_image_box():
+    boxes = WholeImageDetector()(_item(hw=(30, 50)))
+    assert boxes.tolist() == [[0, 0, 50, 30, 1.0]]
+
+
+def test_clip_boxes_to_image_and_drop_empty():
+    boxes = np.array([[-10, -5, 30, 20, .9], [90, 10, 50, 50, .8], [200, 0, 10, 10, .7]], np.float32)
+    out = clip_boxes(boxes, 100, 50)
+    assert out.tolist() == [[0, 0, 20, 15, pytest.approx(.9)], [90, 10, 10, 40, pytest.approx(.8)]]
+
+
+def test_real_detection_file_by_coco_id_and_threshold():
+    records = json.loads(DET_JSON.read_text())
+    det = BoxFileDetector(DET_JSON, score_thr=0.5)
+    for image_id in (785, 40083, 196141, 197388):
+        expected = [r for r in records if r["image_id"] == image_id and r["score"] >= 0.5]
+        boxes = det.boxes_for(f"{image_id:012d}.jpg")
+        assert len(boxes) == len(expected) > 0
+        assert np.allclose(boxes[:, :4], [r["bbox"] for r in expected], atol=1e-3)
+    assert len(BoxFileDetector(DET_JSON, 0.0).boxes_for("000000000785.jpg")) == \
+        sum(r["image_id"] == 785 for r in records)
+    assert len(det.boxes_for("unknown.jpg")) == 0   # no boxes → no persons, not an error
+
+
+def test_detection_file_keyed_by_file_name_and_frame(tmp_path):
+    by_name = tmp_path / "by_name.json"
+    by_name.write_text(json.dumps({"sub/a.jpg": [{"bbox": [1, 2, 3, 4], "score": .9}],
+                                   "b.jpg": [{"bbox": [5, 6, 7, 8], "score": .9, "category_id": 2}]}))
+    det = BoxFileDetector(by_name)
+    assert det.boxes_for("sub/a.jpg")[:, :4].tolist() == [[1, 2, 3, 4]]
+    assert len(det.boxes_for("b.jpg")) == 0   # not a person
+    frames = tmp_path / "frames.json"
+    frames.write_text(json.dumps([{"file_name": "clip.mp4", "frame": 3, "bbox": [0, 0, 9, 9], "score": 1}]))
+    det = BoxFileDetector(frames)
+    assert len(det(_item("clip.mp4", frame=3))) == 1 and len(det(_item("clip.mp4", frame=4))) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not a readable JSON"), ("[{\"image_id\": 1}]", "not a COCO detection"),
+    ("[{\"bbox\": [1, 2, 3, 4]}]", "neither image_id nor file_name"), ("[]", "no person boxes"),
+    ("42", "expected a list")])
+def test_bad_detection_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "det.json"
+    path.write_text(content)
+    with pytest.raises(FrposeError, match=message):
+        BoxFileDetector(path)
+
+
+def test_auto_falls_back_to_whole_image_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    warnings = []
+    det = make_detector("auto", warn=warnings.append)
+    assert isinstance(det, WholeImageDetector)
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "fasterrcnn_resnet50_fpn_coco" in warnings[0] and "--detector-weights" in warnings[0]
+    with pytest.raises(FrposeError, match="no detector weights"):
+        make_detector("torchvision")
+    with pytest.raises(FrposeError, match="not found"):
+        make_detector("torchvision", detector_weights=tmp_path / "missing.pth")
+    assert isinstance(make_detector("auto", boxes=DET_JSON), BoxFileDetector)
+    with pytest.raises(FrposeError, match="unknown --detector"):
+        make_detector("yolo")
+
+
+@pytest.fixture(scope="module")
+def random_detector_weights(tmp_path_factory):
+    """A randomly initialised Faster R-CNN saved as a plain state dict (nothing downloaded)."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+    torch.manual_seed(0)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    path = tmp_path_factory.mktemp("det") / detectors.torchvision_weights_file_name()
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_torchvision_detector_from_file_and_from_hub_cache(random_detector_weights, monkeypatch):
+    det = TorchvisionDetector(random_detector_weights, score_thr=0.0, min_size=64, max_size=96)
+    boxes = det(_item(hw=(48, 64)))
+    assert boxes.ndim == 2 and boxes.shape[1] == 5
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 64 + 1e-3).all()
+
+    # Outputs are filtered to persons above the threshold and turned into x, y, w, h.
+    fake = {"boxes": torch.tensor([[10., 5., 30., 45.], [0., 0., 5., 5.], [1., 1., 9., 9.]]),
+            "labels": torch.tensor([1, 3, 1]), "scores": torch.tensor([.9, .95, .2])}
+    det.score_thr = 0.5
+    monkeypatch.setattr(det, "model", lambda images: [fake])
+    assert det(_item(hw=(48, 64))).tolist() == [[10, 5, 20, 40, pytest.approx(.9)]]
+
+    # With the file where torchvision caches it, "auto" picks the real detector up.
+    hub = random_detector_weights.parent.parent / "hub"
+    (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
+    cached = hub / "checkpoints" / random_detector_weights.name
+    if not cached.exists():
+        cached.symlink_to(random_detector_weights)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    assert detectors.cached_detector_weights() == cached
+    assert isinstance(make_detector("auto", det_size=64, warn=pytest.fail), TorchvisionDetector)
+
+
+def test_torchvision_detector_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(FrposeError, match="not Faster R-CNN"):
+        TorchvisionDetector(bad)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(FrposeError, match="not a readable PyTorch checkpoint"):
+        TorchvisionDetector(tmp_path / "junk.pth")

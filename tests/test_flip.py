@@ -1,0 +1,141 @@
+"""Flip test: mirrored inputs give mirrored keypoints, and the heatmap shift is the right one per stride."""
+import numpy as np
+import pytest
+import torch
+
+from frpose_cli.cards import load_card
+from frpose_cli.codecs import make_codec
+from frpose_cli.inference import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
+                                  run_heatmaps, shift_heatmaps_x)
+
+SIZE = (128, 96)
+
+
+def test_shift_derivation_per_codec_and_stride():
+    for name in ("sbn", "dark"):
+        assert flip_shift_for_codec(make_codec(name, SIZE, 4, 2.0)) == pytest.approx(0.75)
+        assert flip_shift_for_codec(make_codec(name, SIZE, 1, 8.0)) == 0.0
+        assert flip_shift_for_codec(make_codec(name, SIZE, 2, 4.0)) == pytest.approx(0.5)
+    for stride in (1, 2, 4):
+        assert flip_shift_for_codec(make_codec("udp", SIZE, stride, 2.0)) == 0.0
+        assert flip_shift(stride) == flip_shift_for_codec(make_codec("sbn", SIZE, stride, 2.0))
+
+
+def test_integer_shift_is_simple_baselines_column_copy():
+    h = torch.rand(2, 3, 5, 7)
+    ref = h.clone()
+    ref[..., 1:] = h[..., :-1]          # SBN: output_flipped[:, :, :, 1:] = output_flipped[:, :, :, :-1]
+    assert torch.equal(shift_heatmaps_x(h, 1.0), ref)
+    half = shift_heatmaps_x(h, 0.5)
+    assert torch.allclose(half[..., 1:], 0.5 * (h[..., 1:] + h[..., :-1]))
+    assert torch.equal(shift_heatmaps_x(h, 0.0), h)
+
+
+def _symmetric_batch(n, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, *size, generator=g)
+    return (x + x.flip(-1)) / 2          # exactly mirror-symmetric (float addition commutes)
+
+
+@pytest.mark.parametrize("card_name,codec_name", [("frpose-r18", "sbn"), ("sbn-r18", "udp")])
+def test_symmetric_input_decodes_to_mirrored_keypoints(card_name, codec_name):
+    torch.manual_seed(0)
+    card = load_card(card_name, input_size=SIZE)
+    model = card.build_model().eval()
+    codec = make_codec(codec_name, card.input_size, card.stride, card.sigma)
+    images = _symmetric_batch(2, SIZE)
+    assert torch.equal(images, images.flip(-1))
+    flip_index = card.keypoints.flip_index()
+    heat = run_heatmaps(model, images, flip=True, flip_index=flip_index, codec=codec)
+    # The averaged heatmaps are exact mirrors of each other (joint k ↔ its flip partner):
+    # shift 0 is right at stride 1 and for UDP, so this holds bit for bit.
+    assert torch.equal(heat[:, flip_index].flip(-1), heat)
+    kpts, scores = codec.decode(heat)
+    w = SIZE[1]
+    mirrored = kpts[:, flip_index].copy()
+    mirrored[..., 0] = (w - 1) - mirrored[..., 0]
+    # Left/right joints decode to mirrored positions.  (A self-paired joint such as the nose
+    # has a mirror-symmetric map whose two equal peaks argmax breaks to one side.)
+    paired = [k for k in range(len(flip_index)) if flip_index[k] != k]
+    if codec_name == "sbn":       # argmax + ¼-pixel steps: exactly mirrored
+        np.testing.assert_array_equal(kpts[:, paired], mirrored[:, paired])
+        np.testing.assert_array_equal(scores, scores[:, flip_index])
+    else:                         # Taylor step through a blur: mirrored up to float rounding
+        np.testing.assert_allclose(kpts[:, paired], mirrored[:, paired], atol=1e-3)
+    # Without the flip test the random network's keypoints are not mirrored: the test can fail.
+    plain, _ = codec.decode(run_heatmaps(model, images, flip=False))
+    plain_m = plain[:, flip_index].copy()
+    plain_m[..., 0] = (w - 1) - plain_m[..., 0]
+    assert np.abs(plain - plain_m).max() > 1.0
+
+
+class DotFinder(torch.nn.Module):
+    """A stand-in network that is exactly right: it finds two bright dots in channel 0 and
+    renders the codec's target heatmaps for them (keypoint 0 = the left dot, 1 = the right one)."""
+
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        kpts = []
+        for img in x[:, 0]:
+            ys, xs = torch.nonzero(img > 0.5, as_tuple=True)
+            order = torch.argsort(xs)
+            kpts.append(torch.stack([xs[order], ys[order]], -1).float())
+        heat, _ = self.codec.encode_torch(torch.stack(kpts), torch.ones(len(kpts), 2))
+        return heat
+
+
+def _dot_images(n, size, rng):
+    h, w = size
+    images = torch.zeros(n, 3, h, w)
+    truth = np.zeros((n, 2, 2), np.float32)
+    for i in range(n):
+        xl, xr = rng.integers(12, w // 2 - 4), rng.integers(w // 2 + 4, w - 12)
+        yl, yr = rng.integers(12, h - 12, size=2)
+        images[i, 0, yl, xl] = images[i, 0, yr, xr] = 1.0
+        truth[i] = [[xl, yl], [xr, yr]]
+    return images, truth
+
+
+@pytest.mark.parametrize("codec_name,stride,sigma", [("dark", 4, 2.0), ("dark", 1, 8.0), ("udp", 4, 2.0)])
+def test_flip_test_with_derived_shift_recovers_positions(codec_name, stride, sigma):
+    codec = make_codec(codec_name, SIZE, stride, sigma)
+    model = DotFinder(codec)
+    images, truth = _dot_images(24, SIZE, np.random.default_rng(1))
+
+    def x_error(shift):
+        heat = run_heatmaps(model, images, flip=True, flip_index=[1, 0], codec=codec, shift=shift)
+        kpts, _ = codec.decode(heat)
+        return np.abs(kpts[..., 0] - truth[..., 0]).mean()
+
+    derived = flip_shift_for_codec(codec)
+    err = x_error(derived)
+    assert err < 0.1, f"flip test with the derived shift {derived} is off by {err:.3f} px"
+    # SBN's one pixel (0.5 input px off at stride 4 and at stride 1), and half a pixel more.
+    for wrong in (1.0 if derived != 1.0 else 0.0, derived + 0.5):
+        assert x_error(wrong) > err + 0.2, wrong
+
+
+def test_decode_to_image_inverts_the_crop():
+    from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
+    for name in ("sbn", "dark", "udp"):
+        codec = make_codec(name, SIZE, 4, 2.0)
+        center, scale = box_to_center_scale([100, 50, 80, 200], SIZE[1] / SIZE[0])
+        pts_img = np.array([[120.0, 90.0], [150.0, 200.0]])
+        M = warp_matrix(center, scale, 0, (SIZE[1], SIZE[0]), udp=codec.use_udp)
+        heat, _ = codec.encode(transform_points(pts_img, M), np.ones(2))
+        kpts, scores = decode_to_image(codec, heat[None], center[None], scale[None])
+        # SBN rounds to a heatmap pixel (4 crop px = 4·scale/W image px): off by up to half of it
+        tol = 0.5 * 4 * scale[0] / SIZE[1] + 1e-3 if name == "sbn" else 0.5
+        np.testing.assert_allclose(kpts[0], pts_img, atol=tol)
+        assert scores.min() > 0.9
+
+
+def test_flip_back_swaps_joints_and_mirrors():
+    h = torch.zeros(1, 3, 4, 6)
+    h[0, 1, 2, 1] = 1.0   # joint 1 near the left edge
+    out = flip_back(h, [0, 2, 1], shift=0.0)
+    assert out[0, 2, 2, 4] == 1.0 and out.sum() == 1.0

@@ -1,0 +1,165 @@
+"""The networks of the paper: shapes, sizes, GCB identity at init, SA-MFCD and skip wiring."""
+import pytest
+import torch
+
+from frpose_cli.bench import count_macs, count_params
+from frpose_cli.cards import list_cards, load_card
+from frpose_cli.net.gcb import GlobalContextBlock
+from frpose_cli.net.network import ArchSpec, PoseNet
+
+SMALL = (64, 64)
+
+
+@pytest.mark.parametrize("name", list_cards())
+def test_every_card_builds_runs_forward_and_backward(name):
+    card = load_card(name, input_size=SMALL)
+    model = card.build_model().train()
+    x = torch.randn(2, 3, *SMALL)
+    out = model(x)
+    assert out.shape == (2, card.keypoints.num_keypoints, *card.heatmap_size)
+    # FR cards predict at full input resolution, SBN cards at a quarter.
+    expected_stride = 4 if name.startswith("sbn-") else 1
+    assert card.stride == expected_stride
+    assert card.heatmap_size == (SMALL[0] // expected_stride, SMALL[1] // expected_stride)
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert torch.isfinite(torch.stack([g.abs().sum() for g in grads])).all()
+    # The encoder receives gradient (the head's tiny init must not block it).
+    assert model.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_gcb_is_identity_at_initialisation():
+    torch.manual_seed(0)
+    block = GlobalContextBlock(64).eval()
+    x = torch.randn(2, 64, 9, 7)
+    y, sah = block(x)
+    assert torch.equal(y, x)
+    assert sah.shape == (2, 1, 9, 7)
+    # After a training step the block is no longer the identity: the zero init is a start, not a freeze.
+    torch.nn.init.normal_(block.transform[-1].weight)
+    assert not torch.allclose(block(x)[0], x)
+
+
+def test_gcb_context_is_attention_weighted_mean():
+    torch.manual_seed(0)
+    block = GlobalContextBlock(8, ratio=1.0)
+    x = torch.randn(1, 8, 4, 5)
+    captured = {}
+    block.transform.register_forward_hook(lambda m, i, o: captured.setdefault("ctx", i[0]))
+    block(x)
+    w = torch.softmax(block.attention(x).flatten(1), dim=1)          # 1 × HW
+    expected = (x.flatten(2) * w[:, None, :]).sum(-1)                  # 1 × C
+    assert torch.allclose(captured["ctx"].flatten(1), expected, atol=1e-6)
+
+
+def _decoder_outputs(model, x, perturb=None):
+    outs = {}
+    hooks = [d.register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o.clone()))
+             for k, d in enumerate(model.decoders, start=1)]
+    for name, fusion in model.fusions.items():
+        hooks.append(fusion.register_forward_hook(
+            lambda m, i, o, k=int(name): outs.__setitem__(k, o.clone())))
+    if perturb is not None:
+        hooks.append(perturb)
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return outs
+
+
+def test_sa_mfcd_reaches_decoders_2_to_4_and_only_them():
+    torch.manual_seed(0)
+    model = load_card("frpose-r18", input_size=SMALL).build_model().eval()
+    x = torch.randn(1, 3, *SMALL)
+    base = _decoder_outputs(model, x)
+    hook = model.sa_mfcd.register_forward_hook(lambda m, i, o: o + torch.randn_like(o))
+    changed = _decoder_outputs(model, x, hook)
+    # Decoder 1 runs before any fusion; 2-4 take the SA-MFCD map; 5 inherits the change from 4.
+    assert torch.equal(base[1], changed[1])
+    for d in (2, 3, 4):
+        assert not torch.allclose(base[d], changed[d]), f"decoder {d} does not see SA-MFCD"
+    # The refined map is resized to each decoder's resolution before fusion.
+    fusion_in = {}
+    hooks = [f.register_forward_hook(lambda m, i, o, k=int(n): fusion_in.__setitem__(k, i[1].shape))
+             for n, f in model.fusions.items()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert fusion_in == {2: (1, 256, 8, 8), 3: (1, 256, 16, 16), 4: (1, 256, 32, 32)}
+
+
+def test_sa_mfcd_attention_map_gates_features():
+    torch.manual_seed(0)
+    model = load_card("frpose-r18", input_size=SMALL).build_model().eval()
+    x = torch.randn(1, 3, *SMALL)
+    # Zeroing the fused attention map zeroes the refined features handed to the decoders.
+    hook = model.sa_mfcd.attention_fuse.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    seen = {}
+    h2 = model.sa_mfcd.register_forward_hook(lambda m, i, o: seen.setdefault("refined", o))
+    with torch.no_grad():
+        model(x)
+    hook.remove(), h2.remove()
+    assert torch.count_nonzero(seen["refined"]) == 0
+
+
+def test_vanilla_skip_feeds_same_stride_encoder_maps():
+    torch.manual_seed(0)
+    model = load_card("fr-sbn-gcb-skip-r34", input_size=SMALL).build_model().eval()
+    x = torch.randn(1, 3, *SMALL)
+    shapes = {}
+    hooks = [f.register_forward_hook(lambda m, i, o, k=int(n): shapes.__setitem__(k, tuple(i[1].shape)))
+             for n, f in model.fusions.items()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    # stride 8 ← stage 2 (128 ch), stride 4 ← stage 1 (64 ch), stride 2 ← stem (64 ch)
+    assert shapes == {2: (1, 128, 8, 8), 3: (1, 64, 16, 16), 4: (1, 64, 32, 32)}
+    assert model.sa_mfcd is None
+
+
+def test_arch_spec_rejects_inconsistent_choices():
+    with pytest.raises(ValueError):
+        ArchSpec(depth=35)
+    with pytest.raises(ValueError):
+        ArchSpec(fusion="sa_mfcd", gcb=False)
+    with pytest.raises(ValueError):
+        ArchSpec(decoder_widths=(256, 256, 256), fusion="skip")
+
+
+@pytest.mark.parametrize("name,params_m", [("sbn-r50", 34.0), ("sbn-r101", 53.0), ("sbn-r152", 68.6)])
+def test_sbn_parameter_counts_match_table_2(name, params_m):
+    model = load_card(name).build_model()
+    assert abs(count_params(model) / 1e6 - params_m) <= 0.3
+
+
+def test_frpose_r34_size_and_cost_match_table_2():
+    card = load_card("frpose-r34")
+    model = card.build_model()
+    assert abs(count_params(model) / 1e6 - 33.0) / 33.0 <= 0.10
+    assert abs(count_macs(model, (256, 192)) / 1e9 - 21.3) / 21.3 <= 0.08
+    assert abs(count_macs(model, (384, 288)) / 1e9 - 48.0) / 48.0 <= 0.08
+
+
+def test_table_1_ablations_differ_only_in_their_components():
+    names = ["sbn-r34", "fr-sbn-r34", "fr-sbn-gcb-r34", "fr-sbn-gcb-skip-r34", "frpose-r34"]
+    counts = [count_params(load_card(n).build_model()) for n in names]
+    assert counts == sorted(counts), "each Table 1 row adds parameters to the one before"
+    arch = {n: load_card(n).arch for n in names}
+    assert arch["sbn-r34"].decoder_widths == (256, 256, 256)
+    assert arch["fr-sbn-r34"].decoder_widths == (256, 256, 256, 128, 32) and not arch["fr-sbn-r34"].gcb
+    assert arch["fr-sbn-gcb-r34"].gcb and arch["fr-sbn-gcb-r34"].fusion == "none"
+    assert arch["fr-sbn-gcb-skip-r34"].fusion == "skip"
+    assert arch["frpose-r34"].fusion == "sa_mfcd"
+
+
+def test_posenet_encoder_is_torchvision_resnet_layout():
+    model = PoseNet(ArchSpec(depth=18, decoder_widths=(256, 256, 256), gcb=False, fusion="none"))
+    import torchvision
+    ref = torchvision.models.resnet18(weights=None).state_dict()
+    ours = {**{f"stem.0.{k[6:]}": v for k, v in ref.items() if k.startswith("conv1.")}}
+    assert set(ours) <= set(model.state_dict())
+    assert model.stages[3][1].conv2.weight.shape == ref["layer4.1.conv2.weight"].shape

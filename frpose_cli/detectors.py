@@ -52,7 +52,7 @@ class WholeImageDetector:
         return np.array([[0, 0, w, h, 1.0]], np.float32)
 
 
-def _coco_id_from_name(file_name: str) -> int | None:
+def coco_id_from_name(file_name: str) -> int | None:
     """COCO names images by id (``000000000785.jpg`` → 785)."""
     m = re.fullmatch(r"(?:COCO_\w+?_)?0*(\d+)", Path(file_name).stem)
     return int(m.group(1)) if m else None
@@ -118,7 +118,7 @@ class BoxFileDetector:
 
     def boxes_for(self, file_name: str, frame: int | None = None) -> np.ndarray:
         candidates = [file_name, Path(file_name).name]
-        coco_id = _coco_id_from_name(file_name)
+        coco_id = coco_id_from_name(file_name)
         if coco_id is not None:
             candidates.append(str(coco_id))
         for key in candidates:

@@ -22,12 +22,15 @@ the mirrored-back map to line up with the unflipped one, it must be moved right 
 
     d = (W - 1 - 2b)/a - (Wh - 1)   heatmap pixels,
 
-which is 1 - 1/stride for SBN/DARK: 0.75 at stride 4 (Simple Baselines rounds this to one
-pixel), **0 at stride 1** (full-resolution heatmaps need no shift), and 0 for UDP at any
-stride.  Fractional shifts are applied by linear interpolation along x; the edge column
-is repeated (as SBN does for its 1-pixel shift).
+which is 1 - 1/stride for SBN/DARK: 0.75 at stride 4, **0 at stride 1** (full-resolution
+heatmaps need no shift), and 0 for UDP at any stride.  The ``sbn`` codec, whose targets sit
+on whole heatmap pixels, rounds it half up (1 at stride 4, as Simple Baselines; 0 at
+stride 1).  Fractional shifts are applied by linear interpolation along x; the edge
+column is repeated (as SBN does for its 1-pixel shift).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -36,17 +39,26 @@ from .geometry import transform_points, warp_matrix
 
 
 def flip_shift(stride: int) -> float:
-    """Shift (heatmap pixels, rightwards) that aligns a mirrored-back heatmap at ``stride``
-    for codecs that read heatmap pixel u as input pixel u·stride (sbn, dark)."""
+    """Exact shift (heatmap pixels, rightwards) that aligns a mirrored-back heatmap at
+    ``stride`` for codecs that read heatmap pixel u as input pixel u·stride (dark; sbn
+    rounds it, see :func:`flip_shift_for_codec`)."""
     return 1.0 - 1.0 / float(stride)
 
 
 def flip_shift_for_codec(codec) -> float:
-    """The aligning shift for ``codec`` from its own heatmap→input map (x = a·u + b)."""
+    """The aligning shift for ``codec`` from its own heatmap→input map (x = a·u + b).
+
+    The ``sbn`` codec centres its Gaussians on whole heatmap pixels (``round(x/stride)``),
+    so a joint's mirrored-back peak sits a whole number of pixels off (1 for three of
+    every four sub-pixel positions at stride 4, 0 for the other): its shift is the derived
+    one rounded half up, which keeps averaged peaks sharp.  That is Simple Baselines'
+    one pixel at stride 4 and 0 at stride 1.  Sub-pixel codecs (dark, udp) take it exactly.
+    """
     (_, w), (_, wh) = codec.input_size, codec.heatmap_size
     x0, x1 = codec.from_heatmap(np.array([[0.0, 0.0], [1.0, 0.0]], np.float32))[:, 0].astype(np.float64)
     a, b = x1 - x0, x0
-    return round(float((w - 1 - 2 * b) / a - (wh - 1)), 4)  # float32 maps: drop 1e-6 noise
+    exact = round(float((w - 1 - 2 * b) / a - (wh - 1)), 4)  # float32 maps: drop 1e-6 noise
+    return float(math.floor(exact + 0.5)) if getattr(codec, "name", "") == "sbn" else exact
 
 
 def shift_heatmaps_x(heatmaps: torch.Tensor, shift: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ COCO17_NAMES = (
     "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
-# COCO's per-keypoint OKS falloff constants (pycocotools' COCOeval defaults).
+# COCO's per-keypoint OKS constants ×10, as pycocotools writes them (it divides by 10 before use).
 COCO17_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
                  1.07, 1.07, .87, .87, .89, .89)
 

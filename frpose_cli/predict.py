@@ -17,6 +17,7 @@ and at the end, so an interrupted run keeps everything it wrote and ``resume`` c
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -29,7 +30,7 @@ import torch
 
 from .checkpoint import model_from_checkpoint
 from .codecs import codec_for_card
-from .detectors import make_detector
+from .detectors import coco_id_from_name, make_detector
 from .device import pick_device, synchronize
 from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from .errors import FrposeError
@@ -102,11 +103,8 @@ def latest_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Pa
 
 def image_id_for(item: SourceItem) -> int:
     """COCO's id when the name is one (``000000000785.jpg`` → 785), else the stream position."""
-    if item.frame is None:
-        m = re.fullmatch(r"(?:COCO_\w+?_)?0*(\d+)", Path(item.file_name).stem)
-        if m:
-            return int(m.group(1))
-    return item.index
+    coco_id = coco_id_from_name(item.file_name) if item.frame is None else None
+    return item.index if coco_id is None else coco_id
 
 
 def overlay_name(file_name: str, video: bool = False) -> str:
@@ -201,7 +199,7 @@ class RunWriter:
 
     def __init__(self, out_dir: Path, resume: bool, meta: dict, save_every: int):
         self.out_dir, self.meta, self.save_every = out_dir, meta, max(1, save_every)
-        self.records, self.images, self.skipped = [], [], []
+        self.records, self.images, self.skipped, self.previous = [], [], [], {}
         pred_path = out_dir / PREDICTIONS
         if pred_path.exists() and not resume:
             raise FrposeError(f"{out_dir} already holds {PREDICTIONS}; pass --resume to continue that run "
@@ -210,6 +208,8 @@ class RunWriter:
             self.records = self._read_list(pred_path)
             info = self._read_json(out_dir / IMAGES) if (out_dir / IMAGES).exists() else {}
             self.images = list(info.get("images", [])) if isinstance(info, dict) else []
+            self.previous = {k: v for k, v in info.items() if k not in ("images", "skipped")} \
+                if isinstance(info, dict) else {}
         self.done = {(r.get("file_name"), r.get("frame")) for r in self.records + self.images}
         self.since_save = 0
 
@@ -262,25 +262,37 @@ def resolve_out_dir(out, resume: bool) -> Path:
     return next_run_dir()
 
 
-def run_predict(opts: PredictOptions, log=print) -> PredictSummary:
-    """Run the whole pipeline; ``log`` receives one-line warnings."""
+def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummary:
+    """Run the whole pipeline; ``log`` receives one-line warnings.  ``detector`` (Python API):
+    any callable ``SourceItem -> (M, 5) x, y, w, h, score`` used instead of the options' one."""
     if opts.batch_size < 1:
         raise FrposeError(f"--batch-size must be at least 1 (got {opts.batch_size})")
-    source = Source(opts.source, vid_stride=opts.vid_stride)   # checks the source exists first
-    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip)
-    detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
-                             opts.det_thr, opts.det_size, warn=log)
+    # Cheap checks first, so a mistake is reported before any model is loaded.
+    source = Source(opts.source, vid_stride=opts.vid_stride)
+    items = iter(source)
+    read_start = time.perf_counter()
+    first = next(items)   # raises for an empty source
+    first_read = time.perf_counter() - read_start
     out_dir = resolve_out_dir(opts.out, opts.resume)
-    meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
-            "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
-            "detector": detector.name, "flip": opts.flip}
-    writer = RunWriter(out_dir, opts.resume, meta, opts.save_every)
-    summary = PredictSummary(out_dir=out_dir, detector=detector.name)
+    writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip)
+    if detector is None:
+        detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
+                                 opts.det_thr, opts.det_size, warn=log)
+    writer.meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
+                   "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
+                   "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip}
+    for key in ("model", "input_size"):   # one predictions file, one model
+        if key in writer.previous and writer.previous[key] != writer.meta[key]:
+            raise FrposeError(f"--resume: {out_dir} was made with {key} {writer.previous[key]}, "
+                              f"not {writer.meta[key]}; use another --out")
+    summary = PredictSummary(out_dir=out_dir, detector=writer.meta["detector"])
     timer = StageTimer(predictor.device)
+    timer.seconds["read"] += first_read
     run = _Run(opts, predictor, detector, writer, summary, timer)
     start = time.perf_counter()
     try:
-        run.loop(source)
+        run.loop(itertools.chain([first], items))
     finally:
         run.close()
         summary.timings = timer.seconds
@@ -294,34 +306,34 @@ class _Run:
     def __init__(self, opts, predictor: PosePredictor, detector, writer: RunWriter, summary, timer):
         self.opts, self.pred, self.detector = opts, predictor, detector
         self.writer, self.summary, self.timer = writer, summary, timer
-        self.pending, self.pending_crops = [], 0
+        self.pending, self.pending_crops, self.bar = [], 0, None
         self.videos: dict[str, VideoOverlayWriter] = {}
         self.done_records = None   # (file_name, frame) → records, for redrawing resumed video frames
 
-    def loop(self, source: Source) -> None:
+    def loop(self, items) -> None:
         from tqdm import tqdm
 
-        items = iter(source)
-        bar = tqdm(desc="predict", unit="img", disable=not self.opts.progress, dynamic_ncols=True)
+        self.bar = tqdm(desc="predict", unit="img", disable=not self.opts.progress, dynamic_ncols=True)
         try:
             while True:
                 with self.timer("read"):
                     item = next(items, None)
                 if item is None:
                     break
-                bar.update(1)
                 self.handle(item)
+            self.flush()
         finally:
-            bar.close()
-        self.flush()
+            self.bar.close()
 
     def handle(self, item: SourceItem) -> None:
         if item.error:
             self.writer.skip(item.file_name, item.error)
             self.summary.skipped.append((item.file_name, item.error))
+            self.bar.update(1)
             return
         if item.key in self.writer.done:
             self.summary.resumed += 1
+            self.bar.update(1)
             if item.frame is not None and self.opts.save_vis:
                 self.redraw_done_frame(item)
             return
@@ -363,6 +375,7 @@ class _Run:
         self.writer.add(item, image_id, records)
         self.summary.images += 1
         self.summary.persons += len(records)
+        self.bar.update(1)
         try:
             if self.opts.save_vis:
                 self.save_overlay(item, kpts[keep], boxes[keep])

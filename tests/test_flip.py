@@ -12,13 +12,16 @@ SIZE = (128, 96)
 
 
 def test_shift_derivation_per_codec_and_stride():
-    for name in ("sbn", "dark"):
-        assert flip_shift_for_codec(make_codec(name, SIZE, 4, 2.0)) == pytest.approx(0.75)
-        assert flip_shift_for_codec(make_codec(name, SIZE, 1, 8.0)) == 0.0
-        assert flip_shift_for_codec(make_codec(name, SIZE, 2, 4.0)) == pytest.approx(0.5)
+    # Sub-pixel codec: exactly 1 - 1/stride.
+    assert flip_shift_for_codec(make_codec("dark", SIZE, 4, 2.0)) == pytest.approx(0.75)
+    assert flip_shift_for_codec(make_codec("dark", SIZE, 2, 4.0)) == pytest.approx(0.5)
+    assert flip_shift_for_codec(make_codec("dark", SIZE, 1, 8.0)) == 0.0
+    # SBN's integer-centred targets: rounded half up (SBN's one pixel at stride 4; none at stride 1).
+    assert flip_shift_for_codec(make_codec("sbn", SIZE, 4, 2.0)) == 1.0
+    assert flip_shift_for_codec(make_codec("sbn", SIZE, 1, 8.0)) == 0.0
     for stride in (1, 2, 4):
         assert flip_shift_for_codec(make_codec("udp", SIZE, stride, 2.0)) == 0.0
-        assert flip_shift(stride) == flip_shift_for_codec(make_codec("sbn", SIZE, stride, 2.0))
+        assert flip_shift(stride) == flip_shift_for_codec(make_codec("dark", SIZE, stride, 2.0))
 
 
 def test_integer_shift_is_simple_baselines_column_copy():
@@ -139,3 +142,20 @@ def test_flip_back_swaps_joints_and_mirrors():
     h[0, 1, 2, 1] = 1.0   # joint 1 near the left edge
     out = flip_back(h, [0, 2, 1], shift=0.0)
     assert out[0, 2, 2, 4] == 1.0 and out.sum() == 1.0
+
+
+def test_sbn_codec_rounded_shift_aligns_integer_centred_targets():
+    """SBN's targets sit on whole heatmap pixels: with the rounded shift (1 at stride 4) the
+    mirrored-back peak lands on the unflipped one, so the flip test decodes exactly as no flip."""
+    codec = make_codec("sbn", SIZE, 4, 2.0)
+    model = DotFinder(codec)
+    images, truth = _dot_images(48, SIZE, np.random.default_rng(2))
+    plain, _ = codec.decode(run_heatmaps(model, images, flip=False))
+
+    def decoded(shift):
+        return codec.decode(run_heatmaps(model, images, flip=True, flip_index=[1, 0], codec=codec, shift=shift))[0]
+
+    assert flip_shift_for_codec(codec) == 1.0
+    np.testing.assert_array_equal(decoded(None), plain)
+    err = {s: np.abs(decoded(s)[..., 0] - truth[..., 0]).mean() for s in (0.0, 1.0)}
+    assert err[1.0] + 1.0 < err[0.0]          # no shift: off by about a stride

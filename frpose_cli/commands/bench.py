@@ -95,4 +95,4 @@ def _print_table(console, results, dev, peak) -> None:
     for q in latency_ratios(results):
         paper = f" (paper {q['paper_ratio']:.2f})" if q["paper_ratio"] else ""
         console.print(f"frpose-r34 ÷ sbn-r152 latency at {q['input_size'][0]}x{q['input_size'][1]} "
-                      f"[{q['setup']}]: {q['ratio']:.2f}{paper}")
+                      f"({q['setup']}): {q['ratio']:.2f}{paper}", markup=False)

@@ -1,0 +1,221 @@
+"""The COCO keypoint evaluation protocol (Simple Baselines / HRNet / mmpose, and this paper):
+
+1. person boxes: a detector's results (category 1, score ≥ threshold) or the ground-truth boxes;
+2. each box → centre/scale (aspect-ratio fix, ×1.25 padding) → affine crop;
+3. batched network inference with the flip test (:mod:`frpose_cli.inference`);
+4. heatmaps → keypoints with the card's codec (or sbn / dark / udp), mapped back to the image;
+5. rescoring: box score × mean keypoint score above 0.2; OKS-NMS at 0.9 per image;
+6. COCO-format results → COCOeval(keypoints) over every image of the annotation file.
+
+``evaluate_model`` is the whole protocol for a model in memory (``frpose train`` calls it to
+validate); ``evaluate_oracle`` puts the codec applied to the ground truth in the network's
+place, measuring what the heatmap representation alone loses; ``evaluate_results_file``
+scores an existing results file.  Each returns the ten COCOeval figures by name
+(:data:`~frpose_cli.cocoeval.METRIC_NAMES`) plus ``results`` and ``skipped``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .codecs import HeatmapCodec, codec_for_card
+from .cocoeval import (GroundTruth, coco_keypoint_eval, load_ground_truth, load_results, oks_sigmas_for,
+                       validate_results)
+from .errors import FrposeError
+from .geometry import box_to_center_scale, flip_points_in_crop, transform_points, warp_matrix
+from .inference import decode_to_image, flip_back, flip_shift_for_codec, run_heatmaps
+from .oks_nms import nms_by_image, rescore
+
+RESCORE_THRESHOLD = 0.2
+OKS_NMS_THRESHOLD = 0.9
+
+
+def resolve_codec(card, codec=None) -> HeatmapCodec:
+    """``None`` → the card's codec; a name → that codec at the card's size/stride/σ."""
+    if isinstance(codec, HeatmapCodec):
+        return codec
+    return codec_for_card(card, codec)
+
+
+def _ground_truth(ann_file, gt: GroundTruth | None) -> GroundTruth:
+    return gt if gt is not None else load_ground_truth(ann_file)
+
+
+def _pycoco(gt: GroundTruth):
+    return gt.coco("pycocotools")
+
+
+def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, gt: GroundTruth,
+                     rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD) -> list:
+    """Per-instance poses in image pixels → rescored, OKS-NMS'd COCO keypoint results.
+
+    ``keypoints`` (N, K, 2), ``keypoint_scores`` (N, K), ``box_scores`` (N,), ``areas`` (N,)
+    (the crop region's area, the OKS scale for NMS).  ``nms_thr=None`` skips NMS.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    keypoint_scores = np.asarray(keypoint_scores, np.float64)
+    scores = rescore(box_scores, keypoint_scores, rescore_thr)
+    instances = [{"image_id": int(i), "keypoints": np.concatenate([k, s[:, None]], 1), "score": float(sc),
+                  "area": float(a)}
+                 for i, k, s, sc, a in zip(image_ids, keypoints, keypoint_scores, scores, areas)]
+    if nms_thr is not None:
+        instances = nms_by_image(instances, oks_sigmas_for(gt.num_keypoints), nms_thr)
+    return [{"image_id": inst["image_id"], "category_id": gt.person_category,
+             "keypoints": [round(float(v), 3) for v in inst["keypoints"].reshape(-1)],
+             "score": round(inst["score"], 6)} for inst in instances]
+
+
+def _finish(gt: GroundTruth, results: list, skipped: Counter, backend: str) -> dict:
+    if not results:
+        why = "; ".join(f"{n} {r}" for r, n in skipped.most_common()) or "no person boxes"
+        raise FrposeError(f"no poses to evaluate ({why})")
+    checked = validate_results(results, gt, source="predictions")
+    skipped = skipped + checked.skipped
+    metrics = coco_keypoint_eval(gt, checked.results, backend)
+    return {**metrics, "results": checked.results, "skipped": dict(skipped),
+            "num_instances": len(checked.results)}
+
+
+def instances_for(gt: GroundTruth, boxes=None, det_score_thr: float = 0.0):
+    """``boxes=None`` → ground-truth boxes; a path or list → person detections."""
+    from .dataset import detection_instances, gt_instances
+    if boxes is None:
+        return gt_instances(_pycoco(gt))
+    return detection_instances(_pycoco(gt), str(boxes) if isinstance(boxes, Path) else boxes, det_score_thr)
+
+
+def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None, flip: bool = True,
+                   codec=None, batch_size: int = 32, workers: int = 2, device=None,
+                   det_score_thr: float = 0.0, flip_shift: float | None = None,
+                   rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD,
+                   backend: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
+                   max_instances: int | None = None) -> dict:
+    """COCO keypoint AP of ``model`` (the full protocol above).
+
+    ``boxes``: ``None`` for ground-truth boxes, else a detection-results JSON path or list.
+    ``codec``: ``None`` (card's), a name ("sbn", "dark", "udp") or a codec.  ``device``:
+    ``None`` keeps the model where it is.  ``flip_shift``: ``None`` = derived from the codec.
+    The model's train/eval mode is restored afterwards, so a trainer can call this between
+    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances}``.
+    """
+    from .dataset import CocoPoseDataset
+
+    gt = _ground_truth(ann_file, gt)
+    codec = resolve_codec(card, codec)
+    instances = instances_for(gt, boxes, det_score_thr)
+    skipped = Counter(getattr(instances, "skipped", {}))
+    if max_instances is not None:
+        instances = type(instances)(list(instances)[:max_instances], skipped)
+    dataset = CocoPoseDataset(ann_file, image_dir, card, codec, train=False, instances=instances,
+                              build_targets=False, coco=_pycoco(gt))
+    skipped = Counter(dataset.skipped)
+    if len(dataset) == 0:
+        raise FrposeError(f"no person crops to evaluate in {image_dir} "
+                          f"({dataset.skipped_summary()})")
+    if device is not None:
+        model = model.to(device)
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                         persistent_workers=False,
+                                         pin_memory=next(model.parameters()).device.type == "cuda")
+    flip_index = card.keypoints.flip_index()
+    shift = flip_shift_for_codec(codec) if flip_shift is None else float(flip_shift)
+    ids, kpts, kscores, bscores, areas = [], [], [], [], []
+    try:
+        batches = loader
+        if progress:
+            from tqdm import tqdm
+            batches = tqdm(loader, desc="eval", unit="batch", leave=False)
+        for batch in batches:
+            heat = run_heatmaps(model, batch["image"], flip=flip, flip_index=flip_index, codec=codec, shift=shift)
+            k, s = decode_to_image(codec, heat, batch["center"].numpy(), batch["scale"].numpy(),
+                                   batch["rotation"].numpy())
+            valid = batch["valid"].numpy().astype(bool)
+            skipped["unreadable image"] += int((~valid).sum())
+            scale = batch["scale"].numpy()
+            ids.append(batch["image_id"].numpy()[valid])
+            kpts.append(k[valid])
+            kscores.append(s[valid])
+            bscores.append(batch["score"].numpy()[valid])
+            areas.append((scale[:, 0] * scale[:, 1])[valid])
+    finally:
+        model.train(was_training)
+    results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
+                               np.concatenate(bscores), np.concatenate(areas), gt, rescore_thr, nms_thr)
+    return _finish(gt, results, skipped, backend)
+
+
+def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = False, flip_index=None,
+                    shift: float | None = None) -> torch.Tensor:
+    """The codec's own targets for ground-truth crop keypoints (N, K, 2) — a perfect network.
+
+    With ``flip``, the mirrored crop's targets are flipped back and averaged in, exactly as
+    the flip test treats a network's output (this measures the flip shift, not the net)."""
+    heat = torch.stack([torch.from_numpy(codec.encode(k, v)[0]) for k, v in zip(crop_keypoints, visible)])
+    if not flip:
+        return heat
+    w = codec.input_size[1]
+    mirrored = torch.stack([torch.from_numpy(codec.encode(flip_points_in_crop(k, w)[flip_index],
+                                                          np.asarray(v)[flip_index])[0])
+                            for k, v in zip(crop_keypoints, visible)])
+    shift = flip_shift_for_codec(codec) if shift is None else float(shift)
+    return (heat + flip_back(mirrored, flip_index, shift)) * 0.5
+
+
+def evaluate_oracle(card, ann_file, codec=None, flip: bool = False, flip_shift: float | None = None,
+                    batch_size: int = 64, backend: str = "pycocotools", gt: GroundTruth | None = None,
+                    rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD) -> dict:
+    """AP when the network is replaced by the codec applied to the ground truth.
+
+    Ground-truth boxes give the crops; each labelled keypoint is encoded at the card's
+    stride and σ and decoded back, so the AP lost is the heatmap representation's own
+    quantisation (plus the flip test's, with ``flip``).  No images are read.  Adds
+    ``mean_error_px``/``median_error_px``: decoded-to-truth distance of labelled keypoints, image pixels.
+    """
+    from .dataset import gt_instances
+
+    gt = _ground_truth(ann_file, gt)
+    codec = resolve_codec(card, codec)
+    instances = gt_instances(_pycoco(gt))
+    if not instances:
+        raise FrposeError(f"{ann_file}: no person with keypoints to build oracle heatmaps from")
+    h, w = codec.input_size
+    aspect = w / h
+    flip_index = card.keypoints.flip_index()
+    ids, kpts, kscores, areas, errors = [], [], [], [], []
+    for start in range(0, len(instances), batch_size):
+        chunk = instances[start:start + batch_size]
+        cs = [box_to_center_scale(inst.box, aspect) for inst in chunk]
+        centers = np.stack([c for c, _ in cs])
+        scales = np.stack([s for _, s in cs])
+        crop_kp = [transform_points(inst.keypoints[:, :2], warp_matrix(c, s, 0.0, (w, h), udp=codec.use_udp))
+                   for inst, (c, s) in zip(chunk, cs)]
+        visible = [(inst.keypoints[:, 2] > 0).astype(np.float32) for inst in chunk]
+        heat = oracle_heatmaps(codec, crop_kp, visible, flip, flip_index, flip_shift)
+        k, s = decode_to_image(codec, heat, centers, scales)
+        errors += [np.linalg.norm(kp[v > 0] - inst.keypoints[v > 0, :2], axis=1)
+                   for kp, v, inst in zip(k, visible, chunk)]
+        ids.append([inst.image_id for inst in chunk])
+        kpts.append(k)
+        kscores.append(s)
+        areas.append(scales[:, 0] * scales[:, 1])
+    results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
+                               np.ones(len(instances)), np.concatenate(areas), gt, rescore_thr, nms_thr)
+    out = _finish(gt, results, Counter(instances.skipped), backend)
+    # Mean distance, decoded to labelled ground truth, in image pixels: finer than AP, which saturates.
+    errors = np.concatenate(errors)
+    out["mean_error_px"], out["median_error_px"] = float(errors.mean()), float(np.median(errors))
+    return out
+
+
+def evaluate_results_file(results_path, ann_file, backend: str = "pycocotools") -> dict:
+    """COCOeval of an existing COCO keypoint results file (bad entries skipped and counted)."""
+    gt = load_ground_truth(ann_file)
+    loaded = load_results(results_path, gt)
+    metrics = coco_keypoint_eval(gt, loaded.results, backend)
+    return {**metrics, "results": loaded.results, "skipped": dict(loaded.skipped),
+            "num_instances": len(loaded.results)}

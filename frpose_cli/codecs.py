@@ -16,8 +16,10 @@ udp     ``p · (Wh-1)/(W-1)`` (sub-pixel, unbiased)    as dark, mapped back by `
 ======  ===========================================  ==========================================
 
 Every codec: the Gaussian is cut at 3σ in x and y (SBN's square window); a joint has
-weight 1 when it is labelled (``visible > 0``) and its rounded centre lies on the
-heatmap, else weight 0 and an all-zero heatmap.  Coordinates follow the pixel-centre
+weight 1 when it is labelled (``visible > 0``) and its 3σ window reaches the heatmap
+(SBN's rule: a joint just outside the crop still pulls its border pixels), else weight 0
+and an all-zero heatmap.  Keeping the border Gaussian matters most at stride 1, where
+"centre on the map" would drop joints only 0.5 px outside it (docs/evaluation.md, oracle).  Coordinates follow the pixel-centre
 convention of :mod:`frpose_cli.geometry`.  ``encode_torch`` builds the same targets for a
 batch on the training device (3.3 MB a sample at 17×256×192 need not cross the bus).
 """
@@ -83,14 +85,28 @@ class HeatmapCodec:
         mu = self._centre(self.to_heatmap(kp))
         hh, wh = self.heatmap_size
         with np.errstate(invalid="ignore"):
-            idx = np.floor(mu + 0.5)
-            on_map = (idx[:, 0] >= 0) & (idx[:, 0] <= wh - 1) & (idx[:, 1] >= 0) & (idx[:, 1] <= hh - 1)
+            on_map = self._reaches_map(mu, np)
         weight = ((vis > 0) & on_map & np.isfinite(mu).all(1)).astype(np.float32)
         mu = np.where(weight[:, None] > 0, mu, 0.0).astype(np.float32)
-        gx = self._gauss_1d(np.arange(wh, dtype=np.float32)[None, :] - mu[:, 0:1])
-        gy = self._gauss_1d(np.arange(hh, dtype=np.float32)[None, :] - mu[:, 1:2])
-        heat = gy[:, :, None] * gx[:, None, :] * weight[:, None, None]
-        return heat.astype(np.float32), weight
+        heat = np.zeros((len(kp), hh, wh), np.float32)
+        r = int(math.floor(self.truncate * self.sigma)) + 1
+        for k in np.flatnonzero(weight):
+            # only the 3σ window is non-zero: fill that (the bulk of a full-resolution map is 0)
+            cx, cy = int(np.floor(mu[k, 0] + 0.5)), int(np.floor(mu[k, 1] + 0.5))
+            x0, x1, y0, y1 = max(0, cx - r), min(wh, cx + r + 1), max(0, cy - r), min(hh, cy + r + 1)
+            gx = self._gauss_1d(np.arange(x0, x1, dtype=np.float32) - mu[k, 0])
+            gy = self._gauss_1d(np.arange(y0, y1, dtype=np.float32) - mu[k, 1])
+            np.multiply(gy[:, None], gx[None, :], out=heat[k, y0:y1, x0:x1])
+        return heat, weight
+
+    def _reaches_map(self, mu, xp):
+        """True where some heatmap pixel lies within the 3σ window in both x and y
+        (``xp`` is numpy or torch, so both encoders share one rule)."""
+        hh, wh = self.heatmap_size
+        r = self.truncate * self.sigma
+        lo, hi = xp.ceil(mu - r), xp.floor(mu + r)
+        return ((hi[..., 0] >= 0) & (lo[..., 0] <= wh - 1) & (hi[..., 0] >= lo[..., 0])
+                & (hi[..., 1] >= 0) & (lo[..., 1] <= hh - 1) & (hi[..., 1] >= lo[..., 1]))
 
     def _gauss_1d(self, d):
         g = np.exp(-(d * d) / np.float32(2 * self.sigma ** 2)).astype(np.float32)
@@ -102,8 +118,7 @@ class HeatmapCodec:
         kp = keypoints.to(torch.float32)
         mu = self._centre(self.to_heatmap(kp))
         hh, wh = self.heatmap_size
-        idx = torch.floor(mu + 0.5)
-        on_map = (idx[..., 0] >= 0) & (idx[..., 0] <= wh - 1) & (idx[..., 1] >= 0) & (idx[..., 1] <= hh - 1)
+        on_map = self._reaches_map(mu, torch)
         weight = ((visible > 0) & on_map & torch.isfinite(mu).all(-1)).to(torch.float32)
         mu = torch.where(weight[..., None] > 0, mu, torch.zeros_like(mu))
         two_var = 2 * self.sigma ** 2

@@ -191,6 +191,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         self.aspect_ratio = self.input_hw[1] / self.input_hw[0]
         self.mean = np.array(card.normalize["mean"], np.float32) * 255
         self.inv_std = 1.0 / (np.array(card.normalize["std"], np.float32) * 255)
+        self.mean_t, self.inv_std_t = (torch.from_numpy(v).view(3, 1, 1) for v in (self.mean, self.inv_std))
         self.flip_index = self.keypoints.flip_index()
         lower = [any(w in n for w in LOWER_BODY_WORDS) for n in self.keypoints.names]
         self.upper_ids = [i for i, lo in enumerate(lower) if not lo]
@@ -270,9 +271,11 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             crop = crop[:, ::-1]
             kp = flip_points_in_crop(kp, w)[self.flip_index]
             visible = visible[self.flip_index]
-        img = ((crop.astype(np.float32) - self.mean) * self.inv_std).transpose(2, 0, 1)
+        # torch does the uint8 → normalised float CHW in two passes (numpy needed four)
+        img = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float()
+        img = img.sub_(self.mean_t).mul_(self.inv_std_t)
         sample = {
-            "image": torch.from_numpy(np.ascontiguousarray(img)),
+            "image": img,
             "keypoints": torch.from_numpy(np.ascontiguousarray(kp, dtype=np.float32)),
             "visible": torch.from_numpy(visible),
             "image_id": inst.image_id, "center": torch.from_numpy(np.asarray(center, np.float32)),

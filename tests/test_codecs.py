@@ -36,7 +36,10 @@ def round_trip(codec, people):
         heat, weight = codec.encode(pts, kp[:, 2])
         assert heat.shape == (17, *codec.heatmap_size) and heat.dtype == np.float32
         decoded, scores = codec.decode(heat[None])
-        on = weight > 0
+        # joints whose rounded centre is on the map: those the heatmap can represent exactly
+        centre = np.floor(codec.to_heatmap(pts) + 0.5)
+        inside = ((centre >= 0) & (centre <= np.array(codec.heatmap_size[::-1]) - 1)).all(1)
+        on = (weight > 0) & inside
         np.testing.assert_allclose(scores[0][on], heat.reshape(17, -1).max(1)[on])
         errors.append(np.linalg.norm(decoded[0] - pts, axis=1)[on])
         margin = 3 * codec.sigma * codec.stride
@@ -80,7 +83,8 @@ def test_encode_torch_equals_encode(name, stride, size):
 
 def test_weights_zero_for_invisible_and_off_map_joints():
     codec = make_codec("dark", (64, 48), 1, 2.0)
-    kp = np.array([[10.0, 10.0], [10.0, 10.0], [-3.0, 20.0], [47.4, 63.4], [48.0, 5.0]], np.float32)
+    # off-map = more than 3σ (6 px) outside: x = -6.5 and x = 54.5 on a 48-wide map
+    kp = np.array([[10.0, 10.0], [10.0, 10.0], [-6.5, 20.0], [47.4, 63.4], [54.5, 5.0]], np.float32)
     heat, weight = codec.encode(kp, np.array([2, 0, 2, 1, 2]))
     np.testing.assert_array_equal(weight, [1, 0, 0, 1, 0])
     assert heat[[1, 2, 4]].max() == 0 and heat[0].max() == pytest.approx(1.0)
@@ -108,3 +112,19 @@ def test_decode_accepts_tensors_and_reports_maxima():
     assert kp.shape == (2, 17, 2) and scores.shape == (2, 17)
     np.testing.assert_allclose(kp[1, 3], [(7 + 0.25) * 4, 5 * 4])
     assert scores[1, 3] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+def test_joints_just_off_the_map_keep_their_border_gaussian(stride):
+    # SBN's rule: weight 1 while the 3σ window reaches the heatmap, 0 once it does not.
+    codec = make_codec("sbn", (64, 48), stride, 2.0)
+    reach = codec.truncate * codec.sigma * stride          # 3σ in input pixels
+    pts = np.array([[-0.5 * reach, 10.0],                   # just left of the crop: window overlaps
+                    [-2.0 * reach, 10.0],                   # far left: no overlap
+                    [20.0, 64 + 0.5 * reach]], np.float32)  # just below the crop
+    heat, weight = codec.encode(pts, np.ones(3))
+    assert weight.tolist() == [1.0, 0.0, 1.0]
+    assert heat[0, :, 0].max() > 0 and heat[1].max() == 0 and heat[2, -1, :].max() > 0
+    heat_t, weight_t = codec.encode_torch(torch.from_numpy(pts)[None], torch.ones(1, 3))
+    assert weight_t[0].tolist() == weight.tolist()
+    np.testing.assert_allclose(heat_t[0].numpy(), heat, atol=1e-6)

@@ -1,0 +1,377 @@
+"""Training core behind ``frpose train``: the paper's recipe, exact resume, torchrun scaling.
+
+Recipe (defaults from the card, i.e. §4.1 of the paper): Adam, lr 1e-3 divided by 10 at
+epochs 90 and 120, 140 epochs, batch 32 per process, flip / ±40° rotation / 0.7-1.3
+scale, MSE on heatmaps with target weights (§3.4).
+
+Exact resume: every epoch ends with an atomic ``RUN_DIR/last.pt`` holding model,
+optimiser, scheduler, AMP scaler, epoch, the torch/numpy/python (and CUDA) RNG states and
+the resolved config.  Sampling order depends only on ``(seed, epoch)`` and augmentation
+only on ``(seed, epoch, index)``, so a run killed mid-epoch and resumed redoes that epoch
+exactly as the uninterrupted run did, bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from . import distributed
+from .cards import load_card
+from .checkpoint import card_from_checkpoint, load_checkpoint, load_state_into, save_checkpoint
+from .cocoeval import METRIC_NAMES, load_ground_truth
+from .codecs import make_codec
+from .dataset import NO_AUGMENT, CocoPoseDataset, keypoint_spec, load_coco
+from .errors import FrposeError
+from .evaluate import evaluate_model
+from .losses import JointsMSELoss
+from .train_log import MetricsLog
+from .weights import apply_pretrained
+
+# Options a resumed run may change; all others come from the checkpoint (changing them
+# would break the exact continuation).
+RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "log_every",
+                    "data", "train_ann", "train_images", "val_ann", "val_images")
+
+
+@dataclass
+class TrainConfig:
+    model: str | None = None
+    data: str | None = None
+    train_ann: str | None = None
+    train_images: str | None = None
+    val_ann: str | None = None
+    val_images: str | None = None
+    input_size: list | None = None      # [h, w]; None → the card's
+    epochs: int | None = None           # None → the card's recipe
+    batch_size: int | None = None       # per process
+    lr: float | None = None
+    workers: int = 2
+    amp: bool | None = None
+    device: str | None = None
+    pretrained: str | None = "auto"
+    resume: str | None = None
+    out: str | None = None
+    seed: int | None = None
+    val_every: int = 1                  # 0 → no validation
+    val_ap: bool | None = None          # None/True → COCO AP with GT boxes and flip test on rank 0
+    sync_bn: bool | None = None
+    targets: str | None = None          # "loader" (heatmaps built by the workers) or "device"
+    codec: str | None = None
+    augment: bool | None = None         # None/True → the card's augmentation; False → none
+    log_every: int = 10
+    quiet: bool = False
+
+
+def _data_paths(cfg: TrainConfig) -> TrainConfig:
+    root = Path(cfg.data) if cfg.data else None
+    if root is not None and not root.is_dir():
+        raise FrposeError(f"--data {root}: no such folder (expected a COCO root with annotations/ and train2017/)")
+    def pick(value, default):
+        return value if value else (str(root / default) if root is not None else None)
+    cfg.train_ann = pick(cfg.train_ann, "annotations/person_keypoints_train2017.json")
+    cfg.train_images = pick(cfg.train_images, "train2017")
+    if not cfg.train_ann or not cfg.train_images:
+        raise FrposeError("give --data COCO_ROOT, or both --train-ann and --train-images")
+    val_ann = pick(cfg.val_ann, "annotations/person_keypoints_val2017.json")
+    cfg.val_ann = val_ann if val_ann and (cfg.val_ann or Path(val_ann).is_file()) else None
+    cfg.val_images = pick(cfg.val_images, "val2017") if cfg.val_ann else None
+    return cfg
+
+
+def _merge_resume(cfg: TrainConfig, saved: dict, source) -> TrainConfig:
+    merged = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    for f in dataclasses.fields(TrainConfig):
+        mine, theirs = getattr(cfg, f.name), saved.get(f.name)
+        if f.name in RESUME_OVERRIDES:
+            if mine is not None and mine != f.default:
+                setattr(merged, f.name, mine)
+        elif f.name not in ("resume", "pretrained", "model") and mine is not None and mine != theirs:
+            raise FrposeError(f"--{f.name.replace('_', '-')} {mine} differs from the resumed run's {theirs} "
+                              f"({source}); a resumed run keeps its settings")
+    if cfg.model and saved.get("model") and cfg.model != saved["model"]:
+        raise FrposeError(f"{source} is a {saved['model']} run, not {cfg.model}")
+    merged.resume = cfg.resume
+    return merged
+
+
+def resume_path(spec) -> Path:
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FrposeError(f"--resume {spec}: no checkpoint there (expected RUN_DIR/last.pt or a .pt file)")
+    return path
+
+
+def _new_run_dir(cfg: TrainConfig) -> Path:
+    if cfg.out:
+        out = Path(cfg.out)
+        if (out / "last.pt").exists():
+            raise FrposeError(f"{out} already holds a run (last.pt); continue it with --resume {out} "
+                              "or choose another --out")
+        return out
+    base = Path("runs") / "train" / cfg.model
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def rng_state() -> dict:
+    keys, pos, has_gauss, cached = np.random.get_state()[1:]
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _loader(ds, cfg: TrainConfig, env, shuffle: bool) -> DataLoader:
+    # No worker_init_fn seeding: augmentation draws come from (seed, epoch, index), not
+    # from worker state.  Loader workers are the parallelism, so OpenCV runs single-
+    # threaded; it is set here, before the fork, because resizing OpenCV's thread pool
+    # inside a forked worker deadlocks.
+    if cfg.workers > 0:
+        cv2.setNumThreads(0)
+    sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=shuffle,
+                                 seed=cfg.seed, drop_last=False)
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                      pin_memory=env.device.type == "cuda", persistent_workers=False)   # re-created each epoch so set_epoch reaches workers
+
+
+def _targets(batch, codec, cfg, device):
+    if cfg.targets == "device":
+        return codec.encode_torch(batch["keypoints"].to(device), batch["visible"].to(device))
+    return batch["target"].to(device, non_blocking=True), batch["target_weight"].to(device, non_blocking=True)
+
+
+def _autocast(cfg, device):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=bool(cfg.amp))
+
+
+@torch.no_grad()
+def validation_loss(model, loader, codec, cfg, env, criterion) -> float:
+    model.eval()
+    total = count = 0.0
+    for batch in loader:
+        target, weight = _targets(batch, codec, cfg, env.device)
+        with _autocast(cfg, env.device):
+            out = model(batch["image"].to(env.device, non_blocking=True))
+        n = batch["image"].shape[0]
+        total += float(criterion(out.float(), target, weight)) * n
+        count += n
+    total, count = distributed.all_reduce_sum([total, count], env)
+    return total / max(count, 1)
+
+
+def _better(record: dict, best: dict, epoch: int) -> tuple[bool, dict]:
+    """Best checkpoint by validation AP when measured, else by validation loss."""
+    if "val_AP" in record:
+        metric, value, higher = "AP", record["val_AP"], True
+    elif "val_loss" in record:
+        metric, value, higher = "val_loss", record["val_loss"], False
+    else:
+        return False, best
+    if best.get("metric") == metric and best.get("value") is not None:
+        if (value <= best["value"]) if higher else (value >= best["value"]):
+            return False, best
+    return True, {"metric": metric, "value": value, "epoch": epoch}
+
+
+def run(cfg: TrainConfig, on_step=None) -> dict:
+    """Train as ``cfg`` says (under torchrun: this process's share). Returns a summary dict;
+    ``on_step(epoch, step, model)`` is called after every optimiser step (tests use it to
+    interrupt a run or read gradients)."""
+    env = distributed.setup(cfg.device)
+    try:
+        return _run(cfg, env, on_step)
+    finally:
+        distributed.cleanup(env)
+
+
+def _prepare(cfg: TrainConfig, log):
+    ckpt = None
+    if cfg.resume:
+        path = resume_path(cfg.resume)
+        ckpt = load_checkpoint(path)
+        if "train_config" not in ckpt:
+            raise FrposeError(f"{path} holds weights only, no training state; it cannot be resumed")
+        cfg = _merge_resume(cfg, ckpt["train_config"], path)
+        cfg.out = cfg.out or str(path.parent)
+    if not cfg.model:
+        raise FrposeError("name a model card to train, e.g. `frpose train frpose-r34 --data COCO_ROOT`")
+    cfg = _data_paths(cfg)
+    coco = load_coco(cfg.train_ann)
+    if ckpt is not None:
+        card = card_from_checkpoint(ckpt, cfg.resume)
+    else:
+        card = load_card(cfg.model, cfg.input_size)
+        spec = keypoint_spec(coco)   # the data's keypoint set (COCO-17 or the user's own)
+        if spec != card.keypoints:
+            log(f"keypoints: {spec.num_keypoints} from {cfg.train_ann} replace the card's {card.keypoints.num_keypoints}")
+            card = dataclasses.replace(card, keypoints=spec,
+                                       arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
+    recipe = card.train
+    cfg.input_size = list(card.input_size)
+    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
+    cfg.batch_size = int(cfg.batch_size or recipe.get("batch_size", 32))
+    cfg.lr = float(cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3))
+    cfg.seed = int(cfg.seed or 0)
+    cfg.amp, cfg.sync_bn = bool(cfg.amp), bool(cfg.sync_bn)
+    # Device-built targets by default: 6.5 kB of keypoints per batch instead of 107 MB of
+    # heatmaps through the loader (scripts/bench_data.py; docs/training.md).
+    cfg.targets = cfg.targets or "device"
+    if cfg.targets not in ("loader", "device"):
+        raise FrposeError(f"--targets must be loader or device (got {cfg.targets})")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0 or cfg.workers < 0:
+        raise FrposeError("--epochs and --batch-size must be ≥ 1, --lr > 0 and --workers ≥ 0")
+    codec = make_codec(cfg.codec or card.codec, card.input_size, card.stride, card.sigma)
+    cfg.codec = codec.name
+    card = dataclasses.replace(card, codec=codec.name)
+    return cfg, ckpt, coco, card, codec
+
+
+def _run(cfg: TrainConfig, env, on_step) -> dict:
+    say = (lambda m: tqdm.write(m)) if env.is_main and not cfg.quiet else (lambda m: None)
+    cfg, ckpt, coco, card, codec = _prepare(dataclasses.replace(cfg), say)
+    run_dir = Path(cfg.out) if ckpt is not None else _new_run_dir(cfg) if env.is_main else None
+    run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None, env))
+    cfg.out = str(run_dir)
+    device = env.device
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = card.build_model()
+    if ckpt is None:
+        say(apply_pretrained(model, cfg.pretrained))
+    else:
+        load_state_into(model, ckpt["state_dict"], cfg.resume)
+    if cfg.sync_bn and env.distributed:
+        model = distributed.convert_sync_batchnorm(model, device)
+    model.to(device)
+    recipe = card.train
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=float(recipe.get("weight_decay", 0.0)))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.get("lr_steps", [90, 120])),
+                                                     gamma=float(recipe.get("lr_factor", 0.1)))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    start_epoch, best = 0, {"metric": None, "value": None, "epoch": None}
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch = int(ckpt["epoch"])
+        best = dict(ckpt.get("best") or best)
+        set_rng_state(ckpt["rng"])
+    train_model = model
+    if env.distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_ds = CocoPoseDataset(cfg.train_ann, cfg.train_images, card, codec, train=True, coco=coco,
+                               build_targets=cfg.targets == "loader", seed=cfg.seed,
+                               augment=NO_AUGMENT if cfg.augment is False else None)
+    if len(train_ds) == 0:
+        raise FrposeError(f"no usable training instances in {cfg.train_ann} (skipped: {train_ds.skipped_summary()})")
+    say(f"train: {len(train_ds)} instances from {cfg.train_ann} (skipped: {train_ds.skipped_summary()})")
+    val_loader = None
+    if cfg.val_ann and cfg.val_every > 0:
+        val_ds = CocoPoseDataset(cfg.val_ann, cfg.val_images, card, codec, train=False,
+                                 build_targets=cfg.targets == "loader")
+        say(f"val: {len(val_ds)} instances from {cfg.val_ann} (skipped: {val_ds.skipped_summary()})")
+        val_loader = _loader(val_ds, cfg, env, shuffle=False) if len(val_ds) else None
+    val_gt = load_ground_truth(cfg.val_ann) if val_loader is not None and cfg.val_ap is not False else None
+    loader = _loader(train_ds, cfg, env, shuffle=True)
+    criterion = JointsMSELoss(use_target_weight=True)
+    log = MetricsLog(run_dir, keep_epochs=start_epoch) if env.is_main else None
+    say(f"{card.name} {card.input_size[0]}x{card.input_size[1]}, codec {codec.name} (stride {codec.stride}, "
+        f"σ {codec.sigma:g}), {env.world_size} process(es) × batch {cfg.batch_size} on {device}, "
+        f"epochs {start_epoch + 1}..{cfg.epochs} → {run_dir}")
+
+    summary = {"run_dir": str(run_dir), "epochs": cfg.epochs, "start_epoch": start_epoch}
+    for epoch in range(start_epoch, cfg.epochs):
+        loader.sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        train_model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = seen = invalid = 0.0
+        window, t0 = [], time.perf_counter()
+        bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not env.is_main or cfg.quiet, dynamic_ncols=True)
+        for step, batch in enumerate(bar):
+            images = batch["image"].to(device, non_blocking=True)
+            target, weight = _targets(batch, codec, cfg, device)
+            with _autocast(cfg, device):
+                output = train_model(images)
+            loss = criterion(output.float(), target, weight)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            n = images.shape[0]
+            value = float(loss.detach())
+            loss_sum, seen = loss_sum + value * n, seen + n
+            invalid += float((~batch["valid"]).sum())
+            window.append(value)
+            rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{value:.3g}", lr=f"{lr:.2g}", samples_s=f"{rate:.1f}")
+            if log is not None and (len(window) == cfg.log_every or step == len(loader) - 1):
+                log.add({"kind": "step", "epoch": epoch + 1, "step": step + 1, "fraction": (step + 1) / len(loader),
+                         "loss": float(np.mean(window)), "lr": lr})
+                window = []
+            if on_step is not None:
+                on_step(epoch, step, model)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        loss_sum, seen, invalid = distributed.all_reduce_sum([loss_sum, seen, invalid], env)
+        scheduler.step()
+        record = {"kind": "epoch", "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "lr": lr,
+                  "samples_per_s": seen / max(seconds, 1e-9), "seconds": seconds, "unreadable_images": int(invalid)}
+        last = epoch + 1 == cfg.epochs
+        if val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or last):
+            record["val_loss"] = validation_loss(model, val_loader, codec, cfg, env, criterion)
+            if val_gt is not None and env.is_main:   # the other ranks wait at the next collective
+                ap = evaluate_model(model, card, cfg.val_ann, cfg.val_images, boxes=None, flip=True, codec=codec,
+                                    batch_size=cfg.batch_size, workers=cfg.workers, gt=val_gt)
+                record.update({f"val_{k}": float(ap[k]) for k in METRIC_NAMES})
+        improved, best = _better(record, best, epoch + 1)
+        summary.update(record)
+        if env.is_main:
+            state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "scaler": scaler.state_dict(), "rng": rng_state(), "train_config": dataclasses.asdict(cfg),
+                     "metrics": {k: v for k, v in record.items() if k != "kind"}, "best": best}
+            save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **state)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **state)
+            log.add(record)
+            log.flush()
+            log.draw(run_dir / "training_curve.png")
+            val = (f", val loss {record['val_loss']:.4g}" if "val_loss" in record else "") + \
+                (f", val AP {100 * record['val_AP']:.1f}" if "val_AP" in record else "") + (" (best)" if improved else "")
+            bad = f", {int(invalid)} unreadable images skipped" if invalid else ""
+            say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4g}{val}, lr {lr:.2g}, "
+                f"{record['samples_per_s']:.1f} samples/s{bad} → {run_dir / 'last.pt'}")
+    summary["best"] = best
+    return summary

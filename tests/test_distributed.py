@@ -1,0 +1,118 @@
+"""torchrun on CPU: 2 processes × batch B reproduce 1 process × batch 2B (gloo, SyncBatchNorm).
+
+Tolerances (docs/training.md).  First step: the 2-process gradient (all-reduced, two-pass
+SyncBatchNorm statistics) must equal a float64 single-process gradient to 1e-4 relative per
+tensor (~1e-5 observed); the float32 single-process gradient itself is only within ~4e-3 of
+float64 here (PyTorch's CPU BatchNorm on 8-value stage-4 statistics), so against it we
+allow 1e-2.  After k Adam steps: Adam moves each weight by about ±lr whatever the size of
+its gradient, so elements whose gradient is at rounding level may step the other way; no
+weight may differ by more than 2·k·lr and the update as a whole must agree to 15 %
+(≈7 % observed, tiny batch, random init), the loss to 1e-3.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from frpose_cli.cards import load_card
+from frpose_cli.checkpoint import load_checkpoint
+from frpose_cli.train import TrainConfig, run
+
+COCO_DIR = Path(__file__).parent / "data" / "coco"
+LR, STEPS = 1e-3, 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(ann, out, batch_size, sync_bn):
+    return dict(model="sbn-r18", train_ann=str(ann), train_images=str(COCO_DIR / "train2017"), input_size=[64, 32],
+                epochs=STEPS, batch_size=batch_size, lr=LR, workers=0, device="cpu", pretrained="none", seed=3,
+                val_every=0, quiet=True, out=str(out), sync_bn=sync_bn)
+
+
+SCRIPT = """
+import sys, torch
+from frpose_cli.train import TrainConfig, run
+cfg, grads_file = {cfg!r}, {grads!r}
+def keep_first_gradients(epoch, step, model):
+    if epoch == 0 and step == 0 and torch.distributed.get_rank() == 0:
+        torch.save({{k: p.grad.clone() for k, p in model.named_parameters()}}, grads_file)
+run(TrainConfig(**cfg), on_step=keep_first_gradients)
+"""
+
+
+def run_two_processes(tmp_path, ann, name, sync_bn):
+    script = tmp_path / f"{name}.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(cfg=config(ann, tmp_path / name, 2, sync_bn),
+                                                    grads=str(tmp_path / f"{name}_grads.pt"))))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(script)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    return load_checkpoint(tmp_path / name / "last.pt"), torch.load(tmp_path / f"{name}_grads.pt")
+
+
+def grad_error(a, b):
+    return max((a[k] - b[k]).norm().item() / (b[k].norm().item() + 1e-30) for k in b)
+
+
+def float64_gradients(ann):
+    """The first step's gradient of the 4-person batch, computed in float64 in one process."""
+    from torch.utils.data import DistributedSampler, default_collate
+
+    from frpose_cli.codecs import codec_for_card
+    from frpose_cli.dataset import CocoPoseDataset
+    from frpose_cli.losses import JointsMSELoss
+    card = load_card("sbn-r18", "64x32")
+    ds = CocoPoseDataset(ann, COCO_DIR / "train2017", card, codec_for_card(card), train=True, seed=3)
+    torch.manual_seed(3)
+    model = card.build_model().double()
+    batch = default_collate([ds[i] for i in DistributedSampler(ds, 1, 0, shuffle=True, seed=3)])
+    out = model(batch["image"].double())
+    JointsMSELoss()(out, batch["target"].double(), batch["target_weight"].double()).backward()
+    return {k: p.grad.float() for k, p in model.named_parameters()}
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_double_batch(tmp_path):
+    data = json.loads((COCO_DIR / "annotations" / "person_keypoints_train2017.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]][:4]
+    ann = tmp_path / "train.json"
+    ann.write_text(json.dumps(data))        # 4 people: one step of 2×2 or 1×4 per epoch
+
+    grads = {}
+    def keep(epoch, step, model):
+        if epoch == 0 and step == 0:
+            grads.update({k: p.grad.clone() for k, p in model.named_parameters()})
+    run(TrainConfig(**config(ann, tmp_path / "single", 4, False)), on_step=keep)
+    single = load_checkpoint(tmp_path / "single" / "last.pt")
+    ddp, ddp_grads = run_two_processes(tmp_path, ann, "ddp", sync_bn=True)
+
+    assert ddp["train_config"]["batch_size"] == 2 and single["train_config"]["batch_size"] == 4
+    assert grad_error(ddp_grads, float64_gradients(ann)) < 1e-4
+    assert grad_error(ddp_grads, grads) < 1e-2
+    assert ddp["metrics"]["train_loss"] == pytest.approx(single["metrics"]["train_loss"], rel=1e-3)
+    torch.manual_seed(3)
+    init = load_card("sbn-r18", "64x32").build_model().state_dict()
+    diff2 = ref2 = worst = 0.0
+    for key, w in single["state_dict"].items():
+        if w.is_floating_point() and "running" not in key:
+            d = (ddp["state_dict"][key] - init[key]) - (w - init[key])
+            diff2, ref2 = diff2 + d.pow(2).sum().item(), ref2 + (w - init[key]).pow(2).sum().item()
+            worst = max(worst, d.abs().max().item())
+    assert worst <= 2 * STEPS * LR + 1e-6
+    assert (diff2 / ref2) ** 0.5 < 0.15, f"relative update difference {(diff2 / ref2) ** 0.5:.3g}"
+
+    # without SyncBatchNorm each process normalises with its own half batch: visibly different
+    _, plain_grads = run_two_processes(tmp_path, ann, "plain", sync_bn=False)
+    assert grad_error(plain_grads, grads) > 5e-2

@@ -18,10 +18,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .cards import ModelCard
 from .device import synchronize
-from .optimize import input_memory_format, prepare_for_inference
+from .errors import FrposeError
+from .optimize import SETUPS, input_memory_format, prepare_for_inference
 
 TABLE2_SET = ("sbn-r50", "sbn-r101", "sbn-r152", "frpose-r34")
 TABLE2_SIZES = ((256, 192), (384, 288))
+BENCH_SETUPS = SETUPS   # torch set-ups and ONNX Runtime (exported in memory, CPU provider)
 
 
 @dataclass
@@ -118,8 +120,9 @@ def bench_card(card: ModelCard, device: torch.device, setup: str = "fused", batc
     model = card.build_model().eval()
     params = count_params(model)
     macs = count_macs(model, card.input_size)
-    model = prepare_for_inference(model, device, setup)
-    fmt = input_memory_format(setup)
+    if setup == "onnxruntime" and device.type != "cpu":
+        raise FrposeError("the onnxruntime set-up runs on the CPU here; use --device cpu")
+    model, fmt = prepare_for_inference(model, device, setup), input_memory_format(setup)
     x1 = torch.randn(1, 3, *card.input_size, device=device).contiguous(memory_format=fmt)
     xb = torch.randn(batch, 3, *card.input_size, device=device).contiguous(memory_format=fmt)
     peak = matmul_peak if matmul_peak is not None else matmul_peak_gflops(device)

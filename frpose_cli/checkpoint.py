@@ -15,6 +15,7 @@ verb needs only ``--weights``.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -46,9 +47,15 @@ def read_checkpoint_file(path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FrposeError(f"{path}: refused to load, it needs pickled code beyond tensors and plain "
-                          f"containers (weights_only=True; {first[:160]}). Re-save it as a plain state dict.") from None
+        text = str(e)
+        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if wanted:   # a real checkpoint that stores Python objects beyond tensors and containers
+            raise FrposeError(f"{path}: refused to load: it needs pickled code ({wanted.group(1)}), and frpose loads "
+                              "with weights_only=True so that a file cannot run code. Re-save it as a "
+                              "plain state dict (torch.save(model.state_dict(), ...)).") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint (damaged or another kind of file: "
+                          f"{(detail.group(1) if detail else text.splitlines()[0])[:120].strip()})") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/zipfile errors for damaged files
         raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:160] if str(e) else 'empty'})") from None

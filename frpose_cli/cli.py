@@ -27,10 +27,10 @@ app.command("bench")(bench.bench)
 @app.command("models")
 def models() -> None:
     """List the model cards (models/*.yaml)."""
-    from rich.console import Console
     from rich.table import Table
 
     from .cards import list_cards, load_card
+    from .console import make_console
 
     table = Table("model", "encoder", "decoders", "GCB", "fusion", "input", "stride", "σ", "description")
     for name in list_cards():
@@ -38,7 +38,7 @@ def models() -> None:
         table.add_row(name, f"ResNet-{c.arch.depth}", str(len(c.arch.decoder_widths)),
                       "yes" if c.arch.gcb else "no", c.arch.fusion, f"{c.input_size[0]}x{c.input_size[1]}",
                       str(c.stride), f"{c.sigma:g}", c.description)
-    Console().print(table)
+    make_console().print(table)
 
 
 def main() -> None:

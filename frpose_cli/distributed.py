@@ -9,6 +9,7 @@ lets the 2-process CPU test reproduce a single-process run with the doubled batc
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +86,14 @@ class GlooSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_reduce as _all_reduce
+
+        def all_reduce(t):
+            # the autograd-aware collective this block relies on; its deprecation notice would
+            # otherwise print for every layer at every step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return _all_reduce(t)
 
         c = x.shape[1]
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)

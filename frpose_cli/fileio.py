@@ -36,5 +36,10 @@ def atomic_write_json(path, obj, indent: int | None = None) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent))
 
 
+def atomic_write_binary(path, write) -> Path:
+    """``write(f)`` into a binary temp file, then rename it to ``path``."""
+    return _atomic(path, write, "wb")
+
+
 def atomic_torch_save(path, obj) -> Path:
-    return _atomic(path, lambda f: torch.save(obj, f), "wb")
+    return atomic_write_binary(path, lambda f: torch.save(obj, f))

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import model_from_checkpoint
 from .codecs import codec_for_card
 from .detectors import coco_id_from_name, make_detector
 from .device import pick_device, synchronize
@@ -38,8 +37,9 @@ from .fileio import atomic_write_json
 from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import decode_to_image, run_heatmaps
 from .keypoints import COCO17_NAMES, COCO17_SIGMAS
-from .optimize import prepare_for_inference
+from .optimize import default_setup, input_memory_format, prepare_for_inference
 from .oks_nms import oks_nms, rescore
+from .runtime import check_weights_path, detect_file_kind, load_pose_model, network_from_torch_file
 from .sources import Source, SourceItem
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
@@ -59,6 +59,7 @@ class PredictOptions:
     det_size: int = 800
     nms_thr: float = 0.9
     device: str | None = None
+    backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
     batch_size: int = 16
     flip: bool = True
     kpt_thr: float = 0.3
@@ -132,15 +133,27 @@ class StageTimer:
 class PosePredictor:
     """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints."""
 
-    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True):
+    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto"):
         if not weights:
             raise FrposeError("no pose weights: pass --weights CKPT, a checkpoint written by `frpose train` "
-                              "(train one with `frpose train frpose-r34 --data COCO_DIR`)")
-        model, self.card, ckpt = model_from_checkpoint(weights, model_name, input_size)
+                              "(train one with `frpose train frpose-r34 --data COCO_DIR`), a published "
+                              "Simple Baselines/mmpose file, or an `frpose export` ONNX/TorchScript file")
         self.device = pick_device(device)
-        self.model = prepare_for_inference(model, self.device, "fused")
-        codec_info = ckpt.get("codec") or {}
-        self.codec = codec_for_card(self.card, codec_info.get("name"))
+        path = check_weights_path(weights)
+        if backend in ("auto", "torch", "onnxruntime") and detect_file_kind(path) == "torch":
+            # PyTorch weights (frpose, Simple Baselines or mmpose layout): auto takes the fastest
+            # set-up measured (ONNX Runtime on CPU, docs/design.md), torch the fused network.
+            net, self.card, codec_name, _ = network_from_torch_file(path, model_name, input_size)
+            self.setup = {"auto": default_setup(self.device), "torch": "fused"}.get(backend, backend)
+            if self.setup == "onnxruntime" and self.device.type != "cpu":
+                raise FrposeError("the onnxruntime backend runs on the CPU here; drop --device or use --backend torch")
+            self.model = prepare_for_inference(net, self.device, self.setup)
+            self.backend = "onnxruntime" if self.setup == "onnxruntime" else "torch"
+        else:   # ONNX / TorchScript exports (and unknown --backend values, reported by load_pose_model)
+            self.model = load_pose_model(path, model_name, input_size, backend, self.device)
+            self.card, codec_name = self.model.card, self.model.codec_name
+            self.setup, self.backend = self.model.setup, self.model.backend
+        self.codec = codec_for_card(self.card, codec_name)
         self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
         self.input_wh, self.aspect = (w, h), w / h
@@ -169,7 +182,7 @@ class PosePredictor:
         for i in range(0, len(crops_uint8), batch_size):
             x = torch.from_numpy(crops_uint8[i:i + batch_size]).to(self.device)
             x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=input_memory_format(self.setup))
             outs.append(run_heatmaps(self.model, x, flip=self.flip, flip_index=self.flip_index,
                                      stride=self.card.stride, codec=self.codec))
         return torch.cat(outs) if outs else torch.zeros((0, self.card.keypoints.num_keypoints,
@@ -275,12 +288,13 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     first_read = time.perf_counter() - read_start
     out_dir = resolve_out_dir(opts.out, opts.resume)
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
-    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip)
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend)
     if detector is None:
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
                                  opts.det_thr, opts.det_size, warn=log)
     writer.meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
+                   "backend": predictor.backend,
                    "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip}
     for key in ("model", "input_size"):   # one predictions file, one model
         if key in writer.previous and writer.previous[key] != writer.meta[key]:

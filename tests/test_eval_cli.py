@@ -1,17 +1,15 @@
 """`frpose eval` end to end: results files, model checkpoints, oracle, bad input."""
 import json
 import shutil
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from frpose_cli import cli
 from frpose_cli.cards import load_card
 from frpose_cli.checkpoint import save_checkpoint
 from frpose_cli.cocoeval import METRIC_NAMES
+from helpers import run_cli
 
 from test_eval_metrics import gt_as_results, pycocotools_by_hand
 
@@ -19,19 +17,6 @@ DATA = Path(__file__).parent / "data" / "coco"
 ANN = DATA / "annotations" / "person_keypoints_val2017.json"
 DET_JSON = DATA / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person_subset.json"
 SIZE = (128, 96)
-
-
-def run_cli(args, capsys):
-    """`frpose ...` in-process as the console script runs it; returns (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["frpose", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            cli.main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def assert_one_line_error(code, err, needle):

@@ -1,6 +1,5 @@
 """`frpose predict` end to end: outputs, bad inputs, --boxes, resume, video, overlays, detector."""
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -8,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli import cli, predict as predict_core
+from frpose_cli import predict as predict_core
 from frpose_cli.cards import load_card
 from frpose_cli.checkpoint import save_checkpoint
 from frpose_cli.codecs import codec_for_card
 from frpose_cli.draw import LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR
 from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
 from frpose_cli.predict import PredictOptions, run_predict
+from helpers import run_cli
 
 DATA = Path(__file__).parent / "data" / "coco"
 VAL = DATA / "val2017"
@@ -28,19 +28,6 @@ def ckpt(tmp_path_factory):
     card = load_card("frpose-r18", SIZE)
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "frpose-r18.pt", card.build_model(), card)
-
-
-def run_cli(args, capsys):
-    """Run `frpose ...` in-process as the console script does; returns (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["frpose", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            cli.main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def small_copies(folder: Path, names, width=160):

@@ -38,7 +38,9 @@ def _default_boxes(data: Path | None):
 def evaluate(
     model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34 (optional with --weights, "
                                 "which records it; needed for --oracle)"),
-    weights: Path = typer.Option(None, "--weights", "-w", help="Checkpoint from `frpose train`"),
+    weights: Path = typer.Option(None, "--weights", "-w", help="Checkpoint from `frpose train`, a published "
+                                 "Simple Baselines / mmpose file (sbn-* cards), or an `frpose export` ONNX/"
+                                 "TorchScript file"),
     data: Path = typer.Option(None, "--data", help="COCO root: annotations/, SPLIT/ images, "
                               "person_detection_results/"),
     split: str = typer.Option("val2017", "--split", help="Split under --data"),
@@ -56,12 +58,16 @@ def evaluate(
                                      "stride 1 and for udp)"),
     oracle: bool = typer.Option(False, "--oracle", help="Replace the network by the codec applied to the ground "
                                 "truth: the AP the heatmap representation itself allows"),
-    input_size: str = typer.Option(None, "--input-size", help="HxW for --oracle (default: the card's)"),
+    input_size: str = typer.Option(None, "--input-size", help="HxW for --oracle and for published weights, "
+                                   "which do not record it (default: the card's)"),
     results: Path = typer.Option(None, "--results", help="Evaluate this COCO keypoint results JSON (no model)"),
     out: Path = typer.Option(None, "--out", "-o", help="Write the COCO-format results here "
                              "(default: runs/eval/MODEL-SPLIT-results.json)"),
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here"),
-    backend: str = typer.Option("pycocotools", "--backend", help="pycocotools | faster (faster-coco-eval)"),
+    backend: str = typer.Option("auto", "--backend", help="Network runtime: auto | torch | onnxruntime (auto: "
+                                "ONNX files on onnxruntime, the rest on torch)"),
+    cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="Scoring: pycocotools | faster "
+                                 "(faster-coco-eval); `--backend pycocotools|faster` is still accepted"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Person crops per network batch"),
     workers: int = typer.Option(2, "--workers", "-j", help="DataLoader worker processes"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
@@ -70,12 +76,14 @@ def evaluate(
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
-    from rich.console import Console
+    from ..console import make_console
 
     from ..cocoeval import METRIC_NAMES, metrics_table
     from ..errors import FrposeError
     from ..fileio import atomic_write_json
 
+    if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
+        backend, cocoeval = "auto", backend
     if batch_size < 1 or workers < 0:
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if boxes is not None and gt_boxes:
@@ -86,7 +94,7 @@ def evaluate(
         if model or weights or oracle:
             raise FrposeError("--results evaluates a file; it takes no MODEL, --weights or --oracle")
         from ..evaluate import evaluate_results_file
-        report = evaluate_results_file(results, ann_file, backend)
+        report = evaluate_results_file(results, ann_file, cocoeval)
         title = f"{results.name} on {ann_file.name}"
     elif oracle:
         if not model:
@@ -96,7 +104,7 @@ def evaluate(
         from ..cards import load_card
         from ..evaluate import evaluate_oracle, resolve_codec
         card = load_card(model, input_size=input_size)
-        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=backend)
+        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval)
         c = resolve_codec(card, codec)
         title = (f"oracle {card.name} {card.input_size[0]}x{card.input_size[1]}: codec {c.name}, stride "
                  f"{c.stride}, σ {c.sigma:g} (median error {report['median_error_px']:.2f} px)")
@@ -105,25 +113,24 @@ def evaluate(
             raise FrposeError("give --weights CKPT (or --oracle, or --results RESULTS.json)")
         if image_dir is None:
             raise FrposeError("give --data COCO_ROOT or --images DIR")
-        from ..checkpoint import model_from_checkpoint
+        from ..cards import parse_input_size
         from ..device import pick_device
         from ..evaluate import evaluate_model, resolve_codec
         from ..inference import flip_shift_for_codec
-        from ..optimize import prepare_for_inference
-        if input_size is not None:
-            raise FrposeError("--input-size is for --oracle; a checkpoint records its input size")
-        net, card, _ = model_from_checkpoint(weights, model_name=model)
+        from ..runtime import load_pose_model
         dev = pick_device(device)
-        net = prepare_for_inference(net, dev, "fused")
+        net = load_pose_model(weights, model_name=model, backend=backend, device=dev,
+                              input_size=parse_input_size(input_size) if input_size else None)
+        card = net.card
         box_source = None if gt_boxes else (boxes or _default_boxes(data))
-        c = resolve_codec(card, codec)
+        c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
-        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev}: boxes "
+        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else "off"))
         report = evaluate_model(net, card, ann_file, image_dir, boxes=box_source, flip=flip, codec=c,
                                 batch_size=batch_size, workers=workers, det_score_thr=det_thr,
-                                flip_shift=shift, nms_thr=nms_thr, backend=backend, progress=progress)
+                                flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
     seconds = time.perf_counter() - start
     if results is None:
@@ -132,7 +139,7 @@ def evaluate(
         _log(f"results: {out}")
     if report["skipped"]:
         _log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
-    Console().print(metrics_table(report, title=title))
+    make_console().print(metrics_table(report, title=title))
     print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
     if json_out is not None:
         atomic_write_json(json_out, {name: report[name] for name in METRIC_NAMES}, indent=2)

@@ -1,11 +1,68 @@
-"""`frpose export`."""
+"""`frpose export`: a checkpoint → ONNX or TorchScript file with metadata, then a parity check."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import typer
 
-from ._pending import not_yet
 
+def export(
+    model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34 (optional when --weights "
+                                "records it; picks the card for published Simple Baselines files)"),
+    weights: Path = typer.Option(None, "--weights", "-w", help="frpose checkpoint, or a published Simple "
+                                 "Baselines / mmpose SimpleBaseline state dict (sbn-* cards)"),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file (default: MODEL-HxW.onnx / .pt next to "
+                             "the weights, or in the current folder)"),
+    input_size: str = typer.Option(None, "--input-size", help="HxW; must agree with an frpose checkpoint, "
+                                   "chooses the size for published files (default: the card's)"),
+    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Any batch size at run "
+                                       "time, or the fixed --batch"),
+    batch: int = typer.Option(1, "--batch", help="Batch size traced (the fixed one with --static-batch)"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
+    check: bool = typer.Option(True, "--check/--no-check", help="Parity check against torch after exporting"),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Export an untrained model (no "
+                                        "--weights): for testing a deployment pipeline only"),
+) -> None:
+    """Export a pose model to ONNX or TorchScript; the file carries the card, input size, stride,
+    σ, keypoints, flip pairs and normalisation, so `predict`/`eval` --weights FILE need nothing else.
 
-def export(model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34")) -> None:
-    """Export to ONNX or TorchScript (not implemented yet: issue #6)."""
-    not_yet("export", 6)
+    After writing, the exported file is loaded back and run against torch on the same inputs; the
+    largest heatmap and decoded-keypoint differences are printed, and more than 1e-3 on the
+    heatmaps fails (exit 2, the file is kept for inspection).
+    """
+    from ..cards import load_card, parse_input_size
+    from ..errors import FrposeError
+    from ..export import FORMATS, SUFFIXES, export_model, parity_check
+    from ..runtime import load_pose_model, network_from_torch_file
+
+    if fmt not in FORMATS:
+        raise FrposeError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    size = parse_input_size(input_size) if input_size else None
+    if weights is None:
+        if not (model and random_weights):
+            raise FrposeError("give --weights CKPT (or MODEL --random-weights to export an untrained model)")
+        card = load_card(model, input_size=size)
+        net, codec_name, what = card.build_model().eval(), card.codec, "random weights"
+        print("frpose: warning: exporting an untrained model (--random-weights)", file=sys.stderr)
+    else:
+        if not Path(weights).is_file():
+            raise FrposeError(f"weights not found: {weights}")
+        net, card, codec_name, what = network_from_torch_file(Path(weights), model, size)
+    if out is None:
+        folder = Path(weights).parent if weights else Path(".")
+        out = folder / f"{card.name}-{card.input_size[0]}x{card.input_size[1]}{SUFFIXES[fmt]}"
+    path = export_model(net, card, fmt, out, codec_name, dynamic_batch, opset, batch,
+                        source=str(weights or "random weights"))
+    print(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({fmt}, "
+          f"{'dynamic' if dynamic_batch else f'static batch {batch}'}, "
+          f"{path.stat().st_size / 2 ** 20:.1f} MB)")
+    if not check:
+        return
+    exported = load_pose_model(path)
+    report = parity_check(net, exported, card, codec_name, batch=2 if dynamic_batch else batch)
+    print(report.line())
+    if not report.passed:
+        raise FrposeError(f"parity check failed: {path} differs from torch by {report.heatmap_max_abs:.2e} "
+                          f"on the heatmaps (limit {report.tolerance:g})")

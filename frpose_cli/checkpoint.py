@@ -73,19 +73,24 @@ def card_from_checkpoint(ckpt: dict, source="checkpoint") -> ModelCard:
     return ModelCard.from_dict(ckpt["card"], source=str(source))
 
 
+def describe_key_mismatch(missing: list, unexpected: list, shapes: list) -> str:
+    """``"3 missing keys: a, b, c; 1 unexpected keys: d"`` (empty when everything fits)."""
+    def few(keys):
+        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+    parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
+             f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
+             f"{len(shapes)} shape mismatches: {few(shapes)}" if shapes else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def load_state_into(model: torch.nn.Module, state_dict: dict, source="checkpoint") -> None:
     """Strict load with one clear message naming missing/unexpected/mis-shaped keys."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or shapes:
-        def few(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
-                 f"{len(shapes)} shape mismatches: {few(shapes)}" if shapes else ""]
-        raise FrposeError(f"{source} does not fit this model ({'; '.join(p for p in parts if p)}); "
+    mismatch = describe_key_mismatch(
+        [k for k in own if k not in state_dict], [k for k in state_dict if k not in own],
+        [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)])
+    if mismatch:
+        raise FrposeError(f"{source} does not fit this model ({mismatch}); "
                           "is it a checkpoint of another model or input size?")
     model.load_state_dict(state_dict, strict=True)
 

@@ -26,6 +26,7 @@ import re
 
 import torch
 
+from .checkpoint import describe_key_mismatch
 from .errors import FrposeError
 
 LAYOUTS = ("frpose", "sbn", "mmpose", "resnet")
@@ -163,15 +164,11 @@ def load_published_into(model, card, state: dict, layout: str, source: str) -> N
     unexpected = [k for k in state if _sbn_key_to_frpose(k) not in own]
     shapes = [frpose_key_to_sbn(k) for k in own
               if k in converted and tuple(own[k].shape) != tuple(converted[k].shape)]
-    if missing or unexpected or shapes:
-        def few(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
-                 f"{len(shapes)} shape mismatches: {few(shapes)}" if shapes else ""]
+    mismatch = describe_key_mismatch(missing, unexpected, shapes)
+    if mismatch:
         depth = infer_depth(state)
         hint = (f"it looks like a ResNet-{depth} model, try sbn-r{depth}" if depth and depth != card.arch.depth
                 else "is it a checkpoint of another architecture?")
         raise FrposeError(f"{source} ({LAYOUT_NAMES[layout]} layout) does not fit {card.name} "
-                          f"({'; '.join(p for p in parts if p)}); {hint}")
+                          f"({mismatch}); {hint}")
     model.load_state_dict(converted, strict=True)

@@ -58,6 +58,11 @@ def test_train_leaves_a_self_describing_checkpoint_and_logs(data, tmp_path):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epoch = [r for r in records if r["kind"] == "epoch"]
     assert len(epoch) == 1 and epoch[0]["val_loss"] == pytest.approx(summary["val_loss"])
+    # Validation AP (GT boxes, flip test) is that of the saved weights, and picks best.pt.
+    from frpose_cli.evaluate import evaluate_model
+    again = evaluate_model(model, card, data["val_ann"], data["val_images"], boxes=None, flip=True, workers=0)
+    assert 0 <= epoch[0]["val_AP"] <= 1 and epoch[0]["val_AP"] == pytest.approx(again["AP"])
+    assert ckpt["best"] == {"metric": "AP", "value": epoch[0]["val_AP"], "epoch": 1}
     assert any(r["kind"] == "step" for r in records)
     png = cv2.imread(str(run_dir / "training_curve.png"))
     assert png is not None and png.shape[2] == 3 and png.std() > 0

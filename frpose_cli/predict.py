@@ -5,7 +5,7 @@ wait in a batch; when the batch is full the network runs (with the flip test), k
 are decoded back into image pixels, and that batch's images get their records and
 overlays.  Only the current batch's images are in memory.
 
-Outputs in the run folder::
+Outputs in the run folder (written by :mod:`frpose_cli.run_folder`)::
 
     predictions.json   COCO keypoint results (+ file_name, frame, bbox, box_score)
     images.json        every processed image (also those with no person) and every skipped file
@@ -18,8 +18,6 @@ and at the end, so an interrupted run keeps everything it wrote and ``resume`` c
 from __future__ import annotations
 
 import itertools
-import json
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,17 +31,16 @@ from .detectors import coco_id_from_name, make_detector
 from .device import pick_device, synchronize
 from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from .errors import FrposeError
-from .fileio import atomic_write_json
 from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import decode_to_image, run_heatmaps
 from .keypoints import COCO17_NAMES, COCO17_SIGMAS
 from .optimize import default_setup, input_memory_format, prepare_for_inference
 from .oks_nms import oks_nms, rescore
 from .runtime import check_weights_path, detect_file_kind, load_pose_model, network_from_torch_file
+from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir
 from .sources import Source, SourceItem
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
-PREDICTIONS, IMAGES = "predictions.json", "images.json"
 
 
 @dataclass
@@ -87,19 +84,6 @@ class PredictSummary:
     def exit_code(self) -> int:
         """0 all good, 1 when some inputs were skipped (the CLI uses 2 for usage/fatal errors)."""
         return 1 if self.skipped else 0
-
-
-def next_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Path:
-    """``runs/predict/run1``, ``run2``, ...: the first number after the highest one there."""
-    numbers = [int(m.group(1)) for p in (base.iterdir() if base.is_dir() else ())
-               if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    return base / f"{prefix}{max(numbers, default=0) + 1}"
-
-
-def latest_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Path | None:
-    runs = [(int(m.group(1)), p) for p in (base.iterdir() if base.is_dir() else ())
-            if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    return max(runs)[1] if runs else None
 
 
 def image_id_for(item: SourceItem) -> int:
@@ -195,84 +179,6 @@ class PosePredictor:
     def __call__(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         crops, centers, scales = self.crops(image_rgb, boxes)
         return self.decode(self.heatmaps(crops), centers, scales)
-
-
-def make_record(item: SourceItem, image_id: int, kpts: np.ndarray, box: np.ndarray, score: float) -> dict:
-    rec = {"image_id": image_id, "file_name": item.file_name, "category_id": 1,
-           "keypoints": [round(float(v), 2) for v in kpts.reshape(-1)],
-           "score": round(float(score), 5), "bbox": [round(float(v), 2) for v in box[:4]],
-           "box_score": round(float(box[4]), 5)}
-    if item.frame is not None:
-        rec["frame"] = item.frame
-    return rec
-
-
-class RunWriter:
-    """predictions.json + images.json of one run folder, rewritten atomically as the run goes."""
-
-    def __init__(self, out_dir: Path, resume: bool, meta: dict, save_every: int):
-        self.out_dir, self.meta, self.save_every = out_dir, meta, max(1, save_every)
-        self.records, self.images, self.skipped, self.previous = [], [], [], {}
-        pred_path = out_dir / PREDICTIONS
-        if pred_path.exists() and not resume:
-            raise FrposeError(f"{out_dir} already holds {PREDICTIONS}; pass --resume to continue that run "
-                              "or choose another --out")
-        if resume and pred_path.exists():
-            self.records = self._read_list(pred_path)
-            info = self._read_json(out_dir / IMAGES) if (out_dir / IMAGES).exists() else {}
-            self.images = list(info.get("images", [])) if isinstance(info, dict) else []
-            self.previous = {k: v for k, v in info.items() if k not in ("images", "skipped")} \
-                if isinstance(info, dict) else {}
-        self.done = {(r.get("file_name"), r.get("frame")) for r in self.records + self.images}
-        self.since_save = 0
-
-    @staticmethod
-    def _read_json(path: Path):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise FrposeError(f"--resume: cannot read {path} ({type(e).__name__}); "
-                              "move it away to start over") from None
-
-    def _read_list(self, path: Path) -> list:
-        data = self._read_json(path)
-        if not isinstance(data, list) or not all(isinstance(r, dict) and "file_name" in r for r in data):
-            raise FrposeError(f"--resume: {path} is not an frpose predictions file (a list of records "
-                              "with file_name)")
-        return data
-
-    def add(self, item: SourceItem, image_id: int, records: list[dict]) -> None:
-        self.records.extend(records)
-        entry = {"file_name": item.file_name, "image_id": image_id, "width": int(item.image.shape[1]),
-                 "height": int(item.image.shape[0]), "persons": len(records)}
-        if item.frame is not None:
-            entry["frame"] = item.frame
-        self.images.append(entry)
-        self.done.add(item.key)
-        self.since_save += 1
-        # Rewrites grow with the file; spacing them by ≥10 % of the work keeps the total linear.
-        if self.since_save >= max(self.save_every, len(self.images) // 10):
-            self.save()
-
-    def skip(self, name: str, reason: str) -> None:
-        self.skipped.append({"file_name": name, "reason": reason})
-
-    def save(self) -> None:
-        atomic_write_json(self.out_dir / PREDICTIONS, self.records)
-        atomic_write_json(self.out_dir / IMAGES, {**self.meta, "images": self.images, "skipped": self.skipped},
-                          indent=1)
-        self.since_save = 0
-
-
-def resolve_out_dir(out, resume: bool) -> Path:
-    if out:
-        return Path(out)
-    if resume:
-        latest = latest_run_dir()
-        if latest is None:
-            raise FrposeError("--resume: no earlier run under runs/predict; pass --out DIR")
-        return latest
-    return next_run_dir()
 
 
 def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummary:

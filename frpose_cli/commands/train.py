@@ -28,7 +28,7 @@ def train(
     val_ap: bool = typer.Option(None, "--val-ap/--no-val-ap", help="Validate with COCO AP (GT boxes, flip test) and keep best.pt by AP (default: on when a val set is given)"),
     augment: bool = typer.Option(None, "--augment/--no-augment", help="The card's augmentation (flip, ±40° rotation, 0.7-1.3 scale); --no-augment turns it off"),
     sync_bn: bool = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across processes under torchrun"),
-    targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: loader (workers) or device (from keypoints)"),
+    targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: device (from keypoints, the default) or loader (in the workers)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp (default: the card's)"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines"),
 ) -> None:

@@ -46,8 +46,10 @@ class MetricsLog:
         train = [(r["epoch"] - 1 + r["fraction"], r["loss"]) for r in steps if "fraction" in r]
         train = train or [(r["epoch"], r["train_loss"]) for r in epochs]
         val = [(r["epoch"], r["val_loss"]) for r in epochs if r.get("val_loss") is not None]
-        img = plot_curves({"train loss": (train, (200, 90, 30)), "val loss": (val, (40, 40, 220))},
-                          xlabel="epoch", ylabel="loss (log scale)")
+        series = {"train loss": (train, (200, 90, 30))}
+        if val:   # no legend entry for a curve that is not there
+            series["val loss"] = (val, (40, 40, 220))
+        img = plot_curves(series, xlabel="epoch", ylabel="loss (log scale)")
         png_path = Path(png_path)
         ok, buf = cv2.imencode(".png", img)
         if ok:

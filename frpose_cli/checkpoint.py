@@ -37,13 +37,19 @@ def save_checkpoint(path, model: torch.nn.Module, card: ModelCard, codec: dict |
     return atomic_torch_save(path, ckpt)
 
 
-def read_checkpoint_file(path) -> object:
-    """``torch.load`` with ``weights_only=True`` and one-line errors for every failure."""
+def check_weights_path(path) -> Path:
+    """``path`` as a Path when it is an existing file, else a one-line error."""
     path = Path(path)
     if path.is_dir():
-        raise FrposeError(f"{path} is a folder, not a checkpoint file")
+        raise FrposeError(f"{path} is a folder, not a model file")
     if not path.is_file():
         raise FrposeError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_checkpoint_file(path) -> object:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for every failure."""
+    path = check_weights_path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

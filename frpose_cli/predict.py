@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import check_weights_path
 from .codecs import codec_for_card
 from .detectors import coco_id_from_name, make_detector
 from .device import pick_device, synchronize
@@ -36,7 +37,7 @@ from .inference import decode_to_image, run_heatmaps
 from .keypoints import COCO17_NAMES, COCO17_SIGMAS
 from .optimize import default_setup, input_memory_format, prepare_for_inference
 from .oks_nms import oks_nms, rescore
-from .runtime import check_weights_path, detect_file_kind, load_pose_model, network_from_torch_file
+from .runtime import detect_file_kind, load_pose_model, network_from_torch_file
 from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir
 from .sources import Source, SourceItem
 

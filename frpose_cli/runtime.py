@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from .cards import ModelCard, load_card
-from .checkpoint import FORMAT as CHECKPOINT_FORMAT, card_from_checkpoint, load_state_into, read_checkpoint_file
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT, card_from_checkpoint, check_weights_path, load_state_into, \
+    read_checkpoint_file
 from .errors import FrposeError
 from .optimize import default_setup, input_memory_format, prepare_for_inference
 from .published import LAYOUT_NAMES, infer_depth, load_published_into, published_to_sbn, unwrap_state_dict
@@ -131,15 +132,6 @@ def detect_file_kind(path: Path) -> str:
     if path.suffix.lower() == ".onnx" or head == b"\x08":
         return "onnx"
     return "torch"
-
-
-def check_weights_path(path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise FrposeError(f"{path} is a folder, not a model file")
-    if not path.is_file():
-        raise FrposeError(f"checkpoint not found: {path}")
-    return path
 
 
 def _agree(card: ModelCard, model_name, input_size, source) -> None:

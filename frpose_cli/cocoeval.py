@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrposeError
-from .keypoints import COCO17_SIGMAS
+from .keypoints import COCO17_OKS_SIGMAS
 
 # The ten figures of COCOeval's keypoint summary, in its order (stats[0..9]).
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -108,10 +108,9 @@ def load_ground_truth(ann_file) -> GroundTruth:
 
 
 def oks_sigmas_for(num_keypoints: int) -> np.ndarray:
-    """OKS falloff σ per keypoint as COCOeval uses them (keypoints.COCO17_SIGMAS are the
-    published ×10 figures; pycocotools divides them by 10)."""
-    if num_keypoints == len(COCO17_SIGMAS):
-        return np.asarray(COCO17_SIGMAS, dtype=np.float64) / 10.0
+    """OKS falloff σ per keypoint as COCOeval uses them."""
+    if num_keypoints == len(COCO17_OKS_SIGMAS):
+        return np.asarray(COCO17_OKS_SIGMAS, dtype=np.float64)
     raise FrposeError(f"OKS needs per-keypoint sigmas; frpose knows them for COCO's 17 keypoints, "
                       f"not for {num_keypoints}")
 

@@ -28,6 +28,7 @@ from .cards import ModelCard
 from .codecs import codec_for_card
 from .errors import FrposeError
 from .fileio import atomic_write_binary
+from .inference import normalize_input
 from .optimize import fold_batchnorm
 
 FORMATS = ("onnx", "torchscript")
@@ -160,9 +161,7 @@ def parity_inputs(card: ModelCard, batch: int, seed: int = 0) -> torch.Tensor:
     h, w = card.input_size
     coarse = torch.rand(batch, 3, max(h // 16, 2), max(w // 16, 2), generator=g)
     img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-    mean = torch.tensor(card.normalize["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(card.normalize["std"]).view(1, 3, 1, 1)
-    return (img - mean) / std
+    return normalize_input(img, card.normalize)
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ COCO17_NAMES = (
 # COCO's per-keypoint OKS constants ×10, as pycocotools writes them (it divides by 10 before use).
 COCO17_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
                  1.07, 1.07, .87, .87, .89, .89)
+COCO17_OKS_SIGMAS = tuple(s / 10.0 for s in COCO17_SIGMAS)   # the values OKS uses
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from .device import pick_device, synchronize
 from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from .errors import FrposeError
 from .geometry import box_to_center_scale, crop_image, warp_matrix
-from .inference import decode_to_image, run_heatmaps
-from .keypoints import COCO17_NAMES, COCO17_SIGMAS
+from .inference import crops_to_input, decode_to_image, run_heatmaps
+from .keypoints import COCO17_NAMES, COCO17_OKS_SIGMAS
 from .optimize import default_setup, input_memory_format, prepare_for_inference
 from .oks_nms import oks_nms, rescore
 from .runtime import detect_file_kind, load_pose_model, network_from_torch_file
@@ -142,11 +142,8 @@ class PosePredictor:
         self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
         self.input_wh, self.aspect = (w, h), w / h
-        norm = self.card.normalize
-        self.mean = torch.tensor(norm["mean"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(norm["std"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         names = tuple(self.card.keypoints.names)
-        self.oks_sigmas = (np.array(COCO17_SIGMAS) / 10.0 if names == COCO17_NAMES
+        self.oks_sigmas = (np.array(COCO17_OKS_SIGMAS) if names == COCO17_NAMES
                            else np.full(len(names), 0.07))
 
     def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
@@ -165,8 +162,7 @@ class PosePredictor:
         """Normalised on the device (uint8 crosses the bus), run in chunks, flip test included."""
         outs = []
         for i in range(0, len(crops_uint8), batch_size):
-            x = torch.from_numpy(crops_uint8[i:i + batch_size]).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
+            x = crops_to_input(torch.from_numpy(crops_uint8[i:i + batch_size]).to(self.device), self.card.normalize)
             x = x.contiguous(memory_format=input_memory_format(self.setup))
             outs.append(run_heatmaps(self.model, x, flip=self.flip, flip_index=self.flip_index,
                                      stride=self.card.stride, codec=self.codec))

@@ -28,7 +28,7 @@ from frpose_cli.bench import count_macs
 from frpose_cli.cards import load_card, parse_input_size
 from frpose_cli.codecs import codec_for_card
 from frpose_cli.geometry import box_to_center_scale, crop_image
-from frpose_cli.inference import decode_to_image, run_heatmaps
+from frpose_cli.inference import crops_to_input, decode_to_image, run_heatmaps
 from frpose_cli.optimize import SETUPS, cpu_has_native_bf16, input_memory_format, prepare_for_inference
 from frpose_cli.runtime import TorchPoseModel
 
@@ -61,10 +61,7 @@ def real_crops(card):
         crops.append(crop_image(image, c, s, 0, (w, h)))
         centers.append(c)
         scales.append(s)
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
-    mean = torch.tensor(card.normalize["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(card.normalize["std"]).view(1, 3, 1, 1)
-    return (x - mean) / std, np.array(centers), np.array(scales)
+    return crops_to_input(torch.from_numpy(np.stack(crops)), card.normalize), np.array(centers), np.array(scales)
 
 
 def build(setup, net, card):

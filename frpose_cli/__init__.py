@@ -5,12 +5,16 @@ Python use::
     from frpose_cli import load_card
     card = load_card("frpose-r34", input_size="256x192")
     model = card.build_model()          # torch.nn.Module, heatmaps at full input resolution
+
+    from frpose_cli import load_pose_model
+    pose = load_pose_model("sbn-r50")   # a checkpoint, zoo name or URL → PoseModel (downloads once)
 """
 from .cards import ModelCard, list_cards, load_card, parse_input_size
 from .errors import FrposeError
 from .keypoints import COCO17, KeypointSpec
 from .net.network import ArchSpec, PoseNet
+from .runtime import PoseModel, load_pose_model
 
 __version__ = "0.1.0"
-__all__ = ["ArchSpec", "COCO17", "FrposeError", "KeypointSpec", "ModelCard", "PoseNet",
-           "list_cards", "load_card", "parse_input_size", "__version__"]
+__all__ = ["ArchSpec", "COCO17", "FrposeError", "KeypointSpec", "ModelCard", "PoseModel", "PoseNet",
+           "list_cards", "load_card", "load_pose_model", "parse_input_size", "__version__"]

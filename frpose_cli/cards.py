@@ -21,6 +21,7 @@ from .net.network import ArchSpec, PoseNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CHANNEL_ORDERS = ("rgb", "bgr")
 _CHECKOUT_CARDS = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -72,6 +73,17 @@ class ModelCard:
             raise FrposeError(f"card {self.name} has no heatmap sigma")
         ref = min(self.sigma_table, key=lambda k: abs(parse_input_size(k)[0] - self.input_size[0]))
         return float(self.sigma_table[ref]) * self.input_size[0] / parse_input_size(ref)[0]
+
+    @property
+    def channel_order(self) -> str:
+        """``rgb`` or ``bgr``: the channel order the weights were trained on (``normalize.channel_order``;
+        mean/std apply per channel index either way, as the original Simple Baselines code did)."""
+        return str(self.normalize.get("channel_order", "rgb"))
+
+    def with_channel_order(self, order: str) -> "ModelCard":
+        if order not in CHANNEL_ORDERS:
+            raise FrposeError(f"channel order must be one of {', '.join(CHANNEL_ORDERS)} (got {order!r})")
+        return dataclasses.replace(self, normalize={**self.normalize, "channel_order": order})
 
     def with_input_size(self, input_size) -> "ModelCard":
         if isinstance(input_size, str):
@@ -131,8 +143,13 @@ def _card_files() -> dict[str, object]:
     return files
 
 
+def _natural(name: str):
+    """``frpose-r18`` before ``frpose-r101``: digit runs compare as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def list_cards() -> list[str]:
-    return sorted(_card_files())
+    return sorted(_card_files(), key=_natural)
 
 
 def load_card(name: str, input_size=None) -> ModelCard:

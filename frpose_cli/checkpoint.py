@@ -47,18 +47,53 @@ def check_weights_path(path) -> Path:
     return path
 
 
+def _numpy_globals() -> list:
+    """What rebuilding numpy arrays and scalars needs, under numpy 1.x and 2.x names: mmpose and
+    mmengine store dataset metadata (sigmas, colours, flip indices) as arrays next to the weights."""
+    import numpy as np
+    core = getattr(np, "_core", None) or np.core
+    out = [np.ndarray, np.dtype]
+    for fn in (core.multiarray._reconstruct, core.multiarray.scalar):
+        out += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
+    out += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    return out
+
+
+def _global_name(item) -> str:
+    return item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+
+
+ALLOWED_GLOBALS = _numpy_globals()
+ALLOWED_GLOBAL_NAMES = frozenset(_global_name(g) for g in ALLOWED_GLOBALS)
+
+
+def _refuse(path, name: str) -> FrposeError:
+    return FrposeError(f"{path}: refused to load: it needs the Python global {name}, which could run code, and "
+                       "frpose loads checkpoints with weights_only=True (tensors, containers and numpy arrays "
+                       "only). If you trust the file, re-save its weights as a plain state dict: "
+                       "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
+
+
 def read_checkpoint_file(path) -> object:
-    """``torch.load`` with ``weights_only=True`` and one-line errors for every failure."""
+    """``torch.load(weights_only=True)`` with numpy arrays allowed and nothing else beyond torch's
+    defaults; one-line errors for every failure.  A file that needs any other Python global is
+    refused *before* unpickling, naming the global (its code never runs)."""
     path = check_weights_path(path)
+    try:   # zip-format files (torch >= 1.6): list the globals without unpickling anything
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:   # legacy format or damaged: torch.load below decides
+        needed = []
+    refused = [g for g in needed if g not in ALLOWED_GLOBAL_NAMES]
+    if refused:
+        raise _refuse(path, refused[0])
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if wanted:   # a real checkpoint that stores Python objects beyond tensors and containers
-            raise FrposeError(f"{path}: refused to load: it needs pickled code ({wanted.group(1)}), and frpose loads "
-                              "with weights_only=True so that a file cannot run code. Re-save it as a "
-                              "plain state dict (torch.save(model.state_dict(), ...)).") from None
+        wanted = re.search(r"GLOBAL ([\w.]+)", text)
+        if wanted:   # legacy-format files reach this: the weights-only unpickler stopped at the global
+            raise _refuse(path, wanted.group(1)) from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         raise FrposeError(f"{path}: not a readable PyTorch checkpoint (damaged or another kind of file: "
                           f"{(detail.group(1) if detail else text.splitlines()[0])[:120].strip()})") from None
@@ -99,21 +134,3 @@ def load_state_into(model: torch.nn.Module, state_dict: dict, source="checkpoint
         raise FrposeError(f"{source} does not fit this model ({mismatch}); "
                           "is it a checkpoint of another model or input size?")
     model.load_state_dict(state_dict, strict=True)
-
-
-def model_from_checkpoint(path, model_name: str | None = None, input_size=None):
-    """Build the model recorded in an frpose checkpoint and load its weights.
-
-    ``model_name``/``input_size`` given by the user must agree with the checkpoint.
-    Returns ``(model in eval mode, card, checkpoint dict)``.
-    """
-    ckpt = load_checkpoint(path)
-    card = card_from_checkpoint(ckpt, path)
-    if model_name and model_name != card.name:
-        raise FrposeError(f"{path} holds a {card.name} checkpoint, not {model_name}")
-    if input_size is not None and tuple(input_size) != tuple(card.input_size):
-        raise FrposeError(f"{path} was trained at {card.input_size[0]}x{card.input_size[1]}, "
-                          f"not {input_size[0]}x{input_size[1]}")
-    model = card.build_model()
-    load_state_into(model, ckpt["state_dict"], str(path))
-    return model.eval(), card, ckpt

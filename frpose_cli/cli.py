@@ -17,6 +17,21 @@ app = typer.Typer(
     name="frpose", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD).",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+        print(f"frpose {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit")) -> None:
+    """Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD)."""
+
+
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
@@ -26,19 +41,33 @@ app.command("bench")(bench.bench)
 
 @app.command("models")
 def models() -> None:
-    """List the model cards (models/*.yaml)."""
+    """List the model cards (models/*.yaml) and the zoo's published weights, with what is cached."""
     from rich.table import Table
 
+    from . import zoo
     from .cards import list_cards, load_card
     from .console import make_console
+    from .download import cache_dir
 
-    table = Table("model", "encoder", "decoders", "GCB", "fusion", "input", "stride", "σ", "description")
+    console = make_console()
+    table = Table("model", "encoder", "decoders", "GCB", "fusion", "input", "stride", "σ", "zoo weights",
+                  "description", title="model cards")
     for name in list_cards():
         c = load_card(name)
+        weights = ", ".join(e.name for e in zoo.pose_entries_for(name)) or "-"
         table.add_row(name, f"ResNet-{c.arch.depth}", str(len(c.arch.decoder_widths)),
                       "yes" if c.arch.gcb else "no", c.arch.fusion, f"{c.input_size[0]}x{c.input_size[1]}",
-                      str(c.stride), f"{c.sigma:g}", c.description)
-    make_console().print(table)
+                      str(c.stride), f"{c.sigma:g}", weights, c.description)
+    console.print(table)
+    zoo_table = Table("weights", "kind", "card", "input", "COCO val AP", "cached", "source",
+                      title=f"zoo (cache: {cache_dir()})")
+    for e in zoo.ENTRIES.values():
+        zoo_table.add_row(e.name, e.kind, e.card or "-",
+                          f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "-",
+                          f"{e.ap:.1f}" if e.ap is not None else "-", "yes" if e.cached() else "no", e.source)
+    console.print(zoo_table)
+    console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
+                  "network has no published weights)", markup=False)
 
 
 def main() -> None:

@@ -263,7 +263,8 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         visible = (inst.keypoints[:, 2] > 0).astype(np.float32)
         if valid:
             crop = crop_image(image, center, scale, rot, (w, h), udp=self.codec.use_udp)
-            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)   # OpenCV decodes BGR; the model takes RGB
+            if self.card.channel_order == "rgb":   # OpenCV decodes BGR; most weights take RGB
+                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         else:
             crop = np.zeros((h, w, 3), np.uint8)
             visible[:] = 0

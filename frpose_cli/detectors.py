@@ -3,8 +3,9 @@
 Three ways to get them, one interface (``detector(item) -> (M, 5) array of x, y, w, h, score``):
 
 - :class:`TorchvisionDetector`: torchvision's Faster R-CNN ResNet-50 FPN, the detector
-  family the paper uses.  Its weights come from ``--detector-weights FILE`` or from the
-  torch hub cache where torchvision itself would store them; nothing is ever downloaded.
+  family the paper uses.  Its weights come from ``--detector-weights FILE|URL`` or are the
+  zoo's ``fasterrcnn-r50-fpn`` (torchvision's own COCO file), downloaded into the weights
+  cache on first use (:mod:`frpose_cli.download`; never with ``--offline``).
 - :class:`BoxFileDetector`: boxes from a COCO detection-results JSON (``--boxes``), e.g. the
   detector output Simple Baselines / HRNet / mmpose evaluate with.
 - :class:`WholeImageDetector`: the whole image is one person (for person crops, or when no
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import zoo
 from .checkpoint import read_checkpoint_file
+from .download import fetch, is_url
 from .errors import FrposeError
 from .sources import SourceItem
 
@@ -135,27 +138,6 @@ class BoxFileDetector:
 
 # ----------------------------------------------------------------------------- torchvision
 
-def torchvision_weights_file_name() -> str:
-    """The file name torchvision gives the COCO Faster R-CNN ResNet-50 FPN weights it downloads."""
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-    return FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url.rsplit("/", 1)[-1]
-
-
-def torchvision_weights_url() -> str:
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-    return FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
-
-
-def cached_detector_weights() -> Path:
-    """Where torchvision would have cached the detector weights (``torch.hub.get_dir()/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / torchvision_weights_file_name()
-
-
-def how_to_get_detector() -> str:
-    return (f"download {torchvision_weights_url()} into {cached_detector_weights().parent}/ "
-            "or pass --detector-weights FILE, or give boxes with --boxes DET_JSON")
-
-
 class TorchvisionDetector:
     """torchvision's ``fasterrcnn_resnet50_fpn`` built without any download, weights from a file.
 
@@ -210,11 +192,12 @@ class TorchvisionDetector:
 
 
 def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",
-                  det_thr: float = 0.3, det_size: int = 800, warn=print):
+                  det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True):
     """The person detector the user asked for.
 
-    ``--boxes`` wins; ``torchvision`` needs weights (error otherwise); ``auto`` uses torchvision
-    when weights are found and otherwise falls back to the whole image with a one-line warning.
+    ``--boxes`` wins; ``torchvision`` needs weights (cached or downloaded, error otherwise);
+    ``auto`` uses torchvision when its weights are cached or can be downloaded, and otherwise
+    falls back to the whole image with a one-line warning saying why.
     """
     if detector not in DETECTOR_CHOICES:
         raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
@@ -226,16 +209,17 @@ def make_detector(detector: str = "auto", boxes=None, detector_weights=None, dev
     if detector == "whole-image":
         return WholeImageDetector()
     if detector_weights is not None:
-        weights = Path(detector_weights)
+        weights = fetch(str(detector_weights), what="detector weights", progress=progress) \
+            if is_url(str(detector_weights)) else Path(detector_weights)
         if not weights.is_file():
             raise FrposeError(f"--detector-weights file not found: {weights}")
-    else:
-        weights = cached_detector_weights()
-        if not weights.is_file():
-            if detector == "torchvision":
-                raise FrposeError(f"no detector weights for --detector torchvision: {how_to_get_detector()}")
-            warn(f"warning: no person detector weights found, using the whole image as one person; "
-                 f"to detect people {how_to_get_detector()}")
+    elif zoo.DETECTOR.cached() or detector == "torchvision":
+        weights = zoo.DETECTOR.fetch(progress)   # a one-line error when it cannot be had
+    else:   # auto: download when allowed, else the whole image
+        try:
+            weights = zoo.DETECTOR.fetch(progress)
+        except FrposeError as e:
+            warn(f"warning: no person detector, using the whole image as one person ({e})")
             return WholeImageDetector()
     return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
                                max_size=max(det_size, round(det_size * 1333 / 800)))

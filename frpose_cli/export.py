@@ -1,21 +1,8 @@
-"""Export a pose network to ONNX or TorchScript with its metadata, and check parity.
-
-The exported network is the BN-folded one (exact up to float rounding, see
-:mod:`frpose_cli.optimize`): one input ``images`` (N, 3, H, W) float32, normalised with the
-card's mean/std, one output ``heatmaps`` (N, K, H/stride, W/stride).
-
-Metadata (JSON, ``frpose-export/1``) travels inside the file — ONNX ``metadata_props``
-key ``frpose``, TorchScript extra file ``frpose.json`` — so ``predict``/``eval`` need
-only the file.  It holds the full model card (``card``) plus the fields a non-frpose
-consumer needs at a glance: model, input_size, heatmap_size, stride, sigma, codec,
-keypoint_names, flip_pairs, normalize (mean/std on 0-1 RGB), dynamic_batch, opset.
-
-ONNX goes through ``torch.onnx.export(..., dynamo=False)``: the TorchScript-based
-exporter works offline with no extra package (``dynamo=True`` needs onnxscript).
+"""`frpose export` core: write a pose network as ONNX or TorchScript carrying its metadata
+(:mod:`frpose_cli.export_format` says what the file holds), then check parity against torch.
 """
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -28,88 +15,21 @@ from .cards import ModelCard
 from .codecs import codec_for_card
 from .errors import FrposeError
 from .fileio import atomic_write_binary
+from .export_format import DEFAULT_OPSET, METADATA_KEY, export_metadata, export_net, onnx_bytes
 from .inference import normalize_input
-from .optimize import fold_batchnorm
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-DEFAULT_OPSET = 17
 HEATMAP_TOLERANCE = 1e-3         # largest |heatmap difference| a parity check accepts
-
-
-def export_metadata(card: ModelCard, codec_name: str | None, fmt: str, dynamic_batch: bool,
-                    batch: int, opset: int | None, source: str = "") -> dict:
-    from .runtime import EXPORT_FORMAT
-    codec = codec_name or card.codec
-    return {
-        "format": EXPORT_FORMAT, "export": fmt, "model": card.name,
-        "input_size": list(card.input_size), "heatmap_size": list(card.heatmap_size),
-        "stride": card.stride, "sigma": card.sigma, "codec": {"name": codec, "sigma": card.sigma,
-                                                             "stride": card.stride},
-        "keypoint_names": list(card.keypoints.names),
-        "flip_pairs": [list(p) for p in card.keypoints.flip_pairs],
-        "normalize": dict(card.normalize), "input_range": "RGB / 255, then (x - mean) / std",
-        "dynamic_batch": bool(dynamic_batch), "batch": None if dynamic_batch else int(batch),
-        "opset": opset, "source": str(source), "torch": torch.__version__, "card": card.to_dict(),
-    }
-
-
-def _export_net(net: torch.nn.Module) -> torch.nn.Module:
-    """CPU, eval mode, BN folded, contiguous: what both exporters trace."""
-    return fold_batchnorm(net.cpu().eval()).to(memory_format=torch.contiguous_format)
-
-
-def onnx_bytes(net: torch.nn.Module, card: ModelCard, codec_name: str | None = None, dynamic_batch: bool = True,
-               batch: int = 1, opset: int = DEFAULT_OPSET, source: str = "") -> bytes:
-    """A serialized ONNX model of ``net`` carrying the frpose metadata."""
-    try:
-        import onnx
-    except ImportError:
-        raise FrposeError("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
-    from .runtime import METADATA_KEY
-    x = torch.zeros(batch, 3, *card.input_size)
-    buf = io.BytesIO()
-    axes = {"images": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")   # the exporter's deprecation/tracer notices
-            torch.onnx.export(_export_net(net), (x,), buf, dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["heatmaps"], dynamic_axes=axes,
-                              do_constant_folding=True)
-    except Exception as e:  # unsupported opset, operator, ...
-        raise FrposeError(f"ONNX export failed at opset {opset} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'})") from None
-    model = onnx.load_from_string(buf.getvalue())
-    meta = export_metadata(card, codec_name, "onnx", dynamic_batch, batch, opset, source)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    model.producer_name = "frpose"
-    return model.SerializeToString()
-
-
-def onnx_bytes_any_size(net: torch.nn.Module, opset: int = DEFAULT_OPSET) -> bytes:
-    """ONNX of ``net`` with symbolic batch, height and width and no metadata: the in-memory
-    ``onnxruntime`` inference set-up.  Every resize in the network is relative (×2, ½, to
-    another map's size), so one graph serves every input size (checked in tests/test_runtime.py)."""
-    buf = io.BytesIO()
-    axes = {"images": {0: "batch", 2: "height", 3: "width"},
-            "heatmaps": {0: "batch", 2: "heatmap_height", 3: "heatmap_width"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_export_net(net), (torch.zeros(1, 3, 256, 192),), buf, dynamo=False,
-                          opset_version=opset, input_names=["images"], output_names=["heatmaps"],
-                          dynamic_axes=axes, do_constant_folding=True)
-    return buf.getvalue()
 
 
 def write_torchscript(net: torch.nn.Module, card: ModelCard, out: Path, codec_name: str | None = None,
                       dynamic_batch: bool = True, batch: int = 1, source: str = "") -> Path:
-    from .runtime import METADATA_KEY
     x = torch.zeros(batch, 3, *card.input_size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")   # TracerWarnings about shape-dependent Python ifs
         # The traced graph has no batch-size dependence (every op is per-sample), so it runs any batch.
-        traced = torch.jit.trace(_export_net(net), (x,), check_trace=False)
+        traced = torch.jit.trace(export_net(net), (x,), check_trace=False)
     meta = export_metadata(card, codec_name, "torchscript", dynamic_batch, batch, None, source)
     extra = {f"{METADATA_KEY}.json": json.dumps(meta)}
 

@@ -1,6 +1,8 @@
 """Atomic writes: results and checkpoints go to a temp file in the same folder, then rename.
 
 An interrupted run therefore leaves either the old file or the new one, never half of one.
+The file gets the permissions a plain ``open(path, "w")`` would give (0666 minus the umask),
+not the 0600 of ``tempfile.mkstemp``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,17 @@ from pathlib import Path
 import torch
 
 
+def current_umask() -> int:
+    mask = os.umask(0)   # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path) -> None:
+    """Give ``path`` (a temp file from ``mkstemp``, mode 0600) the mode the user's umask asks for."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def _atomic(path, write, mode: str):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,6 +34,7 @@ def _atomic(path, write, mode: str):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

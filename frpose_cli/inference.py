@@ -39,7 +39,10 @@ from .geometry import transform_points, warp_matrix
 
 
 def normalize_input(images01: torch.Tensor, normalize: dict) -> torch.Tensor:
-    """RGB images in [0, 1], N×3×H×W → the network's input: ``(x - mean) / std`` (``card.normalize``)."""
+    """RGB images in [0, 1], N×3×H×W → the network's input: ``(x - mean) / std`` (``card.normalize``),
+    channels reversed first for weights trained on BGR (``normalize["channel_order"] == "bgr"``)."""
+    if normalize.get("channel_order", "rgb") == "bgr":
+        images01 = images01.flip(1)
     mean = torch.tensor(normalize["mean"], dtype=images01.dtype, device=images01.device).view(1, 3, 1, 1)
     std = torch.tensor(normalize["std"], dtype=images01.dtype, device=images01.device).view(1, 3, 1, 1)
     return (images01 - mean) / std

@@ -13,40 +13,15 @@ Measured choice of the CPU default (:func:`default_setup`): docs/design.md.
 """
 from __future__ import annotations
 
-import copy
 import importlib.util
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .net.folding import fold_batchnorm
 
 SETUPS = ("eager", "channels_last", "folded", "fused", "bf16", "compile", "onnxruntime")
 _CHANNELS_LAST = ("channels_last", "fused", "bf16", "compile")
-
-
-def _fold_sequence(modules: list[tuple[str, nn.Module]], parent: nn.Module) -> None:
-    for (name_a, a), (name_b, b) in zip(modules, modules[1:]):
-        if isinstance(b, nn.BatchNorm2d) and isinstance(a, (nn.Conv2d, nn.ConvTranspose2d)):
-            setattr(parent, name_a, fuse_conv_bn_eval(a, b, transpose=isinstance(a, nn.ConvTranspose2d)))
-            setattr(parent, name_b, nn.Identity())
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Return an eval-mode copy of ``model`` with every Conv→BN pair folded into one conv.
-
-    Pairs are found in Sequentials and in torchvision ResNet blocks (conv1/bn1, conv2/bn2,
-    conv3/bn3), which covers every BN of :class:`~frpose_cli.net.network.PoseNet`.
-    """
-    model = copy.deepcopy(model).eval()
-    for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
-            _fold_sequence(list(module.named_children()), module)
-        for i in (1, 2, 3):
-            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
-                setattr(module, f"bn{i}", nn.Identity())
-    return model
 
 
 def default_setup(device: torch.device) -> str:
@@ -85,7 +60,7 @@ def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "
     if setup == "onnxruntime":
         if device.type != "cpu":
             raise ValueError("the onnxruntime set-up runs on the CPU")
-        from .runtime import onnxruntime_net   # lazy: runtime imports this module
+        from .onnxrt import onnxruntime_net   # lazy: only this set-up needs onnxruntime
         return onnxruntime_net(model)
     if setup in ("folded", "fused", "bf16", "compile"):
         model = fold_batchnorm(model)

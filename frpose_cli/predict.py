@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import check_weights_path
+from . import zoo
 from .codecs import codec_for_card
 from .detectors import coco_id_from_name, make_detector
 from .device import pick_device, synchronize
@@ -35,11 +35,12 @@ from .errors import FrposeError
 from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import crops_to_input, decode_to_image, run_heatmaps
 from .keypoints import COCO17_NAMES, COCO17_OKS_SIGMAS
-from .optimize import default_setup, input_memory_format, prepare_for_inference
+from .optimize import input_memory_format
 from .oks_nms import oks_nms, rescore
-from .runtime import detect_file_kind, load_pose_model, network_from_torch_file
+from .runtime import load_pose_model
 from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir
 from .sources import Source, SourceItem
+from .weights import default_weights_for
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
 
@@ -116,29 +117,23 @@ class StageTimer:
 
 
 class PosePredictor:
-    """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints."""
+    """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints.
 
-    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto"):
-        if not weights:
-            raise FrposeError("no pose weights: pass --weights CKPT, a checkpoint written by `frpose train` "
-                              "(train one with `frpose train frpose-r34 --data COCO_DIR`), a published "
-                              "Simple Baselines/mmpose file, or an `frpose export` ONNX/TorchScript file")
+    ``weights``: anything :func:`frpose_cli.runtime.load_pose_model` takes (file, zoo name, URL);
+    ``None`` → the zoo's default pose model (:data:`frpose_cli.zoo.DEFAULT_POSE`)."""
+
+    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
+                 log=print, progress=True):
         self.device = pick_device(device)
-        path = check_weights_path(weights)
-        if backend in ("auto", "torch", "onnxruntime") and detect_file_kind(path) == "torch":
-            # PyTorch weights (frpose, Simple Baselines or mmpose layout): auto takes the fastest
-            # set-up measured (ONNX Runtime on CPU, docs/design.md), torch the fused network.
-            net, self.card, codec_name, _ = network_from_torch_file(path, model_name, input_size)
-            self.setup = {"auto": default_setup(self.device), "torch": "fused"}.get(backend, backend)
-            if self.setup == "onnxruntime" and self.device.type != "cpu":
-                raise FrposeError("the onnxruntime backend runs on the CPU here; drop --device or use --backend torch")
-            self.model = prepare_for_inference(net, self.device, self.setup)
-            self.backend = "onnxruntime" if self.setup == "onnxruntime" else "torch"
-        else:   # ONNX / TorchScript exports (and unknown --backend values, reported by load_pose_model)
-            self.model = load_pose_model(path, model_name, input_size, backend, self.device)
-            self.card, codec_name = self.model.card, self.model.codec_name
-            self.setup, self.backend = self.model.setup, self.model.backend
-        self.codec = codec_for_card(self.card, codec_name)
+        if not weights:
+            weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
+            entry = zoo.get(weights)
+            log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
+                f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
+        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress)
+        self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
+        self.weights = self.model.weights
+        self.codec = codec_for_card(self.card, self.model.codec_name)
         self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
         self.input_wh, self.aspect = (w, h), w / h
@@ -191,11 +186,12 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     first_read = time.perf_counter() - read_start
     out_dir = resolve_out_dir(opts.out, opts.resume)
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
-    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend)
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
+                              log=log, progress=opts.progress)
     if detector is None:
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
-                                 opts.det_thr, opts.det_size, warn=log)
-    writer.meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
+                                 opts.det_thr, opts.det_size, warn=log, progress=opts.progress)
+    writer.meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
                    "backend": predictor.backend,
                    "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip}

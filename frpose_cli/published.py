@@ -32,6 +32,10 @@ from .errors import FrposeError
 LAYOUTS = ("frpose", "sbn", "mmpose", "resnet")
 LAYOUT_NAMES = {"frpose": "frpose", "sbn": "Simple Baselines (original)", "mmpose": "mmpose SimpleBaseline",
                 "resnet": "torchvision ResNet (ImageNet classifier)"}
+# What each layout's weights were trained on: the original Simple Baselines loader feeds OpenCV's
+# BGR images unconverted (with ImageNet's RGB mean/std applied by channel index); mmpose converts
+# to RGB in its data preprocessor; frpose checkpoints record their own (card.normalize).
+LAYOUT_CHANNEL_ORDER = {"frpose": "rgb", "sbn": "bgr", "mmpose": "rgb"}
 _ENCODER = [("conv1.", "stem.0."), ("bn1.", "stem.1."), ("layer1.", "stages.0."), ("layer2.", "stages.1."),
             ("layer3.", "stages.2."), ("layer4.", "stages.3.")]
 _DECONV = re.compile(r"deconv_layers\.(\d+)\.(.*)")

@@ -34,7 +34,7 @@ from .errors import FrposeError
 from .evaluate import evaluate_model
 from .losses import JointsMSELoss
 from .train_log import MetricsLog
-from .weights import apply_pretrained
+from .init_weights import apply_pretrained, init_from
 
 # Options a resumed run may change; all others come from the checkpoint (changing them
 # would break the exact continuation).
@@ -54,10 +54,12 @@ class TrainConfig:
     epochs: int | None = None           # None → the card's recipe
     batch_size: int | None = None       # per process
     lr: float | None = None
+    lr_steps: list | None = None        # epochs where lr drops ×lr_factor; None → the card's
     workers: int = 2
     amp: bool | None = None
     device: str | None = None
     pretrained: str | None = "auto"
+    init: str | None = None             # weights to warm-start from (init_weights.init_from)
     resume: str | None = None
     out: str | None = None
     seed: int | None = None
@@ -237,6 +239,7 @@ def _prepare(cfg: TrainConfig, log):
     cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
     cfg.batch_size = int(cfg.batch_size or recipe.get("batch_size", 32))
     cfg.lr = float(cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3))
+    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else recipe.get("lr_steps", [90, 120]))]
     cfg.seed = int(cfg.seed or 0)
     cfg.amp, cfg.sync_bn = bool(cfg.amp), bool(cfg.sync_bn)
     # Device-built targets by default: 6.5 kB of keypoints per batch instead of 107 MB of
@@ -264,7 +267,13 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = card.build_model()
-    if ckpt is None:
+    init_record = ckpt.get("init") if ckpt is not None else None
+    if ckpt is None and cfg.init:
+        if cfg.pretrained not in (None, "auto"):
+            say(f"--init {cfg.init} sets the encoder too: --pretrained {cfg.pretrained} is not used")
+        line, init_record = init_from(model, cfg.init)
+        say(line)
+    elif ckpt is None:
         say(apply_pretrained(model, cfg.pretrained))
     else:
         load_state_into(model, ckpt["state_dict"], cfg.resume)
@@ -273,7 +282,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
     model.to(device)
     recipe = card.train
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=float(recipe.get("weight_decay", 0.0)))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.get("lr_steps", [90, 120])),
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_steps),
                                                      gamma=float(recipe.get("lr_factor", 0.1)))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     start_epoch, best = 0, {"metric": None, "value": None, "epoch": None}
@@ -310,7 +319,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         f"σ {codec.sigma:g}), {env.world_size} process(es) × batch {cfg.batch_size} on {device}, "
         f"epochs {start_epoch + 1}..{cfg.epochs} → {run_dir}")
 
-    summary = {"run_dir": str(run_dir), "epochs": cfg.epochs, "start_epoch": start_epoch}
+    summary = {"run_dir": str(run_dir), "epochs": cfg.epochs, "start_epoch": start_epoch, "init": init_record}
     for epoch in range(start_epoch, cfg.epochs):
         loader.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
@@ -361,7 +370,8 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         if env.is_main:
             state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict(), "rng": rng_state(), "train_config": dataclasses.asdict(cfg),
-                     "metrics": {k: v for k, v in record.items() if k != "kind"}, "best": best}
+                     "metrics": {k: v for k, v in record.items() if k != "kind"}, "best": best,
+                     "init": init_record}
             save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **state)
             if improved:
                 save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **state)

@@ -1,99 +1,159 @@
-"""ImageNet weights for the encoder: a torchvision ResNet state dict → ``model.encoder``.
+"""The one answer to "what is this weights argument?" for every verb.
 
-``--pretrained`` takes
+``--weights`` (and ``train --init``, ``eval MODEL`` with no ``--weights``) may be
 
-* a file: a torchvision ResNet state dict (or a dict holding one under ``state_dict`` /
-  ``model``), read with ``weights_only=True``;
-* ``imagenet``: torchvision's IMAGENET1K_V1 file from the torch hub cache, downloaded
-  when missing and the machine is online; offline → a clear error;
-* ``auto`` (default): the cached torchvision file when present, otherwise random
-  initialisation with a warning (never downloads; what tests and offline smoke runs get);
-* ``none``: random initialisation.
+=====================  ==========================================================================
+a file                 kind detected from the content (:func:`detect_file_kind`): ``torch``
+                       (frpose checkpoint, Simple Baselines or mmpose state dict / checkpoint, a
+                       bare frpose state dict), ``onnx`` or ``torchscript`` (``frpose export``)
+a zoo name             ``sbn-r50``, ``sbn-r152-384x288``, … (:mod:`frpose_cli.zoo`): downloaded
+                       once into the cache, hash-checked
+an ``http(s)://`` URL  downloaded into the same cache (hash checked when the file name carries one)
+=====================  ==========================================================================
+
+:func:`resolve_weights` turns the argument into a local file (:class:`WeightsFile`);
+:func:`load_network` reads a torch-kind file into a PoseNet with its card, codec and channel
+order; :func:`frpose_cli.runtime.load_pose_model` puts a backend around either.  Every read goes
+through :func:`frpose_cli.checkpoint.read_checkpoint_file` (``weights_only=True``).
 """
 from __future__ import annotations
 
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .checkpoint import read_checkpoint_file
+from . import zoo
+from .cards import ModelCard, load_card
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT, card_from_checkpoint, load_state_into, read_checkpoint_file
+from .download import fetch, is_url
 from .errors import FrposeError
-
-# torchvision ResNet key prefix → PoseNet key prefix
-_PREFIXES = {"conv1.": "stem.0.", "bn1.": "stem.1.", "layer1.": "stages.0.", "layer2.": "stages.1.",
-             "layer3.": "stages.2.", "layer4.": "stages.3."}
+from .published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into, published_to_sbn,
+                        sbn_to_frpose, unwrap_state_dict)
 
 
-def torchvision_url(depth: int) -> str:
-    import torchvision
-    return getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1.url
+@dataclass(frozen=True)
+class WeightsFile:
+    path: Path
+    given: str                      # what the user wrote
+    entry: zoo.ZooEntry | None = None
+
+    @property
+    def kind(self) -> str:
+        return detect_file_kind(self.path)
+
+    def __str__(self) -> str:
+        return self.given if self.entry is None else f"{self.entry.name} ({self.path})"
 
 
-def hub_cache_file(depth: int) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / torchvision_url(depth).rsplit("/", 1)[-1]
+def detect_file_kind(path: Path) -> str:
+    """``onnx``, ``torchscript`` or ``torch`` (anything torch.load may read)."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        return "torchscript" if any("/code/" in n or n.endswith("constants.pkl") for n in names) else "torch"
+    with open(path, "rb") as f:
+        head = f.read(1)
+    # A serialized ONNX ModelProto opens with field 1 (ir_version, varint): byte 0x08.
+    # Legacy torch.save files open with the pickle protocol byte 0x80.
+    if path.suffix.lower() == ".onnx" or head == b"\x08":
+        return "onnx"
+    return "torch"
 
 
-def encoder_state_from_resnet(state: dict, source: str) -> dict:
-    """Rename a torchvision ResNet state dict to PoseNet encoder keys (the fc head is dropped)."""
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise FrposeError(f"{source}: not a ResNet state dict (expected a dict of tensors)")
-    out = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.")
-        for old, new in _PREFIXES.items():
-            if key.startswith(old):
-                out[new + key[len(old):]] = value
-                break
-    if not out:
-        raise FrposeError(f"{source}: no torchvision ResNet keys (conv1.*, bn1.*, layer1-4.*) in it")
-    return out
+def resolve_weights(given, progress: bool = True) -> WeightsFile:
+    """A local file for ``given``: an existing path, else a zoo name, else a URL (see module docstring)."""
+    text = str(given)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise FrposeError(f"{path} is a folder, not a model file")
+    if path.is_file():
+        return WeightsFile(path, text)
+    entry = zoo.find(text)
+    if entry is not None:
+        if entry.kind != "pose":
+            raise FrposeError(f"{text} are {entry.kind} weights, not a pose model")
+        return WeightsFile(entry.fetch(progress), text, entry)
+    if is_url(text):
+        return WeightsFile(fetch(text, what="weights", progress=progress), text)
+    raise FrposeError(f"weights not found: {text} (not a file, a zoo name such as "
+                      f"{', '.join(e.name for e in zoo.POSE[:3])}, or an http(s):// URL; `frpose models` lists the zoo)")
 
 
-def load_encoder_weights(model, state: dict, source: str) -> int:
-    """Load ResNet weights into the encoder; every encoder tensor must be covered. Returns the count."""
-    encoder = encoder_state_from_resnet(state, source)
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(("stem.", "stages."))}
-    missing = [k for k in own if k not in encoder]
-    extra = [k for k in encoder if k not in own]
-    shapes = [k for k in own if k in encoder and tuple(own[k].shape) != tuple(encoder[k].shape)]
-    if missing or extra or shapes:
-        raise FrposeError(f"{source} does not fit a ResNet-{model.spec.depth} encoder "
-                          f"({len(missing)} missing, {len(extra)} unexpected, {len(shapes)} mis-shaped tensors, "
-                          f"e.g. {(missing + extra + shapes)[0]}); is it a ResNet of another depth?")
-    model.load_state_dict({k: encoder[k] for k in own}, strict=False)
-    return len(own)
+def default_weights_for(card_name: str | None, input_size=None) -> str:
+    """The zoo name to use when a verb gets a model card but no ``--weights``."""
+    name = card_name or zoo.DEFAULT_POSE
+    entry = zoo.pose_entry_for(name, input_size)
+    if entry is None:
+        sizes = ", ".join(f"{e.input_size[0]}x{e.input_size[1]}" for e in zoo.pose_entries_for(name))
+        raise FrposeError(f"no published weights for {name}" + (f" at that input size (published: {sizes})"
+                                                                  if sizes else " (the paper published none)")
+                          + "; pass --weights CKPT (train one with `frpose train`)")
+    return entry.name
 
 
-def apply_pretrained(model, spec: str | None) -> str:
-    """Initialise ``model.encoder`` as ``spec`` says (see module docstring); returns what was done."""
-    spec = (spec or "auto").strip()
-    depth = model.spec.depth
-    if spec.lower() == "none":
-        return "encoder: random initialisation (--pretrained none)"
-    if spec.lower() in ("auto", "imagenet"):
-        cached = hub_cache_file(depth)
-        if cached.is_file():
-            n = load_encoder_weights(model, read_checkpoint_file(cached), str(cached))
-            return f"encoder: ImageNet ResNet-{depth} from {cached} ({n} tensors)"
-        if spec.lower() == "auto":
-            return (f"warning: encoder: random initialisation — no ImageNet ResNet-{depth} weights in "
-                    f"{cached.parent}; the paper's recipe starts from ImageNet: pass --pretrained FILE "
-                    "or --pretrained imagenet")
-        try:
-            state = torch.hub.load_state_dict_from_url(torchvision_url(depth), map_location="cpu",
-                                                       progress=False, weights_only=True)
-        except Exception as e:  # URLError, timeouts, HTTP errors: all mean "not available"
-            raise FrposeError(f"cannot get ImageNet ResNet-{depth} weights: not in {cached.parent} and the "
-                              f"download failed ({type(e).__name__}); offline? pass --pretrained FILE "
-                              f"(a torchvision resnet{depth} state dict) or --pretrained none") from None
-        n = load_encoder_weights(model, state, torchvision_url(depth))
-        return f"encoder: ImageNet ResNet-{depth} downloaded to {cached} ({n} tensors)"
-    path = Path(spec)
-    if not path.is_file():
-        raise FrposeError(f"--pretrained {spec}: no such file (or use imagenet, auto, none)")
-    n = load_encoder_weights(model, read_checkpoint_file(path), str(path))
-    return f"encoder: ResNet-{depth} weights from {path} ({n} tensors)"
+@dataclass
+class LoadedNetwork:
+    net: object                     # PoseNet in eval mode, on the CPU
+    card: ModelCard                 # with the trained input size and channel order
+    codec_name: str | None
+    what: str                       # "frpose checkpoint", "mmpose SimpleBaseline state dict", ...
+    weights: WeightsFile
+
+
+def check_card_agrees(card: ModelCard, model_name, input_size, source) -> None:
+    if model_name and model_name != card.name:
+        raise FrposeError(f"{source} holds a {card.name} model, not {model_name}")
+    if input_size is not None and tuple(input_size) != tuple(card.input_size):
+        raise FrposeError(f"{source} is for {card.input_size[0]}x{card.input_size[1]} inputs, "
+                          f"not {input_size[0]}x{input_size[1]}")
+
+
+def load_network(weights: WeightsFile, model_name: str | None = None, input_size=None) -> LoadedNetwork:
+    """A torch-kind weights file → PoseNet with its card (``model_name``/``input_size`` must agree
+    with what an frpose checkpoint records; they choose the card for published files)."""
+    source = str(weights.path)
+    obj = read_checkpoint_file(weights.path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        card = card_from_checkpoint(obj, source)
+        check_card_agrees(card, model_name, input_size, source)
+        net = card.build_model()
+        load_state_into(net, obj["state_dict"], source)
+        return LoadedNetwork(net.eval(), card, (obj.get("codec") or {}).get("name"), "frpose checkpoint", weights)
+    layout, state = published_to_sbn(unwrap_state_dict(obj, source))
+    if layout == "resnet":
+        raise FrposeError(f"{source} is a torchvision ResNet classifier (encoder only, no pose head): use it "
+                          "to initialise training with `frpose train MODEL --pretrained FILE`")
+    if layout == "unknown":
+        raise FrposeError(f"{source}: unrecognised key layout (e.g. {next(iter(state))}); expected an frpose "
+                          "checkpoint, a Simple Baselines or mmpose SimpleBaseline state dict")
+    entry = weights.entry
+    model_name = model_name or (entry.card if entry else None)
+    input_size = input_size or (entry.input_size if entry else None)
+    if model_name is None:
+        depth = infer_depth(state) if layout != "frpose" else None
+        if depth is None:
+            raise FrposeError(f"{source} records no model card: pass --model (e.g. sbn-r50)")
+        model_name = f"sbn-r{depth}"
+    card = load_card(model_name, input_size=input_size)
+    net = card.build_model()
+    if layout == "frpose":
+        load_state_into(net, state, source)
+    else:
+        load_published_into(net, card, state, layout, source)
+        card = card.with_channel_order(entry.channel_order if entry else LAYOUT_CHANNEL_ORDER[layout])
+    return LoadedNetwork(net.eval(), card, card.codec, f"{LAYOUT_NAMES[layout]} state dict", weights)
+
+
+def frpose_state_dict(weights: WeightsFile) -> tuple[dict, str]:
+    """Every tensor of a torch-kind file under PoseNet names, and what the file was (for ``--init``)."""
+    source = str(weights.path)
+    obj = read_checkpoint_file(weights.path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return dict(obj["state_dict"]), f"frpose checkpoint ({obj['card'].get('name', '?')})"
+    layout, state = published_to_sbn(unwrap_state_dict(obj, source))
+    if layout == "unknown":
+        raise FrposeError(f"{source}: unrecognised key layout (e.g. {next(iter(state))})")
+    if layout == "resnet":
+        raise FrposeError(f"{source} is an ImageNet classifier; give it to --pretrained, not --init")
+    return (state if layout == "frpose" else sbn_to_frpose(state)), f"{LAYOUT_NAMES[layout]} state dict"

@@ -30,7 +30,7 @@ from frpose_cli.codecs import codec_for_card
 from frpose_cli.geometry import box_to_center_scale, crop_image
 from frpose_cli.inference import crops_to_input, decode_to_image, run_heatmaps
 from frpose_cli.optimize import SETUPS, cpu_has_native_bf16, input_memory_format, prepare_for_inference
-from frpose_cli.runtime import TorchPoseModel
+from frpose_cli.runtime import PoseModel
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco"
 
@@ -65,7 +65,7 @@ def real_crops(card):
 
 
 def build(setup, net, card):
-    return TorchPoseModel(prepare_for_inference(net, torch.device("cpu"), setup), card, setup=setup)
+    return PoseModel(prepare_for_inference(net, torch.device("cpu"), setup), card, None, "torch", setup)
 
 
 def main():

@@ -1,8 +1,15 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# Tests never reach the internet and never touch the user's weights cache: downloads are off and the
+# cache is a fresh folder (tests that download turn this off for a loopback server of their own).
+os.environ["FRPOSE_OFFLINE"] = "1"
+os.environ["FRPOSE_HOME"] = tempfile.mkdtemp(prefix="frpose-test-home-")
+os.environ.pop("FRPOSE_MIRROR", None)
 
 # Two cores: keep torch from oversubscribing when pytest-xdist is not used.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

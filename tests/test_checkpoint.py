@@ -3,8 +3,14 @@ import pytest
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import model_from_checkpoint, read_checkpoint_file, save_checkpoint
+from frpose_cli.checkpoint import read_checkpoint_file, save_checkpoint
 from frpose_cli.errors import FrposeError
+from frpose_cli.weights import load_network, resolve_weights
+
+
+def model_from_checkpoint(path, model_name=None, input_size=None):
+    loaded = load_network(resolve_weights(path), model_name, input_size)
+    return loaded.net, loaded.card, torch.load(path, weights_only=True)
 
 
 def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
@@ -23,9 +29,9 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
 def test_checkpoint_of_another_model_or_size_is_refused(tmp_path):
     card = load_card("sbn-r18", (64, 64))
     path = save_checkpoint(tmp_path / "m.pt", card.build_model(), card)
-    with pytest.raises(FrposeError, match="holds a sbn-r18 checkpoint, not frpose-r18"):
+    with pytest.raises(FrposeError, match="holds a sbn-r18 model, not frpose-r18"):
         model_from_checkpoint(path, model_name="frpose-r18")
-    with pytest.raises(FrposeError, match="trained at 64x64, not 128x96"):
+    with pytest.raises(FrposeError, match="is for 64x64 inputs, not 128x96"):
         model_from_checkpoint(path, input_size=(128, 96))
 
 
@@ -39,5 +45,7 @@ def test_damaged_files_are_one_line_errors(tmp_path, content, needle):
     assert "\n" not in str(err.value)
     with pytest.raises(FrposeError, match="checkpoint not found"):
         read_checkpoint_file(tmp_path / "missing.pt")
+    with pytest.raises(FrposeError, match="weights not found: .*missing.pt .*zoo name"):
+        resolve_weights(tmp_path / "missing.pt")
     with pytest.raises(FrposeError, match="is a folder"):
         read_checkpoint_file(tmp_path)

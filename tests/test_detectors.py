@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli import detectors
+from frpose_cli import zoo
 from frpose_cli.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
                                   make_detector)
 from frpose_cli.errors import FrposeError
@@ -69,13 +69,14 @@ def test_bad_detection_files_are_one_line_errors(tmp_path, content, message):
 
 
 def test_auto_falls_back_to_whole_image_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))   # nothing cached, downloads off (conftest)
     warnings = []
     det = make_detector("auto", warn=warnings.append)
     assert isinstance(det, WholeImageDetector)
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert "fasterrcnn_resnet50_fpn_coco" in warnings[0] and "--detector-weights" in warnings[0]
-    with pytest.raises(FrposeError, match="no detector weights"):
+    assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth is not in the cache" in warnings[0]
+    assert str(tmp_path / "home" / "weights") in warnings[0]
+    with pytest.raises(FrposeError, match="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth is not in the cache"):
         make_detector("torchvision")
     with pytest.raises(FrposeError, match="not found"):
         make_detector("torchvision", detector_weights=tmp_path / "missing.pth")
@@ -90,7 +91,7 @@ def random_detector_weights(tmp_path_factory):
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
     torch.manual_seed(0)
     model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
-    path = tmp_path_factory.mktemp("det") / detectors.torchvision_weights_file_name()
+    path = tmp_path_factory.mktemp("det") / zoo.DETECTOR.file_name
     torch.save(model.state_dict(), path)
     return path
 
@@ -108,14 +109,14 @@ def test_torchvision_detector_from_file_and_from_hub_cache(random_detector_weigh
     monkeypatch.setattr(det, "model", lambda images: [fake])
     assert det(_item(hw=(48, 64))).tolist() == [[10, 5, 20, 40, pytest.approx(.9)]]
 
-    # With the file where torchvision caches it, "auto" picks the real detector up.
-    hub = random_detector_weights.parent.parent / "hub"
-    (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
-    cached = hub / "checkpoints" / random_detector_weights.name
+    # With the file in the weights cache, "auto" picks the real detector up (no download: offline).
+    home = random_detector_weights.parent.parent / "home"
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    cached = home / "weights" / random_detector_weights.name
     if not cached.exists():
         cached.symlink_to(random_detector_weights)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    assert detectors.cached_detector_weights() == cached
+    monkeypatch.setenv("FRPOSE_HOME", str(home))
+    assert zoo.DETECTOR.cached()
     assert isinstance(make_detector("auto", det_size=64, warn=pytest.fail), TorchvisionDetector)
 
 

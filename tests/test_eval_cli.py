@@ -71,7 +71,7 @@ def test_partly_bad_results_are_counted_skips(tmp_path, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--results", "MISSING", "--ann", ANN], "not found"),
     (["sbn-r18", "--data", DATA], "--weights"),
-    (["--weights", "MISSING.pt", "--data", DATA], "checkpoint not found"),
+    (["--weights", "MISSING.pt", "--data", DATA], "weights not found"),
     (["--oracle", "--data", DATA], "MODEL"),
     (["nope-r1", "--oracle", "--data", DATA], "unknown model"),
     (["--results", ANN, "--ann", ANN], "annotation file"),

@@ -8,7 +8,9 @@ from frpose_cli.cards import load_card
 from frpose_cli.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.export import export_model, parity_check
-from frpose_cli.runtime import METADATA_KEY, detect_file_kind, load_pose_model
+from frpose_cli.export_format import METADATA_KEY
+from frpose_cli.runtime import load_pose_model
+from frpose_cli.weights import detect_file_kind
 from helpers import randomised, run_cli
 
 SIZE = (64, 64)

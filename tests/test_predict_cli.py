@@ -99,7 +99,7 @@ def test_gray_rgba_and_16bit_images_work(ckpt, tmp_path, capsys):
 
 def test_usage_errors_exit_2_with_one_line(ckpt, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    cases = [(["predict", VAL], "no pose weights"),
+    cases = [(["predict", VAL], "pose weights sbn-r50 td-hm_res50"),   # the zoo default, not cached, offline
              (["predict", tmp_path / "empty", "-w", ckpt], "no files found"),
              (["predict", tmp_path / "missing", "-w", ckpt], "source not found"),
              (["predict", VAL, "-w", ckpt, "--model", "sbn-r18"], "not sbn-r18"),
@@ -231,10 +231,10 @@ def test_overlay_of_a_known_pose_lands_on_the_person(ckpt, tmp_path, monkeypatch
     in_crop = transform_points(kpts[:, :2], warp_matrix(center, scale, 0, (SIZE[1], SIZE[0])))
     heatmaps, _ = codec.encode(in_crop, kpts[:, 2])
     oracle = OracleModel(heatmaps, card.keypoints.flip_index())
-    monkeypatch.setattr(predict_core, "prepare_for_inference", lambda model, device, setup: oracle)
+    monkeypatch.setattr("frpose_cli.runtime.prepare_for_inference", lambda model, device, setup: oracle)
     out = tmp_path / "run"
     code, stdout, _ = run_cli(["predict", VAL / "000000000785.jpg", "-w", ckpt, "--boxes", boxes,
-                               "--out", out, "--no-progress"], capsys)
+                               "--out", out, "--no-progress", "--backend", "torch"], capsys)
     assert code == 0, stdout
     [record] = json.loads((out / "predictions.json").read_text())
     pred = np.array(record["keypoints"]).reshape(17, 3)

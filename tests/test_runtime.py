@@ -13,7 +13,8 @@ from frpose_cli.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.export import export_model
 from frpose_cli.optimize import input_memory_format, prepare_for_inference
-from frpose_cli.runtime import detect_file_kind, load_pose_model
+from frpose_cli.runtime import load_pose_model
+from frpose_cli.weights import detect_file_kind
 from helpers import randomised, run_cli
 
 DATA = Path(__file__).parent / "data" / "coco"
@@ -84,7 +85,7 @@ def test_checkpoint_on_onnxruntime_and_backend_errors(files):
         load_pose_model(ckpt, backend="tensorrt")
     with pytest.raises(FrposeError, match="not frpose-r34"):
         load_pose_model(onnx_path, model_name="frpose-r34")
-    with pytest.raises(FrposeError, match="checkpoint not found"):
+    with pytest.raises(FrposeError, match="weights not found"):
         load_pose_model(onnx_path.parent / "missing.onnx")
 
 

@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import cv2
@@ -11,11 +10,12 @@ import torch
 import torchvision
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import load_checkpoint, model_from_checkpoint
+from frpose_cli.checkpoint import load_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.losses import JointsMSELoss
 from frpose_cli.train import TrainConfig, run
-from frpose_cli.weights import apply_pretrained
+from frpose_cli.init_weights import apply_pretrained
+from frpose_cli.weights import load_network, resolve_weights
 
 COCO_DIR = Path(__file__).parent / "data" / "coco"
 
@@ -50,7 +50,8 @@ def test_train_leaves_a_self_describing_checkpoint_and_logs(data, tmp_path):
     assert summary["start_epoch"] == 0 and summary["train_loss"] > 0 and summary["val_loss"] > 0
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["codec"] == {"name": "sbn", "sigma": 0.5 * 8 / 2, "stride": 1}
-    model, card, _ = model_from_checkpoint(run_dir / "last.pt")          # needs nothing but the file
+    loaded = load_network(resolve_weights(run_dir / "last.pt"))          # needs nothing but the file
+    model, card = loaded.net, loaded.card
     assert card.name == "frpose-r18" and card.input_size == (64, 32)
     assert card.keypoints.names[5] == "left_shoulder" and (5, 6) in card.keypoints.flip_pairs
     assert model(torch.zeros(1, 3, 64, 32)).shape == (1, 17, 64, 32)
@@ -117,16 +118,12 @@ def test_pretrained_encoder_from_file_and_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FrposeError, match="no such file"):
         apply_pretrained(model, str(tmp_path / "missing.pth"))
     # offline and nothing cached: a clear error, and `auto` falls back with a warning
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-    def offline(*a, **k):
-        raise urllib.error.URLError("no network")
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(FrposeError, match="offline"):
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
+    with pytest.raises(FrposeError, match="resnet18-f37072fd.pth is not in the cache .* downloads are off"):
         apply_pretrained(model, "imagenet")
     assert apply_pretrained(model, "auto").startswith("warning")
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(resnet.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    (tmp_path / "home" / "weights").mkdir(parents=True)
+    torch.save(resnet.state_dict(), tmp_path / "home" / "weights" / "resnet18-f37072fd.pth")
     assert "ImageNet ResNet-18 from" in apply_pretrained(model, "auto")
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .options import apply_offline, offline_option
+
 DET_FOLDER = "person_detection_results"
 
 
@@ -36,11 +38,11 @@ def _default_boxes(data: Path | None):
 
 
 def evaluate(
-    model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34 (optional with --weights, "
-                                "which records it; needed for --oracle)"),
-    weights: Path = typer.Option(None, "--weights", "-w", help="Checkpoint from `frpose train`, a published "
-                                 "Simple Baselines / mmpose file (sbn-* cards), or an `frpose export` ONNX/"
-                                 "TorchScript file"),
+    model: str = typer.Argument(None, help="Model card name, e.g. sbn-r50 (optional with --weights, which "
+                                "records it; needed for --oracle). Without --weights: the card's zoo weights"),
+    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint from `frpose train`, a published "
+                                "Simple Baselines / mmpose file, an `frpose export` ONNX/TorchScript file, a zoo "
+                                "name or an http(s) URL"),
     data: Path = typer.Option(None, "--data", help="COCO root: annotations/, SPLIT/ images, "
                               "person_detection_results/"),
     split: str = typer.Option("val2017", "--split", help="Split under --data"),
@@ -72,7 +74,8 @@ def evaluate(
     workers: int = typer.Option(2, "--workers", "-j", help="DataLoader worker processes"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
+    offline: bool = offline_option(),
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
@@ -82,6 +85,7 @@ def evaluate(
     from ..errors import FrposeError
     from ..fileio import atomic_write_json
 
+    apply_offline(offline)
     if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
         backend, cocoeval = "auto", backend
     if batch_size < 1 or workers < 0:
@@ -109,8 +113,8 @@ def evaluate(
         title = (f"oracle {card.name} {card.input_size[0]}x{card.input_size[1]}: codec {c.name}, stride "
                  f"{c.stride}, σ {c.sigma:g} (median error {report['median_error_px']:.2f} px)")
     else:
-        if weights is None:
-            raise FrposeError("give --weights CKPT (or --oracle, or --results RESULTS.json)")
+        if weights is None and not model:
+            raise FrposeError("give --weights CKPT or a MODEL with zoo weights (or --oracle, or --results RESULTS.json)")
         if image_dir is None:
             raise FrposeError("give --data COCO_ROOT or --images DIR")
         from ..cards import parse_input_size
@@ -118,13 +122,16 @@ def evaluate(
         from ..evaluate import evaluate_model, resolve_codec
         from ..inference import flip_shift_for_codec
         from ..runtime import load_pose_model
+        from ..weights import default_weights_for
         dev = pick_device(device)
-        net = load_pose_model(weights, model_name=model, backend=backend, device=dev,
-                              input_size=parse_input_size(input_size) if input_size else None)
+        size = parse_input_size(input_size) if input_size else None
+        net = load_pose_model(weights or default_weights_for(model, size), model_name=model, backend=backend,
+                              device=dev, input_size=size, progress=progress)
         card = net.card
         box_source = None if gt_boxes else (boxes or _default_boxes(data))
         c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
+        _log(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
         _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else "off"))

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from .options import apply_offline, offline_option
+
 
 def export(
     model: str = typer.Argument(None, help="Model card name, e.g. frpose-r34 (optional when --weights "
                                 "records it; picks the card for published Simple Baselines files)"),
-    weights: Path = typer.Option(None, "--weights", "-w", help="frpose checkpoint, or a published Simple "
-                                 "Baselines / mmpose SimpleBaseline state dict (sbn-* cards)"),
+    weights: str = typer.Option(None, "--weights", "-w", help="frpose checkpoint, a published Simple "
+                                "Baselines / mmpose SimpleBaseline file, a zoo name or an http(s) URL"),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: MODEL-HxW.onnx / .pt next to "
                              "the weights, or in the current folder)"),
@@ -24,6 +26,7 @@ def export(
     check: bool = typer.Option(True, "--check/--no-check", help="Parity check against torch after exporting"),
     random_weights: bool = typer.Option(False, "--random-weights", help="Export an untrained model (no "
                                         "--weights): for testing a deployment pipeline only"),
+    offline: bool = offline_option(),
 ) -> None:
     """Export a pose model to ONNX or TorchScript; the file carries the card, input size, stride,
     σ, keypoints, flip pairs and normalisation, so `predict`/`eval` --weights FILE need nothing else.
@@ -35,26 +38,33 @@ def export(
     from ..cards import load_card, parse_input_size
     from ..errors import FrposeError
     from ..export import FORMATS, SUFFIXES, export_model, parity_check
-    from ..runtime import load_pose_model, network_from_torch_file
+    from ..runtime import load_pose_model
+    from ..weights import default_weights_for, load_network, resolve_weights
 
+    apply_offline(offline)
     if fmt not in FORMATS:
         raise FrposeError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
     size = parse_input_size(input_size) if input_size else None
-    if weights is None:
-        if not (model and random_weights):
-            raise FrposeError("give --weights CKPT (or MODEL --random-weights to export an untrained model)")
+    if weights is None and random_weights:
+        if not model:
+            raise FrposeError("--random-weights needs a MODEL card name")
         card = load_card(model, input_size=size)
-        net, codec_name, what = card.build_model().eval(), card.codec, "random weights"
+        net, codec_name, what, source = card.build_model().eval(), card.codec, "random weights", "random weights"
         print("frpose: warning: exporting an untrained model (--random-weights)", file=sys.stderr)
     else:
-        if not Path(weights).is_file():
-            raise FrposeError(f"weights not found: {weights}")
-        net, card, codec_name, what = network_from_torch_file(Path(weights), model, size)
-    if out is None:
-        folder = Path(weights).parent if weights else Path(".")
+        if weights is None and not model:
+            raise FrposeError("give --weights CKPT, or a MODEL with zoo weights (or MODEL --random-weights "
+                              "to export an untrained model)")
+        resolved = resolve_weights(weights or default_weights_for(model, size))
+        if resolved.kind != "torch":
+            raise FrposeError(f"{resolved.path} is already an exported {resolved.kind} file")
+        loaded = load_network(resolved, model, size)
+        net, card, codec_name, what, source = loaded.net, loaded.card, loaded.codec_name, loaded.what, str(resolved)
+    if out is None:   # next to a local weights file; zoo downloads and random weights: the current folder
+        folder = Path(weights).parent if weights and Path(weights).is_file() else Path(".")
         out = folder / f"{card.name}-{card.input_size[0]}x{card.input_size[1]}{SUFFIXES[fmt]}"
     path = export_model(net, card, fmt, out, codec_name, dynamic_batch, opset, batch,
-                        source=str(weights or "random weights"))
+                        source=source)
     print(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({fmt}, "
           f"{'dynamic' if dynamic_batch else f'static batch {batch}'}, "
           f"{path.stat().st_size / 2 ** 20:.1f} MB)")

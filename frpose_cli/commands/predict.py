@@ -6,24 +6,28 @@ from pathlib import Path
 
 import typer
 
+from .options import apply_offline, offline_option
+
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
                "a video, or a .txt file listing paths")
 
 
 def predict(
     source: str = typer.Argument(..., help=SOURCE_HELP, show_default=False),
-    weights: Path = typer.Option(None, "--weights", "-w", help="Pose checkpoint from `frpose train` (records "
-                                 "its model card and input size), a published Simple Baselines / mmpose "
-                                 "file (sbn-* cards), or an ONNX/TorchScript file from `frpose export`"),
+    weights: str = typer.Option(None, "--weights", "-w", help="Pose weights: a checkpoint from `frpose train`, "
+                                "a published Simple Baselines / mmpose file, an `frpose export` ONNX/TorchScript "
+                                "file, a zoo name (`frpose models`) or an http(s) URL. Default: the zoo's sbn-r50 "
+                                "(Simple Baselines, downloaded once), or MODEL's zoo weights with --model"),
     backend: str = typer.Option("auto", "--backend", help="auto | torch | onnxruntime. auto: ONNX files run on "
                                 "onnxruntime, the rest on torch (see docs/deployment.md)"),
     model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "
                               "record it, must agree when given"),
     input_size: str = typer.Option(None, "--input-size", help="HxW, e.g. 256x192; must agree with the checkpoint"),
     detector: str = typer.Option("auto", "--detector", help="auto | torchvision | whole-image. auto uses "
-                                 "torchvision's Faster R-CNN when its weights are found, else the whole image"),
-    detector_weights: Path = typer.Option(None, "--detector-weights", help="fasterrcnn_resnet50_fpn COCO state "
-                                          "dict (default: torchvision's file in the torch hub cache; never downloaded)"),
+                                 "torchvision's Faster R-CNN when its weights are cached or can be downloaded, "
+                                 "else the whole image (with a warning)"),
+    detector_weights: str = typer.Option(None, "--detector-weights", help="fasterrcnn_resnet50_fpn COCO state "
+                                         "dict, file or URL (default: torchvision's own file, downloaded once)"),
     boxes: Path = typer.Option(None, "--boxes", help="COCO detection results JSON (bbox, score, image_id or "
                                "file_name) to use instead of a detector"),
     det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes)"),
@@ -42,7 +46,8 @@ def predict(
     save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
     save_heatmaps: bool = typer.Option(False, "--heatmaps", help="Also write heatmap overlays to OUT/heatmaps/"),
     save_every: int = typer.Option(50, "--save-every", help="Rewrite predictions.json at least every N images"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
+    offline: bool = offline_option(),
 ) -> None:
     """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.
 
@@ -53,10 +58,11 @@ def predict(
     from ..cards import parse_input_size
     from ..predict import PredictOptions, run_predict
 
+    apply_offline(offline)
     opts = PredictOptions(
-        source=source, weights=str(weights) if weights else None, model=model,
+        source=source, weights=weights, model=model,
         input_size=parse_input_size(input_size) if input_size else None, detector=detector,
-        detector_weights=str(detector_weights) if detector_weights else None,
+        detector_weights=detector_weights,
         boxes=str(boxes) if boxes else None, det_thr=det_thr, det_size=det_size, nms_thr=nms_thr,
         device=device, backend=backend, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
         resume=resume, vid_stride=vid_stride, save_vis=save_vis, save_heatmaps=save_heatmaps,

@@ -5,6 +5,18 @@ from pathlib import Path
 
 import typer
 
+from .options import apply_offline, offline_option
+
+
+def _steps(text):
+    if text is None:
+        return None
+    from ..errors import FrposeError
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise FrposeError(f"--lr-steps takes comma-separated epochs, e.g. 40,55 (got {text!r})") from None
+
 
 def train(
     model: str = typer.Argument(None, help="Model card, e.g. frpose-r34 (optional with --resume)"),
@@ -17,10 +29,12 @@ def train(
     epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the card's recipe, 140)"),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch per process/GPU (default: the card's, 32)"),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate (default: the card's, 1e-3)"),
+    lr_steps: str = typer.Option(None, "--lr-steps", help="Epochs where the learning rate drops ×0.1, comma-separated (default: the card's, 90,120)"),
     workers: int = typer.Option(2, "--workers", help="Data-loading worker processes per training process"),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (float16 on CUDA, bfloat16 on CPU)"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: CUDA if present; torchrun: one GPU per process)"),
-    pretrained: str = typer.Option("auto", "--pretrained", help="Encoder init: FILE (torchvision ResNet state dict), imagenet, auto (cached ImageNet weights if present), none"),
+    pretrained: str = typer.Option("auto", "--pretrained", help="Encoder init: auto (ImageNet ResNet from the cache, downloaded once; random with a warning when it cannot be had), imagenet (the same, or an error), FILE (torchvision ResNet state dict), none"),
+    init: str = typer.Option(None, "--init", help="Warm start: copy every tensor the network shares with these weights (zoo name such as sbn-r50, file or URL): encoder and decoders 1-3 from Simple Baselines; replaces --pretrained"),
     resume: str = typer.Option(None, "--resume", help="Continue a run: RUN_DIR or a checkpoint file"),
     out: Path = typer.Option(None, "--out", help="Run folder (default: runs/train/MODEL[-N])"),
     seed: int = typer.Option(None, "--seed", help="Seed for initialisation, sampling and augmentation (default 0)"),
@@ -31,19 +45,21 @@ def train(
     targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: device (from keypoints, the default) or loader (in the workers)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp (default: the card's)"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines"),
+    offline: bool = offline_option(),
 ) -> None:
     """Train a model card on COCO-format keypoint data (the paper's recipe by default)."""
     from ..cards import parse_input_size
     from ..train import TrainConfig, run
 
+    apply_offline(offline)
     def s(p):
         return str(p) if p is not None else None
 
     cfg = TrainConfig(model=model, data=s(data), train_ann=s(train_ann), train_images=s(train_images),
                       val_ann=s(val_ann), val_images=s(val_images),
                       input_size=list(parse_input_size(input_size)) if input_size else None,
-                      epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, amp=amp, device=device,
-                      pretrained=pretrained, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
+                      epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
+                      pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
                       sync_bn=sync_bn, targets=targets, codec=codec, quiet=quiet)
     summary = run(cfg)
     if not quiet:

@@ -1,0 +1,17 @@
+"""Options shared by several verbs, defined once so their names and help agree."""
+from __future__ import annotations
+
+import typer
+
+OFFLINE_HELP = ("Never use the network: named weights must already be in the cache (same as FRPOSE_OFFLINE=1; "
+                "FRPOSE_MIRROR redirects downloads, FRPOSE_HOME moves the cache)")
+
+
+def offline_option():
+    return typer.Option(False, "--offline", help=OFFLINE_HELP)
+
+
+def apply_offline(offline: bool) -> None:
+    if offline:
+        from ..download import set_offline
+        set_offline(True)

@@ -22,6 +22,7 @@ from .net.network import ArchSpec, PoseNet
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNEL_ORDERS = ("rgb", "bgr")
+MAX_INPUT_SIDE = 2048
 _CHECKOUT_CARDS = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -34,6 +35,9 @@ def parse_input_size(text: str) -> tuple[int, int]:
     if h % 32 or w % 32 or h == 0 or w == 0:
         raise FrposeError(f"input size {h}x{w}: height and width must be positive multiples of 32 "
                           "(the encoder downsamples 32×)")
+    if max(h, w) > MAX_INPUT_SIDE:
+        raise FrposeError(f"input size {h}x{w}: at most {MAX_INPUT_SIDE} pixels a side (person crops are "
+                          "256x192 or 384x288 in the paper; full-resolution heatmaps grow with the square)")
     return h, w
 
 

@@ -23,13 +23,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 
 from .codecs import HeatmapCodec
 from .errors import FrposeError
+from .images import ImageReadError, read_image
 from .geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
 from .keypoints import KeypointSpec
 
@@ -257,14 +257,17 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             center, scale, rot, flip = self._draw(inst, center, scale, rng)
-        image = cv2.imread(str(self.image_dir / inst.file_name), cv2.IMREAD_COLOR)
+        try:   # one decoding policy for every verb (frpose_cli.images: EXIF orientation ignored)
+            image, warning = read_image(self.image_dir / inst.file_name)
+        except ImageReadError:
+            image, warning = None, None
         valid = image is not None
         kp = transform_points(inst.keypoints[:, :2], warp_matrix(center, scale, rot, (w, h), udp=self.codec.use_udp))
         visible = (inst.keypoints[:, 2] > 0).astype(np.float32)
         if valid:
             crop = crop_image(image, center, scale, rot, (w, h), udp=self.codec.use_udp)
-            if self.card.channel_order == "rgb":   # OpenCV decodes BGR; most weights take RGB
-                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+            if self.card.channel_order == "bgr":   # weights trained on OpenCV's BGR (original SBN files)
+                crop = crop[:, :, ::-1]
         else:
             crop = np.zeros((h, w, 3), np.uint8)
             visible[:] = 0
@@ -281,7 +284,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             "visible": torch.from_numpy(visible),
             "image_id": inst.image_id, "center": torch.from_numpy(np.asarray(center, np.float32)),
             "scale": torch.from_numpy(np.asarray(scale, np.float32)), "score": float(inst.score),
-            "rotation": float(rot), "flipped": flip, "valid": valid, "index": index,
+            "rotation": float(rot), "flipped": flip, "valid": valid, "damaged": bool(warning), "index": index,
         }
         if self.build_targets:
             target, weight = self.codec.encode(kp, visible)

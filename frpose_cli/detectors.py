@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +35,32 @@ def _empty_boxes() -> np.ndarray:
     return np.zeros((0, 5), np.float32)
 
 
-def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0) -> np.ndarray:
-    """Clip x,y,w,h boxes to the image and drop those left smaller than ``min_size`` px."""
+def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0,
+               dropped: Counter | None = None) -> np.ndarray:
+    """Clip x,y,w,h boxes to the image and drop unusable ones, counting each in ``dropped`` by
+    reason: non-finite values, zero or negative size, entirely outside the image, or under
+    ``min_size`` px once clipped."""
     if len(boxes) == 0:
         return _empty_boxes()
-    x1 = np.clip(boxes[:, 0], 0, width)
-    y1 = np.clip(boxes[:, 1], 0, height)
-    x2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y2 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
-    out = np.stack([x1, y1, x2 - x1, y2 - y1, boxes[:, 4]], 1).astype(np.float32)
-    return out[(out[:, 2] >= min_size) & (out[:, 3] >= min_size)]
+    boxes = np.asarray(boxes, np.float64)
+    finite = np.isfinite(boxes[:, :5]).all(1)
+    safe = np.where(finite[:, None], boxes[:, :5], 0.0)
+    positive = (safe[:, 2] > 0) & (safe[:, 3] > 0)
+    x1 = np.clip(safe[:, 0], 0, width)
+    y1 = np.clip(safe[:, 1], 0, height)
+    x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
+    y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
+    inside = (x2 > x1) & (y2 > y1)
+    big = ((x2 - x1) >= min_size) & ((y2 - y1) >= min_size)
+    if dropped is not None:
+        dropped["non-finite values (NaN or inf)"] += int((~finite).sum())
+        dropped["zero or negative width/height"] += int((finite & ~positive).sum())
+        dropped["outside the image"] += int((finite & positive & ~inside).sum())
+        dropped[f"under {min_size:g} px once clipped to the image"] += int((finite & positive & inside & ~big).sum())
+        for reason in [r for r, n in dropped.items() if n == 0]:
+            del dropped[reason]
+    out = np.stack([x1, y1, x2 - x1, y2 - y1, safe[:, 4]], 1).astype(np.float32)
+    return out[finite & positive & inside & big]
 
 
 class WholeImageDetector:
@@ -93,6 +109,7 @@ class BoxFileDetector:
         else:
             raise FrposeError(f"--boxes {path}: expected a list of COCO detection results")
         self.path, self.score_thr = path, score_thr
+        self.dropped: Counter = Counter()   # reason → boxes dropped (reported in the run summary)
         self.by_key: dict = defaultdict(list)
         kept = 0
         for i, r in enumerate(records):
@@ -128,12 +145,15 @@ class BoxFileDetector:
             found = self.by_key.get((self._norm(key), frame))
             if found:
                 boxes = np.array(found, np.float32)
-                return boxes[boxes[:, 4] >= self.score_thr]
+                low = np.isfinite(boxes[:, 4]) & (boxes[:, 4] < self.score_thr)
+                if low.any():
+                    self.dropped["score under --det-thr"] += int(low.sum())
+                return boxes[~low]
         return _empty_boxes()
 
     def __call__(self, item: SourceItem) -> np.ndarray:
         h, w = item.image.shape[:2]
-        return clip_boxes(self.boxes_for(item.file_name, item.frame), w, h)
+        return clip_boxes(self.boxes_for(item.file_name, item.frame), w, h, dropped=self.dropped)
 
 
 # ----------------------------------------------------------------------------- torchvision
@@ -177,6 +197,7 @@ class TorchvisionDetector:
         self.device = torch.device(device)
         self.model.eval().to(self.device)
         self.score_thr, self.weights_path = score_thr, weights_path
+        self.dropped: Counter = Counter()
 
     @torch.inference_mode()
     def __call__(self, item: SourceItem) -> np.ndarray:
@@ -188,7 +209,7 @@ class TorchvisionDetector:
         scores = out["scores"][keep].cpu().numpy()
         boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1)
         h, w = image.shape[:2]
-        return clip_boxes(boxes.astype(np.float32), w, h)
+        return clip_boxes(boxes.astype(np.float32), w, h, dropped=self.dropped)
 
 
 def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",

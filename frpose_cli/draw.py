@@ -6,11 +6,13 @@ Line widths scale with the image so overlays read the same on a thumbnail and on
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .fileio import apply_umask, atomic_write_binary
 from .keypoints import KeypointSpec
 
 # RGB colours by body side, like most pose viewers: left orange, right blue, centre green.
@@ -100,28 +102,30 @@ def overlay_heatmap(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5)
 
 
 def write_image(path, image_rgb: np.ndarray, quality: int = 90) -> Path:
-    """Write an RGB image (JPEG/PNG by suffix); raises OSError when it cannot be written."""
+    """Write an RGB image (JPEG/PNG by suffix) atomically; raises OSError when it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise OSError(f"could not encode {path.name}")
-    path.write_bytes(buf.tobytes())
-    return path
+    data = buf.tobytes()
+    return atomic_write_binary(path, lambda f: f.write(data))
 
 
 class VideoOverlayWriter:
-    """Overlay video (mp4v); opened lazily on the first frame so it knows the frame size."""
+    """Overlay video (mp4v); opened lazily on the first frame so it knows the frame size.  Frames go
+    to a temp file beside ``path``, renamed over it on :meth:`close`: an interrupted run leaves the
+    previous overlay video whole (a resumed run rewrites the video from the start)."""
 
     def __init__(self, path, fps: float):
         self.path, self.fps, self.writer, self.frames = Path(path), float(fps or 25.0), None, 0
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
 
     def write(self, frame_rgb: np.ndarray) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame_rgb.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise OSError(f"cannot write video {self.path}")
         self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
@@ -131,3 +135,5 @@ class VideoOverlayWriter:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+            apply_umask(self.tmp)
+            os.replace(self.tmp, self.path)

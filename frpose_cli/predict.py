@@ -38,7 +38,8 @@ from .keypoints import COCO17_NAMES, COCO17_OKS_SIGMAS
 from .optimize import input_memory_format
 from .oks_nms import oks_nms, rescore
 from .runtime import load_pose_model
-from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir
+from .outputs import check_not_inside_inputs
+from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir, run_options, safe_relative
 from .sources import Source, SourceItem
 from .weights import default_weights_for
 
@@ -77,15 +78,19 @@ class PredictSummary:
     images: int = 0                # processed in this run (images + video frames)
     persons: int = 0
     resumed: int = 0               # already in predictions.json, skipped by --resume
-    skipped: list = field(default_factory=list)   # (file name, reason)
+    skipped: list = field(default_factory=list)   # (file name, reason): not processed
+    warnings: list = field(default_factory=list)  # (file name, warning): processed, but damaged or short
+    ignored: list = field(default_factory=list)   # (file name, reason): found by a scan, not a picture
+    boxes_dropped: dict = field(default_factory=dict)   # reason → count
+    images_without_boxes: int = 0  # processed images for which --boxes had no box
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     detector: str = ""
 
     @property
     def exit_code(self) -> int:
-        """0 all good, 1 when some inputs were skipped (the CLI uses 2 for usage/fatal errors)."""
-        return 1 if self.skipped else 0
+        """0 all good, 1 when some inputs were skipped or damaged (the CLI uses 2 for usage/fatal errors)."""
+        return 1 if self.skipped or self.warnings else 0
 
 
 def image_id_for(item: SourceItem) -> int:
@@ -95,7 +100,8 @@ def image_id_for(item: SourceItem) -> int:
 
 
 def overlay_name(file_name: str, video: bool = False) -> str:
-    p = Path(file_name)
+    """Where the overlay of ``file_name`` goes, relative to ``vis/``: never outside the run folder."""
+    p = safe_relative(file_name)
     if video:
         return p.with_suffix(".mp4").as_posix()
     return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
@@ -184,7 +190,9 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     read_start = time.perf_counter()
     first = next(items)   # raises for an empty source
     first_read = time.perf_counter() - read_start
-    out_dir = resolve_out_dir(opts.out, opts.resume)
+    options = run_options(opts)
+    out_dir = resolve_out_dir(opts.out, opts.resume, options, log=log)
+    check_not_inside_inputs(out_dir, [source.root if source.kind in ("folder", "glob") else None], "--out")
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
                               log=log, progress=opts.progress)
@@ -194,11 +202,8 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     writer.meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
                    "backend": predictor.backend,
-                   "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip}
-    for key in ("model", "input_size"):   # one predictions file, one model
-        if key in writer.previous and writer.previous[key] != writer.meta[key]:
-            raise FrposeError(f"--resume: {out_dir} was made with {key} {writer.previous[key]}, "
-                              f"not {writer.meta[key]}; use another --out")
+                   "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip,
+                   "options": options}
     summary = PredictSummary(out_dir=out_dir, detector=writer.meta["detector"])
     timer = StageTimer(predictor.device)
     timer.seconds["read"] += first_read
@@ -239,10 +244,19 @@ class _Run:
             self.bar.close()
 
     def handle(self, item: SourceItem) -> None:
+        if item.ignored:
+            self.writer.ignore(item.file_name, item.ignored)
+            self.summary.ignored.append((item.file_name, item.ignored))
+            return
+        if item.warning:   # damaged but usable, or (no image) a note on a whole file such as a short video
+            self.writer.warn(item.file_name, item.warning)
+            self.summary.warnings.append((item.file_name, item.warning))
         if item.error:
             self.writer.skip(item.file_name, item.error)
             self.summary.skipped.append((item.file_name, item.error))
             self.bar.update(1)
+            return
+        if item.image is None:
             return
         if item.key in self.writer.done:
             self.summary.resumed += 1
@@ -252,6 +266,8 @@ class _Run:
             return
         with self.timer("detect"):
             boxes = self.detector(item)
+        if len(boxes) == 0 and getattr(self.detector, "name", "") == "boxes":
+            self.summary.images_without_boxes += 1
         with self.timer("crop"):
             crops, centers, scales = self.pred.crops(item.image, boxes)
         self.pending.append((item, boxes, crops, centers, scales))
@@ -329,14 +345,17 @@ class _Run:
                for c, s in zip(centers, scales)]
         heat = heatmap_to_image(heatmaps, inv, item.image.shape[:2])
         name = overlay_name(item.file_name) if item.frame is None else \
-            f"{Path(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
+            f"{safe_relative(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
         write_image(self.writer.out_dir / "heatmaps" / name, overlay_heatmap(item.image, stretch_heat(heat)))
 
     def close(self) -> None:
         for video in self.videos.values():
             video.close()
+        self.summary.boxes_dropped = dict(getattr(self.detector, "dropped", {}))
+        self.writer.meta.update(boxes_dropped=self.summary.boxes_dropped,
+                                images_without_boxes=self.summary.images_without_boxes)
         w = self.writer
-        if w.images or w.skipped or (w.out_dir / PREDICTIONS).exists():   # no empty run folders
+        if w.images or w.skipped or w.warnings or w.ignored or (w.out_dir / PREDICTIONS).exists():   # no empty run folders
             w.save()
 
 

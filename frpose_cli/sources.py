@@ -5,9 +5,10 @@ at a time, so a folder of 100,000 images never sits in memory (only the current 
 file *names* do).  A file that cannot be read becomes a :class:`SourceItem` with an
 ``error`` instead of an exception, so the caller can report it and carry on.
 
-Images are decoded with ``cv2.imdecode(IMREAD_UNCHANGED)`` and converted to 8-bit RGB
-(gray, gray+alpha, BGRA, 16-bit and float images all work).  OpenCV hands back BGR; the
-models take RGB, so the channel swap happens here and only here.
+Images are decoded by :mod:`frpose_cli.images` (8-bit RGB, EXIF orientation ignored, damage
+reported).  Folder and glob scans take files with image and video extensions; anything else
+found there is listed as *ignored* (a ``notes.txt`` beside the photos is not a failure).  A
+file named explicitly (the source itself, a list file's line) is always tried.
 """
 from __future__ import annotations
 
@@ -22,16 +23,11 @@ import cv2
 import numpy as np
 
 from .errors import FrposeError
+from .images import IMAGE_EXTS, ImageReadError, read_image, to_rgb8
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm",
-              ".ppm", ".pnm", ".dib", ".jpe", ".sr", ".ras", ".exr", ".hdr", ".pic"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 LIST_EXTS = {".txt", ".lst"}
 _GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-class ImageReadError(Exception):
-    """One file could not be turned into an image (the message says why, in a few words)."""
 
 
 @dataclass
@@ -43,6 +39,8 @@ class SourceItem:
     frame: int | None = None     # frame number for video frames
     image: np.ndarray | None = None  # H×W×3 uint8 RGB
     error: str | None = None     # why this file was skipped
+    warning: str | None = None   # processed, but damaged (or, without image, a note on the file)
+    ignored: str | None = None   # found by a scan but not a picture: listed, not processed
     fps: float | None = None     # video frame rate (for the overlay video)
     frame_count: int | None = None
 
@@ -55,73 +53,6 @@ def natural_key(text: str):
     """Sort key that orders ``img2`` before ``img10`` (case-insensitive, digits as numbers)."""
     return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower())
             for tok in re.split(r"(\d+)", str(text)) if tok]
-
-
-# ----------------------------------------------------------------------------- decoding
-
-def to_rgb8(decoded: np.ndarray) -> np.ndarray:
-    """OpenCV's IMREAD_UNCHANGED result (gray / gray+alpha / BGR / BGRA; 8/16-bit or float) → uint8 RGB."""
-    img = decoded
-    if img.dtype == np.uint8:
-        pass
-    elif img.dtype == np.uint16:
-        img = (img.astype(np.uint32) * 255 + 32767) // 65535   # full 16-bit range → 0..255
-        img = img.astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64, np.float16):
-        f = np.nan_to_num(img.astype(np.float32))
-        if f.size and float(f.max()) > 1.0:   # HDR/float TIFFs in 0..255 rather than 0..1
-            f = f / 255.0
-        img = np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    elif img.dtype == np.int8 or img.dtype == np.int16 or img.dtype == np.int32:
-        info = np.iinfo(img.dtype)
-        img = np.clip(img.astype(np.float64), 0, info.max) * (255.0 / info.max)
-        img = img.astype(np.uint8)
-    else:
-        raise ImageReadError(f"unsupported pixel type {img.dtype}")
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.ndim != 3:
-        raise ImageReadError(f"unsupported image shape {decoded.shape}")
-    channels = img.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 2:    # gray + alpha: the alpha channel is not part of the picture
-        return cv2.cvtColor(np.ascontiguousarray(img[:, :, 0]), cv2.COLOR_GRAY2RGB)
-    if channels == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    raise ImageReadError(f"unsupported number of channels ({channels})")
-
-
-def _check_complete(data: bytes) -> None:
-    """libjpeg only *warns* about a cut-off JPEG and returns grey rows; catch truncation here."""
-    if data[:3] == b"\xff\xd8\xff":
-        # The last end-of-image marker must come after the last start-of-scan marker
-        # (an EXIF thumbnail's EOI comes before the main image's scans).
-        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-            raise ImageReadError("truncated JPEG (no end-of-image marker after the image data)")
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
-        raise ImageReadError("truncated PNG (no IEND chunk)")
-
-
-def decode_image_bytes(data: bytes) -> np.ndarray:
-    if not data:
-        raise ImageReadError("empty file")
-    _check_complete(data)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None or decoded.size == 0:
-        raise ImageReadError("not an image OpenCV can decode (corrupt or another file type)")
-    return to_rgb8(decoded)
-
-
-def read_image(path) -> np.ndarray:
-    """Read one image file as H×W×3 uint8 RGB, or raise :class:`ImageReadError`."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ImageReadError(f"unreadable ({e.strerror or type(e).__name__})") from None
-    return decode_image_bytes(data)
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -219,25 +150,31 @@ class Source:
         return iter([self.path])
 
     def __iter__(self) -> Iterator[SourceItem]:
-        index = 0
+        index, ignored = 0, 0
+        scanned = self.kind in ("folder", "glob")
         for path in self.paths():
             name = _rel_name(path, self.root)
-            if not path.is_file():
+            suffix = path.suffix.lower()
+            if scanned and suffix not in IMAGE_EXTS and suffix not in VIDEO_EXTS:
+                ignored += 1
+                yield SourceItem(index, path, name, ignored="not an image or video file (by its extension)")
+            elif not path.is_file():
                 yield SourceItem(index, path, name, error="no such file")
                 index += 1
             elif is_video(path):
                 for item in iter_video(path, name, index, self.vid_stride):
                     yield item
-                    index += 1
+                    index += item.image is not None or item.error is not None
             else:
                 try:
-                    image, error = read_image(path), None
+                    (image, warning), error = read_image(path), None
                 except ImageReadError as e:
-                    image, error = None, str(e)
-                yield SourceItem(index, path, name, image=image, error=error)
+                    image, warning, error = None, None, str(e)
+                yield SourceItem(index, path, name, image=image, error=error, warning=warning)
                 index += 1
         if index == 0:
-            raise FrposeError(f"no files found in source {self.spec}")
+            raise FrposeError(f"no images or videos found in source {self.spec}"
+                              + (f" ({ignored} other files ignored)" if ignored else ""))
 
 
 def iter_video(path: Path, name: str, start_index: int, stride: int = 1) -> Iterator[SourceItem]:
@@ -263,5 +200,8 @@ def iter_video(path: Path, name: str, start_index: int, stride: int = 1) -> Iter
             frame_no += 1
         if yielded == 0:
             yield SourceItem(start_index, path, name, error="video has no readable frames")
+        elif count and frame_no < count - 1:   # container counts can be off by one frame
+            yield SourceItem(start_index + yielded, path, name, warning=f"video ended after {frame_no} of the "
+                             f"{count} frames its container announces (truncated or damaged)")
     finally:
         cap.release()

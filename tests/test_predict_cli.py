@@ -75,12 +75,13 @@ def test_bad_files_are_reported_and_skipped_and_exit_code_is_1(ckpt, tmp_path, c
     code, stdout, _ = run_cli(["predict", folder, "-w", ckpt, "--detector", "whole-image", "--out", out,
                                "--no-progress"], capsys)
     assert code == 1
-    assert "2 images, 2 persons, 2 skipped" in stdout
-    assert "skipped corrupt.jpg: truncated JPEG" in stdout and "skipped notes.txt: not an image" in stdout
+    assert "2 images, 2 persons, 1 skipped, 0 with warnings, 1 ignored" in stdout
+    assert "skipped corrupt.jpg: truncated JPEG" in stdout and "ignored notes.txt: not an image" in stdout
     records = json.loads((out / "predictions.json").read_text())
     assert sorted(r["file_name"] for r in records) == ["000000000785.jpg", "000000040083.jpg"]
     info = json.loads((out / "images.json").read_text())
-    assert sorted(s["file_name"] for s in info["skipped"]) == ["corrupt.jpg", "notes.txt"]
+    assert [s["file_name"] for s in info["skipped"]] == ["corrupt.jpg"]
+    assert [s["file_name"] for s in info["ignored"]] == ["notes.txt"]
 
 
 def test_gray_rgba_and_16bit_images_work(ckpt, tmp_path, capsys):
@@ -93,14 +94,14 @@ def test_gray_rgba_and_16bit_images_work(ckpt, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run_cli(["predict", folder, "-w", ckpt, "--detector", "whole-image", "--out", out,
                                "--no-progress", "--no-flip"], capsys)
-    assert code == 0 and "3 images, 3 persons, 0 skipped" in stdout
+    assert code == 0 and "3 images, 3 persons, 0 skipped, 0 with warnings, 0 ignored" in stdout
     assert sorted(p.name for p in (out / "vis").iterdir()) == ["deep.png", "gray.png", "rgba.png"]
 
 
 def test_usage_errors_exit_2_with_one_line(ckpt, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [(["predict", VAL], "pose weights sbn-r50 td-hm_res50"),   # the zoo default, not cached, offline
-             (["predict", tmp_path / "empty", "-w", ckpt], "no files found"),
+             (["predict", tmp_path / "empty", "-w", ckpt], "no images or videos found"),
              (["predict", tmp_path / "missing", "-w", ckpt], "source not found"),
              (["predict", VAL, "-w", ckpt, "--model", "sbn-r18"], "not sbn-r18"),
              (["predict", VAL, "-w", ckpt, "--input-size", "256x192"], "not 256x192"),
@@ -152,8 +153,13 @@ def test_interrupted_run_keeps_its_results_and_resume_finishes(ckpt, tmp_path, m
     assert [r["file_name"] for r in done] == names[:2]
     assert not list(out.glob(".*.tmp"))   # atomic writes leave no temp files behind
 
+    # --resume continues only a run made with the same options (here the flip test differs)
+    code, _, err = run_cli(["predict", folder, "-w", ckpt, "--detector", "whole-image", "--out", out,
+                            "--resume", "--no-progress", "--no-vis"], capsys)
+    assert code == 2 and "was made with other options (flip False ≠ True)" in err
+    assert json.loads((out / "predictions.json").read_text()) == done
     code, stdout, _ = run_cli(["predict", folder, "-w", ckpt, "--detector", "whole-image", "--out", out,
-                               "--resume", "--no-progress", "--no-vis"], capsys)
+                               "--resume", "--no-progress", "--no-vis", "--no-flip"], capsys)
     assert code == 0 and "2 images" in stdout and "2 already done" in stdout
     records = json.loads((out / "predictions.json").read_text())
     assert sorted(r["file_name"] for r in records) == sorted(names)   # each image once
@@ -194,7 +200,7 @@ def test_video_every_other_frame_with_overlay_video(ckpt, tmp_path, capsys):
         ["000000.jpg", "000002.jpg", "000004.jpg"]
     # Resuming a finished video runs nothing but keeps the whole overlay video (frames redrawn).
     code, stdout, _ = run_cli(["predict", video, "-w", ckpt, "--detector", "whole-image", "--vid-stride", "2",
-                               "--out", out, "--resume", "--no-progress"], capsys)
+                               "--out", out, "--resume", "--no-progress", "--no-flip"], capsys)
     assert code == 0 and "0 images" in stdout and "3 already done" in stdout
     assert json.loads((out / "predictions.json").read_text()) == records
     cap = cv2.VideoCapture(str(out / "vis" / "clip.mp4"))
@@ -299,4 +305,4 @@ def test_sbn_stride4_checkpoint_runs_and_resume_refuses_another_model(ckpt, tmp_
     assert len(record["keypoints"]) == 51 and json.loads((out / "images.json").read_text())["model"] == "sbn-r18"
     code, _, err = run_cli(["predict", image, "-w", ckpt, "--detector", "whole-image", "--out", out,
                             "--resume", "--no-progress"], capsys)
-    assert code == 2 and "was made with model sbn-r18" in err
+    assert code == 2 and f"was made with other options (weights '{sbn}' ≠ '{ckpt}')" in err

@@ -4,10 +4,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.sources import (ImageReadError, Source, decode_image_bytes, natural_key, read_image,
-                                to_rgb8)
+from frpose_cli.images import ImageReadError, read_image, to_rgb8
+from frpose_cli.images import decode_image_bytes as decode_with_warning
+from frpose_cli.sources import Source, natural_key
+
+
+def decode_image_bytes(data):
+    image, warning = decode_with_warning(data)
+    assert warning is None
+    return image
 
 VAL = Path(__file__).parent / "data" / "coco" / "val2017"
 REAL_JPEG = VAL / "000000000785.jpg"
@@ -25,7 +33,8 @@ def test_natural_sort_orders_numbers_by_value():
 
 
 def test_real_jpeg_is_rgb_not_bgr():
-    rgb = read_image(REAL_JPEG)
+    rgb, warning = read_image(REAL_JPEG)
+    assert warning is None
     bgr = cv2.imread(str(REAL_JPEG), cv2.IMREAD_COLOR)
     assert rgb.dtype == np.uint8 and rgb.shape == bgr.shape
     assert np.array_equal(rgb, bgr[:, :, ::-1])
@@ -78,14 +87,65 @@ def test_folder_is_recursive_natural_and_reports_bad_files(tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / name), small)
     (tmp_path / "readme.txt").write_text("not an image")
+    (tmp_path / "c3.jpg").write_text("not an image either, named like one")
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     items = list(Source(str(tmp_path)))
-    assert [i.file_name for i in items] == ["b2.jpg", "b10.jpg", "readme.txt", "sub/a1.png"]
-    assert [i.index for i in items] == [0, 1, 2, 3]
+    assert [i.file_name for i in items] == ["b2.jpg", "b10.jpg", "c3.jpg", "readme.txt", "sub/a1.png"]
+    assert [i.index for i in items if not i.ignored] == [0, 1, 2, 3]
+    assert [i.file_name for i in items if i.ignored] == ["readme.txt"]   # listed, not a failure
     bad = [i for i in items if i.error]
-    assert [i.file_name for i in bad] == ["readme.txt"] and bad[0].image is None
-    good = [i for i in items if not i.error]
+    assert [i.file_name for i in bad] == ["c3.jpg"] and bad[0].image is None
+    good = [i for i in items if not i.error and not i.ignored]
     assert all(i.image.shape == (24, 32, 3) for i in good)
+
+
+def _jpeg_with_exif_orientation(orientation: int) -> bytes:
+    from PIL import Image   # torchvision's dependency; only the test writes EXIF
+    import io
+    pixels = np.zeros((40, 80, 3), np.uint8)
+    pixels[:, :40] = 255
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_exif_orientation_is_ignored_by_every_reader(tmp_path, coco_root):
+    """One policy: pixels as stored (COCO's convention), in predict's and train/eval's reader alike."""
+    import json
+    from frpose_cli.cards import load_card
+    from frpose_cli.codecs import codec_for_card
+    from frpose_cli.dataset import CocoPoseDataset
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "rot.jpg").write_bytes(_jpeg_with_exif_orientation(6))   # "rotate 90° to view"
+    [item] = list(Source(str(tmp_path / "images" / "rot.jpg")))
+    assert item.image.shape == (40, 80, 3) and item.warning is None   # stored 80 wide, not turned
+    ann = {"images": [{"id": 1, "file_name": "rot.jpg", "width": 80, "height": 40}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 800.0,
+                            "bbox": [0, 0, 80, 40], "num_keypoints": 1, "keypoints": [10, 10, 2] + [0, 0, 0] * 16}],
+           "categories": json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())["categories"]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    card = load_card("sbn-r18", (64, 32))
+    ds = CocoPoseDataset(tmp_path / "ann.json", tmp_path / "images", card, codec_for_card(card), train=False)
+    sample = ds[0]
+    assert sample["valid"]
+    crop = (sample["image"] * torch.tensor(card.normalize["std"]).view(3, 1, 1)
+            + torch.tensor(card.normalize["mean"]).view(3, 1, 1))
+    # the box is the whole stored image (left half white): the crop's left columns are white, right dark
+    h, w = crop.shape[1:]
+    assert crop[:, h // 2, w // 4].min() > 0.9 and crop[:, h // 2, 3 * w // 4].max() < 0.1
+
+
+def test_damaged_jpeg_is_decoded_with_a_warning_not_silently(tmp_path, capfd):
+    data = bytearray(REAL_JPEG.read_bytes())
+    scan = data.rfind(b"\xff\xda")
+    data[scan + 400:scan + 430] = bytes(30)   # zero some entropy-coded bytes
+    image, warning = decode_with_warning(bytes(data))
+    assert image.shape == cv2.imread(str(REAL_JPEG)).shape
+    assert warning and warning.startswith("damaged JPEG data, decoded anyway (libjpeg: Corrupt JPEG data")
+    assert "Corrupt JPEG" not in capfd.readouterr().err, "libjpeg's own stderr line is captured"
 
 
 def test_glob_list_file_and_single_image(tmp_path):
@@ -103,16 +163,19 @@ def test_glob_list_file_and_single_image(tmp_path):
 
 
 def test_empty_or_missing_source_is_a_clear_error(tmp_path):
-    with pytest.raises(FrposeError, match="no files found"):
+    with pytest.raises(FrposeError, match="no images or videos found"):
         list(Source(str(tmp_path)))
     with pytest.raises(FrposeError, match="source not found"):
         Source(str(tmp_path / "nope"))
-    with pytest.raises(FrposeError, match="no files found"):
+    with pytest.raises(FrposeError, match="no images or videos found"):
         list(Source(str(tmp_path / "*.jpg")))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FrposeError, match=r"no images or videos found in source .* \(1 other files ignored\)"):
+        list(Source(str(tmp_path)))
 
 
-def make_video(path, frames=7, size=(64, 48), fps=10.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+def make_video(path, frames=7, size=(64, 48), fps=10.0, fourcc="mp4v"):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
     assert writer.isOpened()
     for i in range(frames):
         frame = np.zeros((size[1], size[0], 3), np.uint8)
@@ -133,6 +196,16 @@ def test_video_every_nth_frame_in_rgb(tmp_path):
     r, g, b = frame[30, 30].astype(int)
     assert r > 200 and b < 60   # red stays red: frames are converted BGR → RGB
     assert abs(items[0].fps - 10 / 3) < 1e-3
+
+    # a video cut short: its frames are used and the shortfall against the container's count reported
+    avi = make_video(tmp_path / "clip.avi", frames=20, fourcc="MJPG")
+    data = avi.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: int(len(data) * 0.6)])
+    cut = list(Source(str(tmp_path / "cut.avi")))
+    frames = [i for i in cut if i.image is not None]
+    [note] = [i for i in cut if i.image is None]
+    assert 0 < len(frames) < 20 and note.error is None
+    assert note.warning == f"video ended after {len(frames)} of the 20 frames its container announces (truncated or damaged)"
 
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     broken = list(Source(str(tmp_path / "broken.mp4")))

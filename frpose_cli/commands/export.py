@@ -15,8 +15,8 @@ def export(
     weights: str = typer.Option(None, "--weights", "-w", help="frpose checkpoint, a published Simple "
                                 "Baselines / mmpose SimpleBaseline file, a zoo name or an http(s) URL"),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
-    out: Path = typer.Option(None, "--out", "-o", help="Output file (default: MODEL-HxW.onnx / .pt next to "
-                             "the weights, or in the current folder)"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file, never overwritten (default: "
+                             "runs/export/MODEL-HxW.onnx / .pt, numbered when taken)"),
     input_size: str = typer.Option(None, "--input-size", help="HxW; must agree with an frpose checkpoint, "
                                    "chooses the size for published files (default: the card's)"),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Any batch size at run "
@@ -38,6 +38,7 @@ def export(
     from ..cards import load_card, parse_input_size
     from ..errors import FrposeError
     from ..export import FORMATS, SUFFIXES, export_model, parity_check
+    from ..outputs import check_output_file
     from ..runtime import load_pose_model
     from ..weights import default_weights_for, load_network, resolve_weights
 
@@ -60,9 +61,14 @@ def export(
             raise FrposeError(f"{resolved.path} is already an exported {resolved.kind} file")
         loaded = load_network(resolved, model, size)
         net, card, codec_name, what, source = loaded.net, loaded.card, loaded.codec_name, loaded.what, str(resolved)
-    if out is None:   # next to a local weights file; zoo downloads and random weights: the current folder
-        folder = Path(weights).parent if weights and Path(weights).is_file() else Path(".")
-        out = folder / f"{card.name}-{card.input_size[0]}x{card.input_size[1]}{SUFFIXES[fmt]}"
+    if out is None:   # a new file under runs/export, never beside (inside) the input weights
+        stem = f"{card.name}-{card.input_size[0]}x{card.input_size[1]}"
+        out, n = Path("runs") / "export" / f"{stem}{SUFFIXES[fmt]}", 1
+        while out.exists():
+            n += 1
+            out = out.with_name(f"{stem}-{n}{SUFFIXES[fmt]}")
+    params = sum(p.numel() for p in net.parameters())
+    check_output_file(out, "--out", need_bytes=4 * params, overwrite=False)
     path = export_model(net, card, fmt, out, codec_name, dynamic_batch, opset, batch,
                         source=source)
     print(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({fmt}, "

@@ -74,15 +74,26 @@ def predict(
 
 def print_summary(s) -> None:
     per_image = s.seconds / s.images * 1000 if s.images else 0.0
-    lines = [f"predict: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped"
+    lines = [f"predict: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped, "
+             f"{len(s.warnings)} with warnings, {len(s.ignored)} ignored"
              + (f", {s.resumed} already done (--resume)" if s.resumed else "")
              + f" in {s.seconds:.1f} s ({per_image:.0f} ms/image, detector {s.detector})"]
     busy = sum(s.timings.values())
     if s.images and busy > 0:
         lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items()))
-    for name, reason in s.skipped[:20]:
-        lines.append(f"skipped {name}: {reason}")
-    if len(s.skipped) > 20:
-        lines.append(f"... and {len(s.skipped) - 20} more skipped (listed in {s.out_dir / 'images.json'})")
+    listed = 0
+    for kind, entries in (("skipped", s.skipped), ("warning", s.warnings), ("ignored", s.ignored)):
+        for name, reason in entries:
+            if listed < 20:
+                lines.append(f"{kind} {name}: {reason}")
+            listed += 1
+    if listed > 20:
+        lines.append(f"... and {listed - 20} more (every one is listed in {s.out_dir / 'images.json'})")
+    if s.boxes_dropped:
+        lines.append("boxes dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(s.boxes_dropped.items())))
+    if s.images_without_boxes:
+        lines.append(f"{s.images_without_boxes} of {s.images} images matched no box of --boxes"
+                     + (" (none matched: do its image_id / file_name values name these images?)"
+                        if s.images_without_boxes == s.images else ""))
     lines.append(f"results: {s.out_dir / 'predictions.json'}")
     print("\n".join(lines))

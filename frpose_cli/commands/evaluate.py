@@ -139,11 +139,15 @@ def evaluate(
         from ..inference import flip_shift_for_codec
         from ..runtime import load_pose_model
         dev = pick_device(device)
-        from ..testdev import is_image_info
+        from ..testdev import check_submission_paths, is_image_info, results_name
         test_dev = is_image_info(ann_file)
         if test_dev and (gt_boxes or analyze):
             raise FrposeError(f"{ann_file.name} has no annotations (a test split): scores come from the COCO "
                               "server, so --gt-boxes and --analyze need a split with annotations (val2017)")
+        if test_dev and alg:
+            results_name(split, alg)          # a bad name fails before the model loads
+        if test_dev and out is not None:
+            check_submission_paths(Path(out))
         net = load_pose_model(weights, model_name=model, backend=backend, device=dev,
                               input_size=parse_input_size(input_size) if input_size else None)
         card = net.card

@@ -77,36 +77,38 @@ def _background_rows(b: dict) -> list[tuple[str, int]]:
 
 
 def analysis_tables(runs: list[tuple[str, dict]]) -> list:
-    """Rich tables for one run or several side by side; ``runs`` = [(name, table_figures), ...]."""
+    """Rich tables for one run or several side by side; ``runs`` = [(name, table_figures), ...].
+    Side by side, columns are tagged A, B, … and each table's caption names the runs."""
     from rich import box
     from rich.table import Table
 
     one = len(runs) == 1
+    tags = [""] if one else [f" {chr(65 + i)}" for i in range(len(runs))]
+    who = "" if one else "; ".join(f"{t.strip()}: {n}" for t, (n, _) in zip(tags, runs))
     ap_cols = ("AP", "AP50", "AP75", "APM", "APL", "dAP", "dAP_alone") if one else ("AP", "dAP", "dAP_alone")
     heads = {"dAP": "ΔAP", "dAP_alone": "ΔAP alone"}
-    t1 = Table("correcting, in turn", *[(heads.get(c, c) if one else f"{heads.get(c, c)} {n}")
-                                        for n, _ in runs for c in ap_cols],
+    t1 = Table("correcting, in turn", *[f"{heads.get(c, c)}{t}" for t in tags for c in ap_cols],
                title="AP after correcting each error type in turn (Ronchi & Perona 2017)",
-               caption="ΔAP: the step's gain; ΔAP alone: that keypoint error corrected by itself",
-               box=box.SIMPLE_HEAVY)
+               caption="ΔAP: the step's gain; ΔAP alone: that keypoint error corrected by itself"
+                       + ("" if one else f"\n{who}"), box=box.SIMPLE_HEAVY)
     for step in STEPS:
         t1.add_row(STEP_LABELS[step], *[("" if c not in f["ap"][step] or (c == "dAP" and step == "original")
                                          else f"{f['ap'][step][c]:+.1f}" if c.startswith("dAP")
                                          else f"{f['ap'][step][c]:.1f}") for _, f in runs for c in ap_cols])
-    t2 = Table("keypoints", *[f"{h}{'' if one else ' ' + n}" for n, _ in runs for h in ("count", "%")],
+    t2 = Table("keypoints", *[f"{h}{t}" for t in tags for h in ("count", "%")],
                title="labelled keypoints of the detections matched at OKS ≥ 0.1",
-               caption="matched detections: " + ", ".join(f"{f['matched_detections']}" + ("" if one else f" ({n})")
-                                                          for n, f in runs), box=box.SIMPLE_HEAVY)
+               caption="matched detections: " + ", ".join(f"{f['matched_detections']}{t}" for t, (_, f)
+                                                          in zip(tags, runs)), box=box.SIMPLE_HEAVY)
     for c in CLASSES:
         t2.add_row(c, *[v for _, f in runs for v in (str(f["keypoint_classes"][c]["count"]),
                                                        f"{f['keypoint_classes'][c]['percent']:.1f}")])
-    t3 = Table("keypoint", *[f"% {c}{'' if one else ' ' + n}" for n, _ in runs for c in CLASSES[1:]],
+    t3 = Table("keypoint", *[f"% {c}{t}" for t in tags for c in CLASSES[1:]],
                title="errors per keypoint (% of its labelled instances in matched detections)",
-               box=box.SIMPLE_HEAVY)
+               caption=who or None, box=box.SIMPLE_HEAVY)
     for name in runs[0][1]["per_keypoint"]:
         t3.add_row(name, *[f"{f['per_keypoint'][name][c]:.1f}" for _, f in runs for c in CLASSES[1:]])
-    t4 = Table("background errors (unmatched at every OKS threshold)", *[n for n, _ in runs],
-               box=box.SIMPLE_HEAVY)
+    t4 = Table("background errors (unmatched at every OKS threshold)", *[t.strip() or "count" for t in tags],
+               caption=who or None, box=box.SIMPLE_HEAVY)
     rows = [_background_rows(f["background"]) for _, f in runs]
     for i, (label, _) in enumerate(rows[0]):
         t4.add_row(label, *[str(r[i][1]) for r in rows])

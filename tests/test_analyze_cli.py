@@ -85,14 +85,14 @@ def test_compare_side_by_side_with_results_file_or_earlier_json(tmp_path, capsys
                                  tmp_path / "b.json", "--analysis-dir", tmp_path / "one", "--json",
                                  tmp_path / "m.json"], capsys)
     assert code == 0, err
-    assert "AP a" in stdout and "AP b" in stdout
+    assert "AP A" in stdout and "AP B" in stdout and "A: a; B: b" in stdout
     cmp = json.loads((tmp_path / "m.json").read_text())["analysis"]["compare"]
     assert cmp["name"] == "b" and cmp["table"]["ap"]["original"]["AP"] == 100.0
     # the --json of the earlier run as the other side
     code, stdout2, err = run_cli(["eval", "--results", tmp_path / "b.json", "--ann", ANN, "--analyze", "--compare",
                                   tmp_path / "m.json", "--analysis-dir", tmp_path / "two"], capsys)
     assert code == 0, err
-    assert "AP m" in stdout2
+    assert "A: b; B: m" in stdout2
     assert cv2.imread(str(tmp_path / "two" / "pr_curves.png")).shape[0] > \
         cv2.imread(str(tmp_path / "one" / "pr_curves.png")).shape[0] * 0.9
 

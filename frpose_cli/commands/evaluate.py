@@ -57,7 +57,8 @@ def evaluate(
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="Crop ground-truth boxes instead of detections"),
     det_thr: float = typer.Option(0.0, "--det-thr", help="Minimum detection score (the protocol keeps all: 0)"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)"),
-    codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (default: the card's)"),
+    codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (mmpose's) | dark-clip | "
+                              "udp-clip (frpose's bounded step); default: the card's"),
     flip_shift: float = typer.Option(None, "--flip-shift", help="Heatmap shift after flipping back, in heatmap "
                                      "pixels (default: derived from the codec: at stride 4 sbn 1, dark 0.75; 0 at "
                                      "stride 1 and for udp)"),

@@ -24,7 +24,7 @@ STEP_COLOURS = {"original": "#D9D9D9", "miss": "#F2E394", "swap": "#F2AE72", "in
                 "jitter": "#8C4646", "score": "#4F82BD", "background_fp": "#8063A3", "false_negatives": "#2E8B57"}
 CLASS_COLOURS = {"good": "#1ED88B", "jitter": "#8C4646", "inversion": "#D96459", "swap": "#F2AE72",
                  "miss": "#F2E394"}
-PR_THRESHOLDS = (0.5, 0.75, 0.9)
+PR_THRESHOLDS = (0.5, 0.75, 0.9, 0.95)
 PNG_NAMES = ("pr_curves.png", "keypoint_errors.png")
 
 
@@ -127,7 +127,7 @@ def pr_figure(runs: list[tuple[str, dict]]) -> np.ndarray:
                    hex_bgr(STEP_COLOURS[s])) for s in STEPS]
         stacked_pr_panel(img, rect, recall, layers, f"{name}: OKS {t:.2f}, all persons")
 
-    return grid_figure(panels, cols=len(PR_THRESHOLDS), cell=(600, 360), draw=draw)
+    return grid_figure(panels, cols=len(PR_THRESHOLDS), cell=(520, 360), draw=draw)
 
 
 def keypoint_figure(runs: list[tuple[str, dict]]) -> np.ndarray:

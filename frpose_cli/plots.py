@@ -49,11 +49,12 @@ class Axes:
         return (int(round(self.left + (x - x0) / (x1 - x0) * self.width)),
                 int(round(self.top + self.height - (y - y0) / (y1 - y0) * self.height)))
 
-    def frame(self, xticks, yticks, xlabel: str = "", ylabel: str = "", fmt: str = "{:.3g}") -> None:
+    def frame(self, xticks, yticks, xlabel: str = "", ylabel: str = "", fmt: str = "{:.3g}",
+              yfmt: str | None = None) -> None:
         for v in yticks:
             _, py = self.px(self.xlim[0], 10 ** v if self.log_y else v)
             cv2.line(self.img, (self.left, py), (self.left + self.width, py), GRID, 1)
-            text(self.img, fmt.format(10 ** v if self.log_y else v), (self.left - 42, py + 4), 0.4)
+            text(self.img, (yfmt or fmt).format(10 ** v if self.log_y else v), (self.left - 42, py + 4), 0.4)
         for v in xticks:
             px, _ = self.px(v, 10 ** self.ylim[0] if self.log_y else self.ylim[0])
             cv2.line(self.img, (px, self.top), (px, self.top + self.height), GRID, 1)
@@ -77,7 +78,7 @@ def line_plot(series: dict, xlabel: str, ylabel: str, size=(900, 520)) -> np.nda
     y0, y1 = math.floor(min(ly) * 4) / 4, math.ceil(max(ly) * 4) / 4
     ax = Axes(img, (90, 30, w - 120, h - 90), (x0, x1), (y0, y1 if y1 > y0 else y0 + 0.25), log_y=True)
     ax.frame([x0 + (x1 - x0) * i / 5 for i in range(6)], [ax.ylim[0] + (ax.ylim[1] - ax.ylim[0]) * i / 4
-                                                          for i in range(5)], xlabel, ylabel)
+                                                          for i in range(5)], xlabel, ylabel, yfmt="{:.2g}")
     for n, (label, (data, color)) in enumerate(series.items()):
         good = [ax.px(x, y) for x, y in data if y and y > 0 and math.isfinite(y)]
         if len(good) > 1:

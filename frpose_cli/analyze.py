@@ -244,14 +244,14 @@ def _curves_for_area(coco_gt, coco_dt, category, area, sigmas, flip_index, origi
     for e in ev.evalImgs:
         if e is not None:
             for t in range(len(fp)):
-                e["dtIgnore"][t] = e["dtIgnore"][t] | np.isin(e["dtIds"], list(fp[t]))
+                e["dtIgnore"][t] = e["dtIgnore"][t] | np.array([d in fp[t] for d in e["dtIds"]], bool)
     curves["background_fp"] = _accumulate(ev)
     fn_curve, missed = np.empty_like(curves["background_fp"]), set()
     for t in range(len(fn)):   # a person missed at one OKS is missed at every higher one too
         missed |= fn[t]
         for e in ev.evalImgs:
             if e is not None:
-                e["gtIgnore"] = np.maximum(e["gtIgnore"], np.isin(e["gtIds"], list(missed)).astype(int))
+                e["gtIgnore"] = np.maximum(e["gtIgnore"], np.array([g in missed for g in e["gtIds"]], int))
         fn_curve[t] = _accumulate(ev)[t]
     curves["false_negatives"] = fn_curve
     restore()

@@ -4,16 +4,18 @@ A codec owns the input size, heatmap stride and σ (in heatmap pixels, as in the
 8 at 256×192 and 12 at 384×288 for full-resolution cards, 2/3 for SBN's stride 4) and
 does both directions, so training targets and inference decoding cannot disagree.
 
-======  ===========================================  ==========================================
-codec   encode (Gaussian centre in heatmap pixels)    decode
-======  ===========================================  ==========================================
-sbn     ``round(p / stride)`` (integer, as SBN)       argmax + ¼-pixel step toward the higher
-                                                      neighbour, ``× stride``
-dark    ``p / stride`` (sub-pixel)                    argmax + Taylor step on the log of the
-                                                      σ-blurred heatmap (DARK, Zhang et al. 2020)
-udp     ``p · (Wh-1)/(W-1)`` (sub-pixel, unbiased)    as dark, mapped back by ``(W-1)/(Wh-1)``;
-                                                      the crop uses ``warp_matrix(udp=True)``
-======  ===========================================  ==========================================
+=========  ========================================  ==========================================
+codec      encode (Gaussian centre in heatmap pixels)  decode (:mod:`frpose_cli.subpixel`)
+=========  ========================================  ==========================================
+sbn        ``round(p / stride)`` (integer, as SBN)   argmax + ¼-pixel step toward the higher
+                                                     neighbour (SBN's rule), ``× stride``
+dark       ``p / stride`` (sub-pixel)                argmax + Taylor step on the log of the
+                                                     blurred heatmap, as mmpose (DARK, 2020)
+udp        ``p · (Wh-1)/(W-1)`` (sub-pixel)          mmpose's UDP step, mapped back by
+                                                     ``(W-1)/(Wh-1)``; crops ``udp=True``
+dark-clip  as dark                                   frpose's bounded Taylor step (±1 px)
+udp-clip   as udp                                    frpose's bounded Taylor step (±1 px)
+=========  ========================================  ==========================================
 
 Every codec: the Gaussian is cut at 3σ in x and y (SBN's square window); a joint has
 weight 1 when it is labelled (``visible > 0``) and its 3σ window reaches the heatmap
@@ -27,11 +29,11 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 
 from .errors import FrposeError
+from .subpixel import blur_kernel_size, dark_clip, dark_reference, quarter_offset, udp_reference
 
 
 class HeatmapCodec:
@@ -158,65 +160,31 @@ class SBNCodec(HeatmapCodec):
         return torch.floor(mu + 0.5) if torch.is_tensor(mu) else np.floor(mu + 0.5)
 
     def _refine(self, hm, coords):
-        n, k, h, w = hm.shape
-        out = coords.copy()
-        xi, yi = coords[..., 0].astype(int), coords[..., 1].astype(int)
-        ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-        inner_x = (xi > 0) & (xi < w - 1)
-        inner_y = (yi > 0) & (yi < h - 1)
-        xr, xl = np.clip(xi + 1, 0, w - 1), np.clip(xi - 1, 0, w - 1)
-        yd, yu = np.clip(yi + 1, 0, h - 1), np.clip(yi - 1, 0, h - 1)
-        dx = np.sign(hm[ni, ki, yi, xr] - hm[ni, ki, yi, xl])
-        dy = np.sign(hm[ni, ki, yd, xi] - hm[ni, ki, yu, xi])
-        out[..., 0] += 0.25 * dx * inner_x
-        out[..., 1] += 0.25 * dy * inner_y
-        return out
-
-
-def taylor_refine(hm, coords, sigma: float):
-    """DARK: blur each map with a σ Gaussian, then one Newton step on its log at the argmax.
-
-    The blur is done on a patch around the argmax only (same values there as blurring
-    the whole map, much cheaper at full resolution)."""
-    n, k, h, w = hm.shape
-    out = coords.copy()
-    ks = 2 * int(math.ceil(3 * sigma)) + 1
-    r = ks // 2 + 2
-    for i in range(n):
-        for j in range(k):
-            x, y = int(coords[i, j, 0]), int(coords[i, j, 1])
-            if not (1 <= x < w - 1 and 1 <= y < h - 1):
-                continue
-            x0, x1, y0, y1 = max(0, x - r), min(w, x + r + 1), max(0, y - r), min(h, y + r + 1)
-            patch = cv2.GaussianBlur(np.ascontiguousarray(hm[i, j, y0:y1, x0:x1]), (ks, ks), sigma,
-                                     borderType=cv2.BORDER_CONSTANT)
-            L = np.log(np.maximum(patch, 1e-10).astype(np.float64))
-            px, py = x - x0, y - y0
-            dx = 0.5 * (L[py, px + 1] - L[py, px - 1])
-            dy = 0.5 * (L[py + 1, px] - L[py - 1, px])
-            dxx = L[py, px + 1] - 2 * L[py, px] + L[py, px - 1]
-            dyy = L[py + 1, px] - 2 * L[py, px] + L[py - 1, px]
-            dxy = 0.25 * (L[py + 1, px + 1] - L[py + 1, px - 1] - L[py - 1, px + 1] + L[py - 1, px - 1])
-            det = dxx * dyy - dxy * dxy
-            if det <= 1e-12 or dxx >= 0:  # not a maximum: keep the argmax
-                continue
-            ox = -(dyy * dx - dxy * dy) / det
-            oy = -(dxx * dy - dxy * dx) / det
-            out[i, j, 0] += float(np.clip(ox, -1, 1))
-            out[i, j, 1] += float(np.clip(oy, -1, 1))
-    return out
+        return quarter_offset(hm, coords)
 
 
 class DARKCodec(HeatmapCodec):
-    """DARK: sub-pixel Gaussian centres, Taylor-expansion decoding."""
+    """DARK: sub-pixel Gaussian centres, mmpose's Taylor-expansion decoding."""
     name = "dark"
 
+    def __init__(self, input_size, stride: int, sigma: float):
+        super().__init__(input_size, stride, sigma)
+        self.blur_kernel = blur_kernel_size(self.sigma)
+
     def _refine(self, hm, coords):
-        return taylor_refine(hm, coords, self.sigma)
+        return dark_reference(hm, coords, self.blur_kernel)
+
+
+class DARKClipCodec(DARKCodec):
+    """DARK targets, frpose's bounded Taylor step (clipped to ±1 px, skipped off a maximum)."""
+    name = "dark-clip"
+
+    def _refine(self, hm, coords):
+        return dark_clip(hm, coords, self.sigma)
 
 
 class UDPCodec(DARKCodec):
-    """UDP: unbiased input↔heatmap mapping ((W-1)/(Wh-1)) and crops; DARK-style decoding."""
+    """UDP: unbiased input↔heatmap mapping ((W-1)/(Wh-1)) and crops; mmpose's UDP decoding."""
     name = "udp"
     use_udp = True
 
@@ -224,8 +192,19 @@ class UDPCodec(DARKCodec):
         (h, w), (hh, wh) = self.input_size, self.heatmap_size
         return (wh - 1) / (w - 1), (hh - 1) / (h - 1)
 
+    def _refine(self, hm, coords):
+        return udp_reference(hm, coords, self.blur_kernel)
 
-CODECS = {c.name: c for c in (SBNCodec, DARKCodec, UDPCodec)}
+
+class UDPClipCodec(UDPCodec):
+    """UDP mapping and crops, frpose's bounded Taylor step."""
+    name = "udp-clip"
+
+    def _refine(self, hm, coords):
+        return dark_clip(hm, coords, self.sigma)
+
+
+CODECS = {c.name: c for c in (SBNCodec, DARKCodec, DARKClipCodec, UDPCodec, UDPClipCodec)}
 
 
 def make_codec(name: str, input_size, stride: int, sigma: float) -> HeatmapCodec:

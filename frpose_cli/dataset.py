@@ -67,13 +67,22 @@ class Augment:
     half_body: bool = False
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
+    # "uniform": s ~ U(lo, hi), r ~ U(-R, R) (the paper's stated ranges); "clipped-normal":
+    # Simple Baselines' s = clip(N(1, sf), 1-sf, 1+sf), r = clip(N(0, R), -2R, 2R)
+    distribution: str = "uniform"
 
     @classmethod
     def from_card(cls, card) -> "Augment":
         t = card.train
+        dist = str(t.get("distribution", "uniform"))
+        if dist not in DISTRIBUTIONS:
+            raise FrposeError(f"card {card.name}: train.distribution {dist!r} is not one of {', '.join(DISTRIBUTIONS)}")
         return cls(flip=bool(t.get("flip", True)), rotation=float(t.get("rotation", 40.0)),
                    scale=tuple(float(v) for v in t.get("scale", (0.7, 1.3))),
-                   half_body=bool(t.get("half_body", False)))
+                   half_body=bool(t.get("half_body", False)), distribution=dist)
+
+
+DISTRIBUTIONS = ("uniform", "clipped-normal")
 
 
 NO_AUGMENT = Augment(flip=False, rotation=0.0, rotation_prob=0.0, scale=(1.0, 1.0), half_body=False)
@@ -243,8 +252,14 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             hb = self._half_body(inst.keypoints, rng)
             if hb is not None:
                 center, scale = hb
-        s = rng.uniform(*a.scale)
-        rot = rng.uniform(-a.rotation, a.rotation) if rng.random() < a.rotation_prob else 0.0
+        lo, hi = a.scale
+        if a.distribution == "clipped-normal":
+            s = float(np.clip(rng.normal((lo + hi) / 2, (hi - lo) / 2), lo, hi))
+            rot = float(np.clip(rng.normal(0.0, a.rotation), -2 * a.rotation, 2 * a.rotation)) \
+                if rng.random() < a.rotation_prob else 0.0
+        else:
+            s = rng.uniform(lo, hi)
+            rot = rng.uniform(-a.rotation, a.rotation) if rng.random() < a.rotation_prob else 0.0
         flip = bool(a.flip and rng.random() < a.flip_prob)
         return center, scale * s, float(rot), flip
 

@@ -68,13 +68,13 @@ def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, g
              "score": round(inst["score"], 6)} for inst in instances]
 
 
-def _finish(gt: GroundTruth, results: list, skipped: Counter, backend: str) -> dict:
+def _finish(gt: GroundTruth, results: list, skipped: Counter, backend: str, score: bool = True) -> dict:
     if not results:
         why = "; ".join(f"{n} {r}" for r, n in skipped.most_common()) or "no person boxes"
         raise FrposeError(f"no poses to evaluate ({why})")
     checked = validate_results(results, gt, source="predictions")
     skipped = skipped + checked.skipped
-    metrics = coco_keypoint_eval(gt, checked.results, backend)
+    metrics = coco_keypoint_eval(gt, checked.results, backend) if score else {}
     return {**metrics, "results": checked.results, "skipped": dict(skipped),
             "num_instances": len(checked.results)}
 
@@ -92,14 +92,15 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                    det_score_thr: float = 0.0, flip_shift: float | None = None,
                    rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD,
                    backend: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
-                   max_instances: int | None = None) -> dict:
+                   max_instances: int | None = None, score: bool = True) -> dict:
     """COCO keypoint AP of ``model`` (the full protocol above).
 
     ``boxes``: ``None`` for ground-truth boxes, else a detection-results JSON path or list.
     ``codec``: ``None`` (card's), a name ("sbn", "dark", "udp") or a codec.  ``device``:
     ``None`` keeps the model where it is.  ``flip_shift``: ``None`` = derived from the codec.
     The model's train/eval mode is restored afterwards, so a trainer can call this between
-    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances}``.
+    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances}``; with
+    ``score=False`` (test-dev: no annotations) only the results, nothing is scored.
     """
     from .dataset import CocoPoseDataset
 
@@ -146,7 +147,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
         model.train(was_training)
     results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
                                np.concatenate(bscores), np.concatenate(areas), gt, rescore_thr, nms_thr)
-    return _finish(gt, results, skipped, backend)
+    return _finish(gt, results, skipped, backend, score)
 
 
 def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = False, flip_index=None,

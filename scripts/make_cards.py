@@ -19,6 +19,8 @@ RECIPE = {
     "optimizer": "adam", "lr": 1.0e-3, "lr_steps": [90, 120], "lr_factor": 0.1,
     "epochs": 140, "batch_size": 32, "weight_decay": 0.0,
     "flip": True, "rotation": 40.0, "scale": [0.7, 1.3], "half_body": False,
+    # the paper's ranges as uniform draws; "clipped-normal" is Simple Baselines' (docs/training.md)
+    "distribution": "uniform",
 }
 OPEN_CHOICES = {"gcb_ratio": 0.25, "fused_width": 256, "resize_mode": "bilinear", "attention_act": "relu"}
 

@@ -164,3 +164,36 @@ def test_keypoints_come_from_the_annotation_category(card, tmp_path):
     five = dataclasses.replace(card, keypoints=spec, arch=dataclasses.replace(card.arch, num_keypoints=5))
     s = make(five, train=True, ann=ann)[0]
     assert s["target"].shape == (5, 64, 32)
+
+
+def test_scale_rotation_distributions_from_the_card(card, tmp_path):
+    """uniform: inside the paper's ranges; clipped-normal (Simple Baselines): N(1, 0.3) clipped to
+    the same scale range (a third of the draws land on its ends), rotation up to twice the factor."""
+    draws = {}
+    for dist in ("uniform", "clipped-normal"):
+        ds = make(card, train=True, augment=Augment(flip=False, rotation=40.0, scale=(0.7, 1.3), distribution=dist))
+        inst = ds.instances[0]
+        s, r = [], []
+        for i in range(4000):
+            _, sc, rot, _ = ds._draw(inst, np.zeros(2), np.ones(2), np.random.default_rng([0, 0, i]))
+            s.append(sc[0])
+            r.append(rot)
+        draws[dist] = np.array(s), np.array(r)
+    (su, ru), (sn, rn) = draws["uniform"], draws["clipped-normal"]
+    for s in (su, sn):
+        assert s.min() >= 0.7 and s.max() <= 1.3
+    assert np.abs(ru).max() <= 40 and 40 < np.abs(rn).max() <= 80
+    assert 0.5 < (ru != 0).mean() < 0.7 and 0.5 < (rn != 0).mean() < 0.7          # rotation with probability 0.6
+    near_one = lambda s: (np.abs(s - 1) < 0.1).mean()                            # noqa: E731
+    assert 0.23 < near_one(sn) < 0.29 < 0.31 < near_one(su) < 0.36     # N(1, 0.3): P(|z| < 1/3) = 0.26; U: 1/3
+    ends = lambda s: np.isin(s, (0.7, 1.3)).mean()                               # noqa: E731
+    assert 0.28 < ends(sn) < 0.35 and ends(su) == 0                              # P(|z| > 1) = 0.317
+    # the card key, and a clear error for a wrong value
+    data = card.to_dict()
+    data["train"]["distribution"] = "gaussian"
+    bad = tmp_path / "bad.yaml"
+    import yaml
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(FrposeError, match="train.distribution"):
+        Augment.from_card(load_card(str(bad)))
+    assert Augment.from_card(card).distribution == "uniform"

@@ -17,20 +17,25 @@ def _log(msg: str) -> None:
 
 
 def _paths(data: Path | None, split: str, ann: Path | None, images: Path | None):
+    """COCO's layout; test splits (test-dev2017) have an image-info file and test2017/ images."""
     from ..errors import FrposeError
+    test = split.startswith("test")
     if ann is None:
         if data is None:
             raise FrposeError("give --data COCO_ROOT (or --ann ANN.json and --images DIR)")
-        ann = data / "annotations" / f"person_keypoints_{split}.json"
+        ann = data / "annotations" / (f"image_info_{split}.json" if test else f"person_keypoints_{split}.json")
     if images is None and data is not None:
-        images = data / split
+        images = data / ("test2017" if test else split)
     return ann, images
 
 
-def _default_boxes(data: Path | None):
-    """The one detection file under COCO_ROOT/person_detection_results, if there is exactly one."""
+def _default_boxes(data: Path | None, split: str = ""):
+    """The detection file under COCO_ROOT/person_detection_results: the only one, or the only
+    one whose name holds the split (e.g. ..._val2017_... beside ..._test-dev2017_...)."""
     from ..errors import FrposeError
     found = sorted((data / DET_FOLDER).glob("*.json")) if data is not None and (data / DET_FOLDER).is_dir() else []
+    if len(found) > 1:
+        found = [f for f in found if split and split in f.name] or found
     if len(found) == 1:
         return found[0]
     where = f"{data / DET_FOLDER} holds {len(found)} JSON files" if data is not None else "no --data given"
@@ -54,7 +59,8 @@ def evaluate(
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="Crop ground-truth boxes instead of detections"),
     det_thr: float = typer.Option(0.0, "--det-thr", help="Minimum detection score (the protocol keeps all: 0)"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)"),
-    codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (default: the card's)"),
+    codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (mmpose's) | dark-clip | "
+                              "udp-clip (frpose's bounded step); default: the card's"),
     flip_shift: float = typer.Option(None, "--flip-shift", help="Heatmap shift after flipping back, in heatmap "
                                      "pixels (default: derived from the codec: at stride 4 sbn 1, dark 0.75; 0 at "
                                      "stride 1 and for udp)"),
@@ -76,6 +82,15 @@ def evaluate(
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
+    analyze: bool = typer.Option(False, "--analyze", help="Keypoint error diagnosis (Ronchi & Perona 2017): "
+                                 "jitter/inversion/swap/miss, AP after correcting each, background errors, "
+                                 "optimal rescoring; tables, --json figures and PNGs in --analysis-dir"),
+    compare: Path = typer.Option(None, "--compare", help="With --analyze: another results file (or the --json "
+                                 "of an --analyze run) shown side by side"),
+    analysis_dir: Path = typer.Option(None, "--analysis-dir", help="Folder for the --analyze PNGs and "
+                                      "analysis.json (default: a new runs/analyze/runN)"),
+    alg: str = typer.Option(None, "--alg", help="test-dev: algorithm name in the server's file name "
+                            "person_keypoints_SPLIT_ALG_results.json (default: the card name)"),
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
@@ -92,7 +107,13 @@ def evaluate(
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if boxes is not None and gt_boxes:
         raise FrposeError("--boxes and --gt-boxes exclude each other")
+    if compare is not None and not analyze:
+        raise FrposeError("--compare is for --analyze: add --analyze")
     ann_file, image_dir = _paths(data, split, ann, images)
+    if analyze:   # outputs checked writable before any work
+        from ..analyze_report import check_analysis_dir
+        from ..run_folder import next_run_dir
+        analysis_dir = check_analysis_dir(analysis_dir or next_run_dir(Path("runs/analyze")))
     start = time.perf_counter()
     if results is not None:
         if model or weights or oracle:
@@ -124,20 +145,33 @@ def evaluate(
         from ..runtime import load_pose_model
         from ..weights import default_weights_for
         dev = pick_device(device)
+        from ..testdev import check_submission_paths, is_image_info, results_name
+        test_dev = is_image_info(ann_file)
+        if test_dev and (gt_boxes or analyze):
+            raise FrposeError(f"{ann_file.name} has no annotations (a test split): scores come from the COCO "
+                              "server, so --gt-boxes and --analyze need a split with annotations (val2017)")
+        if test_dev and alg:
+            results_name(split, alg)          # a bad name fails before the model loads
+        if test_dev and out is not None:
+            check_submission_paths(Path(out))
         size = parse_input_size(input_size) if input_size else None
         net = load_pose_model(weights or default_weights_for(model, size), model_name=model, backend=backend,
                               device=dev, input_size=size, progress=progress)
         card = net.card
-        box_source = None if gt_boxes else (boxes or _default_boxes(data))
+        box_source = None if gt_boxes else (boxes or _default_boxes(data, split))
         c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
         _log(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
         _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else "off"))
-        report = evaluate_model(net, card, ann_file, image_dir, boxes=box_source, flip=flip, codec=c,
-                                batch_size=batch_size, workers=workers, det_score_thr=det_thr,
-                                flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
+        kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=batch_size, workers=workers,
+                      det_score_thr=det_thr, flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
+        if test_dev:
+            from ..testdev import run_test_dev
+            run_test_dev(net, card, ann_file, image_dir, split, alg, out, **kwargs)
+            return
+        report = evaluate_model(net, card, ann_file, image_dir, **kwargs)
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
     seconds = time.perf_counter() - start
     if results is None:
@@ -146,8 +180,15 @@ def evaluate(
         _log(f"results: {out}")
     if report["skipped"]:
         _log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
-    make_console().print(metrics_table(report, title=title))
+    console = make_console()
+    console.print(metrics_table(report, title=title))
     print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
+    figures = {name: report[name] for name in METRIC_NAMES}
+    if analyze:
+        from ..analyze_report import run_analysis
+        name = results.stem if results is not None else ("oracle " if oracle else "") + card.name
+        figures["analysis"] = run_analysis(report["results"], ann_file, name, compare, analysis_dir, console)
+        _log(f"analysis: {analysis_dir}")
     if json_out is not None:
-        atomic_write_json(json_out, {name: report[name] for name in METRIC_NAMES}, indent=2)
+        atomic_write_json(json_out, figures, indent=2)
         _log(f"metrics: {json_out}")

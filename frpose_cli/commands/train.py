@@ -43,7 +43,7 @@ def train(
     augment: bool = typer.Option(None, "--augment/--no-augment", help="The card's augmentation (flip, ±40° rotation, 0.7-1.3 scale); --no-augment turns it off"),
     sync_bn: bool = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across processes under torchrun"),
     targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: device (from keypoints, the default) or loader (in the workers)"),
-    codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp (default: the card's)"),
+    codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp, dark-clip, udp-clip (default: the card's)"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines"),
     offline: bool = offline_option(),
 ) -> None:

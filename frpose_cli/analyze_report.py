@@ -14,6 +14,7 @@ import numpy as np
 from .analyze import CLASSES, ERROR_TYPES, STEPS, diagnose
 from .cocoeval import GroundTruth, validate_results
 from .errors import FrposeError
+from .outputs import check_writable_dir
 from .plots import grid_figure, hex_bgr, save_png, stacked_bars, stacked_pr_panel
 
 STEP_LABELS = {"original": "original", "miss": "+ miss", "swap": "+ swap", "inversion": "+ inversion",
@@ -171,13 +172,7 @@ def check_analysis_dir(out_dir: Path) -> Path:
     taken = [n for n in (*PNG_NAMES, "analysis.json") if (out_dir / n).exists()]
     if taken:
         raise FrposeError(f"{out_dir} already holds {', '.join(taken)}; choose another --analysis-dir")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".frpose-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise FrposeError(f"cannot write to --analysis-dir {out_dir} ({e.strerror or e})") from None
+    check_writable_dir(out_dir, "--analysis-dir")
     return out_dir
 
 

@@ -135,5 +135,7 @@ class VideoOverlayWriter:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+            with open(self.tmp, "rb+") as f:   # on disk before it replaces the previous video
+                os.fsync(f.fileno())
             apply_umask(self.tmp)
             os.replace(self.tmp, self.path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .cocoeval import GroundTruth, _read_json
 from .errors import FrposeError
+from .outputs import check_writable_dir
 from .fileio import atomic_write_binary, atomic_write_json
 from .keypoints import KeypointSpec
 
@@ -71,13 +72,7 @@ def check_submission_paths(json_path: Path) -> Path:
         if p.exists():
             raise FrposeError(f"{p} exists; choose another --out or --alg (results of another run are "
                               "never overwritten)")
-    try:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        probe = json_path.parent / ".frpose-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise FrposeError(f"cannot write to {json_path.parent} ({e.strerror or e})") from None
+    check_writable_dir(json_path.parent, "--out")
     return zip_path
 
 

@@ -12,6 +12,15 @@ from .options import apply_offline, offline_option
 DET_FOLDER = "person_detection_results"
 
 
+def is_image_info_file(ann_file) -> bool:
+    """An image-info file (test-dev: images, no annotations), whose outputs testdev.py names itself."""
+    from ..testdev import is_image_info
+    try:
+        return bool(is_image_info(ann_file))
+    except Exception:   # unreadable files are reported, in one line, where they are loaded
+        return False
+
+
 def _log(msg: str) -> None:
     print(f"frpose: {msg}", file=sys.stderr)
 
@@ -20,6 +29,8 @@ def _paths(data: Path | None, split: str, ann: Path | None, images: Path | None)
     """COCO's layout; test splits (test-dev2017) have an image-info file and test2017/ images."""
     from ..errors import FrposeError
     test = split.startswith("test")
+    if data is not None and not data.is_dir():
+        raise FrposeError(f"--data {data}: no such folder (expected a COCO root with annotations/ and {split}/)")
     if ann is None:
         if data is None:
             raise FrposeError("give --data COCO_ROOT (or --ann ANN.json and --images DIR)")
@@ -69,9 +80,9 @@ def evaluate(
     input_size: str = typer.Option(None, "--input-size", help="HxW for --oracle and for published weights, "
                                    "which do not record it (default: the card's)"),
     results: Path = typer.Option(None, "--results", help="Evaluate this COCO keypoint results JSON (no model)"),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the COCO-format results here "
-                             "(default: runs/eval/MODEL-SPLIT-results.json)"),
-    json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here"),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the COCO-format results here, never over an existing file "
+                             "(default: a new runs/eval/runN/results.json, oracle-results.json with --oracle)"),
+    json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here (a new file)"),
     backend: str = typer.Option("auto", "--backend", help="Network runtime: auto | torch | onnxruntime (auto: "
                                 "ONNX files on onnxruntime, the rest on torch)"),
     cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="Scoring: pycocotools | faster "
@@ -110,9 +121,17 @@ def evaluate(
     if compare is not None and not analyze:
         raise FrposeError("--compare is for --analyze: add --analyze")
     ann_file, image_dir = _paths(data, split, ann, images)
-    if analyze:   # outputs checked writable before any work
+    # Outputs are checked before any work, and results of another run are never overwritten.
+    from ..outputs import check_output_file
+    from ..run_folder import next_run_dir
+    if out is None and results is None and not is_image_info_file(ann_file):
+        out = next_run_dir(Path("runs/eval")) / ("oracle-results.json" if oracle else "results.json")
+    if out is not None and results is None and not is_image_info_file(ann_file):
+        check_output_file(out, "--out", overwrite=False)
+    if json_out is not None:
+        check_output_file(json_out, "--json", overwrite=False)
+    if analyze:
         from ..analyze_report import check_analysis_dir
-        from ..run_folder import next_run_dir
         analysis_dir = check_analysis_dir(analysis_dir or next_run_dir(Path("runs/analyze")))
     start = time.perf_counter()
     if results is not None:
@@ -175,7 +194,6 @@ def evaluate(
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
     seconds = time.perf_counter() - start
     if results is None:
-        out = out or Path("runs") / "eval" / f"{model or card.name}-{split}-results.json"
         atomic_write_json(out, report["results"])
         _log(f"results: {out}")
     if report["skipped"]:

@@ -38,7 +38,12 @@ def models() -> None:
         table.add_row(name, f"ResNet-{c.arch.depth}", str(len(c.arch.decoder_widths)),
                       "yes" if c.arch.gcb else "no", c.arch.fusion, f"{c.input_size[0]}x{c.input_size[1]}",
                       str(c.stride), f"{c.sigma:g}", c.description)
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "
+                  "`frpose train frpose-r34 --data ROOT` takes the keypoint names, flip pairs, skeleton and OKS σ "
+                  "from the annotation file's category (README: Your own keypoints; docs/keypoints.md).",
+                  highlight=False)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ Metadata (JSON, ``frpose-export/1``) travels inside the file — ONNX ``metadata
 key ``frpose``, TorchScript extra file ``frpose.json`` — so ``predict``/``eval`` need
 only the file.  It holds the full model card (``card``) plus the fields a non-frpose
 consumer needs at a glance: model, input_size, heatmap_size, stride, sigma, codec,
-keypoint_names, flip_pairs, normalize (mean/std on 0-1 RGB), dynamic_batch, opset.
+keypoint_names, flip_pairs (null: never flip), skeleton, oks_sigmas, normalize (mean/std on 0-1 RGB),
+dynamic_batch, opset.
 
 ONNX goes through ``torch.onnx.export(..., dynamo=False)``: the TorchScript-based
 exporter works offline with no extra package (``dynamo=True`` needs onnxscript).
@@ -29,6 +30,7 @@ from .codecs import codec_for_card
 from .errors import FrposeError
 from .fileio import atomic_write_binary
 from .inference import normalize_input
+from .oks_sigmas import resolve_sigmas
 from .optimize import fold_batchnorm
 
 FORMATS = ("onnx", "torchscript")
@@ -47,7 +49,8 @@ def export_metadata(card: ModelCard, codec_name: str | None, fmt: str, dynamic_b
         "stride": card.stride, "sigma": card.sigma, "codec": {"name": codec, "sigma": card.sigma,
                                                              "stride": card.stride},
         "keypoint_names": list(card.keypoints.names),
-        "flip_pairs": [list(p) for p in card.keypoints.flip_pairs],
+        "flip_pairs": card.keypoints.to_dict()["flip_pairs"], "skeleton": card.keypoints.to_dict()["skeleton"],
+        "oks_sigmas": resolve_sigmas(card.keypoints).sigmas,
         "normalize": dict(card.normalize), "input_range": "RGB / 255, then (x - mean) / std",
         "dynamic_batch": bool(dynamic_batch), "batch": None if dynamic_batch else int(batch),
         "opset": opset, "source": str(source), "torch": torch.__version__, "card": card.to_dict(),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .train import SIGMAS_HELP
+
 DET_FOLDER = "person_detection_results"
 
 
@@ -73,14 +75,21 @@ def evaluate(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP + "; with --weights the checkpoint's σ "
+                               "come before COCO's table"),
+    pck_alpha: float = typer.Option(0.2, "--pck", help="PCK threshold α, a fraction of --pck-ref"),
+    pck_ref: str = typer.Option("box", "--pck-ref", help="PCK reference length: box (longer side), torso, head, "
+                                "or two keypoint names A,B"),
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
     from ..console import make_console
 
-    from ..cocoeval import METRIC_NAMES, metrics_table
+    from ..cocoeval import METRIC_NAMES, load_ground_truth, metrics_table
     from ..errors import FrposeError
     from ..fileio import atomic_write_json
+    from ..oks_sigmas import describe as describe_sigmas
+    from ..pck import pck, reference_points
 
     if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
         backend, cocoeval = "auto", backend
@@ -88,13 +97,23 @@ def evaluate(
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if boxes is not None and gt_boxes:
         raise FrposeError("--boxes and --gt-boxes exclude each other")
+    if not pck_alpha > 0:
+        raise FrposeError(f"--pck must be a positive fraction (got {pck_alpha})")
     ann_file, image_dir = _paths(data, split, ann, images)
+
+    def ground_truth(recorded=None):
+        """The annotations with their OKS σ; a bad --pck-ref fails here, before any network runs."""
+        gt = load_ground_truth(ann_file, sigmas, recorded=recorded, warn=_log)
+        reference_points(gt.keypoints, pck_ref)
+        return gt
+
     start = time.perf_counter()
     if results is not None:
         if model or weights or oracle:
             raise FrposeError("--results evaluates a file; it takes no MODEL, --weights or --oracle")
         from ..evaluate import evaluate_results_file
-        report = evaluate_results_file(results, ann_file, cocoeval)
+        gt = ground_truth()
+        report = evaluate_results_file(results, ann_file, cocoeval, gt=gt)
         title = f"{results.name} on {ann_file.name}"
     elif oracle:
         if not model:
@@ -104,7 +123,8 @@ def evaluate(
         from ..cards import load_card
         from ..evaluate import evaluate_oracle, resolve_codec
         card = load_card(model, input_size=input_size)
-        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval)
+        gt = ground_truth(card.keypoints)
+        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval, gt=gt)
         c = resolve_codec(card, codec)
         title = (f"oracle {card.name} {card.input_size[0]}x{card.input_size[1]}: codec {c.name}, stride "
                  f"{c.stride}, σ {c.sigma:g} (median error {report['median_error_px']:.2f} px)")
@@ -122,15 +142,18 @@ def evaluate(
         net = load_pose_model(weights, model_name=model, backend=backend, device=dev,
                               input_size=parse_input_size(input_size) if input_size else None)
         card = net.card
+        gt = ground_truth(card.keypoints)
         box_source = None if gt_boxes else (boxes or _default_boxes(data))
         c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
+        flip_off = f"off ({card.keypoints.flip_problem()})" if flip and not card.keypoints.can_flip else "off"
+        flip = flip and card.keypoints.can_flip
         _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
-             + (f"on (shift {shift:g} heatmap px)" if flip else "off"))
+             + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
         report = evaluate_model(net, card, ann_file, image_dir, boxes=box_source, flip=flip, codec=c,
                                 batch_size=batch_size, workers=workers, det_score_thr=det_thr,
-                                flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
+                                flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress, gt=gt)
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
     seconds = time.perf_counter() - start
     if results is None:
@@ -139,8 +162,12 @@ def evaluate(
         _log(f"results: {out}")
     if report["skipped"]:
         _log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
+    _log(describe_sigmas(gt.keypoints))
+    pck_result = pck(gt, report["results"], pck_alpha, pck_ref)
     make_console().print(metrics_table(report, title=title))
+    print(pck_result.line())
     print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
     if json_out is not None:
-        atomic_write_json(json_out, {name: report[name] for name in METRIC_NAMES}, indent=2)
+        atomic_write_json(json_out, {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict()},
+                          indent=2)
         _log(f"metrics: {json_out}")

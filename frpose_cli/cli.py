@@ -68,6 +68,10 @@ def models() -> None:
     console.print(zoo_table)
     console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
                   "network has no published weights)", markup=False)
+    console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "
+                  "`frpose train frpose-r34 --data ROOT` takes the keypoint names, flip pairs, skeleton and OKS σ "
+                  "from the annotation file's category (README: Your own keypoints; docs/keypoints.md).",
+                  highlight=False)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """COCO keypoint evaluation: ground-truth loading, results-file validation, COCOeval.
 
 The figures come from pycocotools' ``COCOeval(iouType="keypoints")`` exactly as one would
-run it by hand (all ground-truth images, COCO's OKS sigmas), so ``frpose eval`` reports the
-number a paper reports.  ``faster-coco-eval`` can be used instead (``backend="faster"``):
+run it by hand (all ground-truth images, COCO's OKS sigmas for COCO's keypoints), so ``frpose
+eval`` reports the number a paper reports; other keypoint sets get theirs from
+:mod:`frpose_cli.oks_sigmas`.  ``faster-coco-eval`` can be used instead (``backend="faster"``):
 its C++ matcher is much quicker on val2017-sized files, and ``scripts/bench_cocoeval.py``
 checks it agrees with pycocotools to 4 decimals.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrposeError
-from .keypoints import COCO17_OKS_SIGMAS
+from .keypoints import COCO17_OKS_SIGMAS, KeypointSpec, keypoint_category, spec_from_category
 
 # The ten figures of COCOeval's keypoint summary, in its order (stats[0..9]).
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -77,6 +78,7 @@ class GroundTruth:
     person_category: int
     num_keypoints: int
     image_ids: frozenset
+    keypoints: KeypointSpec | None = None   # names, flip pairs, skeleton and the OKS σ used
     _apis: dict = field(default_factory=dict, repr=False)
 
     def coco(self, backend: str = "pycocotools"):
@@ -91,28 +93,34 @@ class GroundTruth:
         return self._apis[backend]
 
 
-def load_ground_truth(ann_file) -> GroundTruth:
+def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
+    """Load and check a keypoint annotation file; its OKS σ are resolved by
+    :func:`frpose_cli.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
+    checkpoint's keypoint set; ``warn``: receives one-line warnings)."""
     data = _read_json(ann_file, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise FrposeError(f"annotation file {ann_file} is not COCO format (needs 'images' and 'annotations' lists)")
-    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
-    if not cats:
+    cat = keypoint_category(data.get("categories"))
+    if cat is None:
         raise FrposeError(f"annotation file {ann_file} has no keypoint category (is it a person_keypoints_*.json?)")
-    cat = next((c for c in cats if c.get("id") == 1), cats[0])
     try:
         image_ids = frozenset(int(im["id"]) for im in data["images"])
     except (KeyError, TypeError, ValueError):
         raise FrposeError(f"annotation file {ann_file}: an image record has no integer 'id'") from None
-    return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids)
+    from .oks_sigmas import resolve_sigmas
+    spec = resolve_sigmas(spec_from_category(cat, f"annotation file {ann_file}"), sigmas, recorded, warn)
+    return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids, spec)
 
 
-def oks_sigmas_for(num_keypoints: int) -> np.ndarray:
-    """OKS falloff σ per keypoint as COCOeval uses them."""
-    if num_keypoints == len(COCO17_OKS_SIGMAS):
+def oks_sigmas_for(gt) -> np.ndarray:
+    """OKS falloff σ per keypoint as COCOeval uses them: the ground truth's resolved ones
+    (a bare keypoint count is accepted for COCO's 17)."""
+    if isinstance(gt, GroundTruth) and gt.keypoints is not None:
+        return np.asarray(gt.keypoints.sigmas, dtype=np.float64)
+    if gt == len(COCO17_OKS_SIGMAS):
         return np.asarray(COCO17_OKS_SIGMAS, dtype=np.float64)
-    raise FrposeError(f"OKS needs per-keypoint sigmas; frpose knows them for COCO's 17 keypoints, "
-                      f"not for {num_keypoints}")
+    raise FrposeError(f"OKS σ for {gt} keypoints: pass the GroundTruth, which resolves them")
 
 
 @dataclass
@@ -191,7 +199,7 @@ def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotoo
         raise FrposeError("no results to evaluate")
     _, COCOeval = _backend_module(backend)
     coco_gt = gt.coco(backend)
-    sigmas = oks_sigmas_for(gt.num_keypoints)  # raises for keypoint sets without known σ
+    sigmas = oks_sigmas_for(gt)
     with _quiet():
         # loadRes adds bbox/area/id to the dicts it gets: hand it copies.
         coco_dt = coco_gt.loadRes([dict(r) for r in results])
@@ -199,7 +207,7 @@ def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotoo
             ev = COCOeval(coco_gt, coco_dt, iouType="keypoints", print_function=lambda *a, **k: None)
         else:
             ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-        ev.params.kpt_oks_sigmas = sigmas  # the same values both backends default to for COCO
+        ev.params.kpt_oks_sigmas = sigmas  # COCO's for COCO names; the data's own otherwise
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
         ev.evaluate()

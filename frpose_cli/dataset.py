@@ -17,6 +17,7 @@ makes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from collections import Counter
@@ -31,7 +32,7 @@ from .codecs import HeatmapCodec
 from .errors import FrposeError
 from .images import ImageReadError, read_image
 from .geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
-from .keypoints import KeypointSpec
+from .keypoints import KeypointSpec, keypoint_category, spec_from_category
 
 LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "heel", "toe")
 
@@ -99,13 +100,13 @@ def load_coco(ann_file) -> COCO:
         raise FrposeError(f"{path}: not a COCO annotation file ({type(e).__name__}: {e})") from None
 
 
-def keypoint_spec(coco: COCO) -> KeypointSpec:
-    """Keypoint metadata from the file's category (the person category when there are several)."""
-    cats = [c for c in coco.loadCats(coco.getCatIds()) if c.get("keypoints")]
-    if not cats:
-        raise FrposeError("the annotation file has no category with 'keypoints' names")
-    cat = next((c for c in cats if c.get("id") == 1 or c.get("name") == "person"), cats[0])
-    return KeypointSpec.from_coco_category(cat)
+def keypoint_spec(coco: COCO, source: str = "annotation file") -> KeypointSpec:
+    """Keypoint metadata from the file's category (the person category when there are several):
+    names, flip pairs, skeleton and, when listed, OKS sigmas (:mod:`frpose_cli.keypoints`)."""
+    cat = keypoint_category(coco.loadCats(coco.getCatIds()))
+    if cat is None:
+        raise FrposeError(f"{source}: no category with 'keypoints' names")
+    return spec_from_category(cat, source)
 
 
 def _clip_box(box, img) -> tuple | None:
@@ -193,8 +194,10 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         if not self.image_dir.is_dir():
             raise FrposeError(f"image folder not found: {self.image_dir}")
         self.card, self.codec, self.train = card, codec, bool(train)
-        self.keypoints = keypoint_spec(self.coco)
+        self.keypoints = keypoint_spec(self.coco, str(ann_file))
         self.augment = (augment or Augment.from_card(card)) if train else NO_AUGMENT
+        if self.augment.flip and not self.keypoints.can_flip:   # no swap known: a flip would mislabel
+            self.augment = dataclasses.replace(self.augment, flip=False)
         self.build_targets, self.seed, self.epoch = build_targets, int(seed), 0
         self.input_hw = tuple(card.input_size)
         self.aspect_ratio = self.input_hw[1] / self.input_hw[0]

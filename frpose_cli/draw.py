@@ -22,17 +22,14 @@ CENTER_COLOR = (0, 220, 0)
 BOX_COLOR = (255, 0, 255)
 
 
-def side_color(name: str) -> tuple[int, int, int]:
-    if name.startswith("left"):
-        return LEFT_COLOR
-    if name.startswith("right"):
-        return RIGHT_COLOR
-    return CENTER_COLOR
+def side_color(spec: KeypointSpec, k: int) -> tuple[int, int, int]:
+    """Keypoint ``k``'s colour by its side (its name's side word, else its place in a flip pair)."""
+    return {"left": LEFT_COLOR, "right": RIGHT_COLOR}.get(spec.side(k), CENTER_COLOR)
 
 
 def limb_color(spec: KeypointSpec, a: int, b: int) -> tuple[int, int, int]:
     """A limb takes its side's colour when both ends are on that side, else the centre colour."""
-    ca, cb = side_color(spec.names[a]), side_color(spec.names[b])
+    ca, cb = side_color(spec, a), side_color(spec, b)
     return ca if ca == cb else CENTER_COLOR
 
 
@@ -73,7 +70,7 @@ def draw_poses(image_rgb: np.ndarray, keypoints: np.ndarray, spec: KeypointSpec,
                 cv2.line(canvas, pa, pb, limb_color(spec, a, b), t, cv2.LINE_AA)
         for k in np.flatnonzero(visible):
             centre = (round(float(person[k, 0])), round(float(person[k, 1])))
-            cv2.circle(canvas, centre, r, side_color(spec.names[k]), -1, cv2.LINE_AA)
+            cv2.circle(canvas, centre, r, side_color(spec, k), -1, cv2.LINE_AA)
             cv2.circle(canvas, centre, r, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 

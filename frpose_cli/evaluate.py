@@ -40,8 +40,9 @@ def resolve_codec(card, codec=None) -> HeatmapCodec:
     return codec_for_card(card, codec)
 
 
-def _ground_truth(ann_file, gt: GroundTruth | None) -> GroundTruth:
-    return gt if gt is not None else load_ground_truth(ann_file)
+def _ground_truth(ann_file, gt: GroundTruth | None, card=None) -> GroundTruth:
+    """The given ground truth, else the file's, with OKS σ as the model recorded them."""
+    return gt if gt is not None else load_ground_truth(ann_file, recorded=card.keypoints if card else None)
 
 
 def _pycoco(gt: GroundTruth):
@@ -62,7 +63,7 @@ def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, g
                   "area": float(a)}
                  for i, k, s, sc, a in zip(image_ids, keypoints, keypoint_scores, scores, areas)]
     if nms_thr is not None:
-        instances = nms_by_image(instances, oks_sigmas_for(gt.num_keypoints), nms_thr)
+        instances = nms_by_image(instances, oks_sigmas_for(gt), nms_thr)
     return [{"image_id": inst["image_id"], "category_id": gt.person_category,
              "keypoints": [round(float(v), 3) for v in inst["keypoints"].reshape(-1)],
              "score": round(inst["score"], 6)} for inst in instances]
@@ -104,8 +105,9 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     """
     from .dataset import CocoPoseDataset
 
-    gt = _ground_truth(ann_file, gt)
+    gt = _ground_truth(ann_file, gt, card)
     codec = resolve_codec(card, codec)
+    flip = flip and card.keypoints.can_flip   # no left/right pairs: a flip test would mislabel
     instances = instances_for(gt, boxes, det_score_thr)
     skipped = Counter(getattr(instances, "skipped", {}))
     if max_instances is not None:
@@ -179,8 +181,9 @@ def evaluate_oracle(card, ann_file, codec=None, flip: bool = False, flip_shift: 
     """
     from .dataset import gt_instances
 
-    gt = _ground_truth(ann_file, gt)
+    gt = _ground_truth(ann_file, gt, card)
     codec = resolve_codec(card, codec)
+    flip = flip and card.keypoints.can_flip
     instances = gt_instances(_pycoco(gt))
     if not instances:
         raise FrposeError(f"{ann_file}: no person with keypoints to build oracle heatmaps from")
@@ -213,9 +216,10 @@ def evaluate_oracle(card, ann_file, codec=None, flip: bool = False, flip_shift: 
     return out
 
 
-def evaluate_results_file(results_path, ann_file, backend: str = "pycocotools") -> dict:
+def evaluate_results_file(results_path, ann_file, backend: str = "pycocotools",
+                          gt: GroundTruth | None = None) -> dict:
     """COCOeval of an existing COCO keypoint results file (bad entries skipped and counted)."""
-    gt = load_ground_truth(ann_file)
+    gt = _ground_truth(ann_file, gt)
     loaded = load_results(results_path, gt)
     metrics = coco_keypoint_eval(gt, loaded.results, backend)
     return {**metrics, "results": loaded.results, "skipped": dict(loaded.skipped),

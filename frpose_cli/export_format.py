@@ -3,7 +3,7 @@
 Metadata (JSON, ``frpose-export/1``) travels inside the file — ONNX ``metadata_props`` key
 ``frpose``, TorchScript extra file ``frpose.json`` — so ``predict``/``eval`` need only the file.
 It holds the full model card (``card``) plus the fields a non-frpose consumer needs at a
-glance: model, input_size, heatmap_size, stride, sigma, codec, keypoint_names, flip_pairs,
+glance: model, input_size, heatmap_size, stride, sigma, codec, keypoint_names, flip_pairs (null: never flip), skeleton, oks_sigmas,
 normalize (mean/std on 0-1 images, and the channel order the weights expect), dynamic_batch, opset.
 
 The exported network is the BN-folded one (exact up to float rounding): one input ``images``
@@ -23,6 +23,7 @@ import torch
 from .cards import ModelCard
 from .errors import FrposeError
 from .net.folding import fold_batchnorm
+from .oks_sigmas import resolve_sigmas
 
 EXPORT_FORMAT = "frpose-export/1"
 METADATA_KEY = "frpose"            # ONNX metadata_props key / TorchScript extra file "frpose.json"
@@ -38,7 +39,8 @@ def export_metadata(card: ModelCard, codec_name: str | None, fmt: str, dynamic_b
         "stride": card.stride, "sigma": card.sigma, "codec": {"name": codec, "sigma": card.sigma,
                                                              "stride": card.stride},
         "keypoint_names": list(card.keypoints.names),
-        "flip_pairs": [list(p) for p in card.keypoints.flip_pairs],
+        "flip_pairs": card.keypoints.to_dict()["flip_pairs"], "skeleton": card.keypoints.to_dict()["skeleton"],
+        "oks_sigmas": resolve_sigmas(card.keypoints).sigmas,
         "normalize": {**card.normalize, "channel_order": card.channel_order}, "input_range": f"{card.channel_order.upper()} / 255, then (x - mean) / std",
         "dynamic_batch": bool(dynamic_batch), "batch": None if dynamic_batch else int(batch),
         "opset": opset, "source": str(source), "torch": torch.__version__, "card": card.to_dict(),

@@ -34,9 +34,9 @@ from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heat
 from .errors import FrposeError
 from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import crops_to_input, decode_to_image, run_heatmaps
-from .keypoints import COCO17_NAMES, COCO17_OKS_SIGMAS
 from .optimize import input_memory_format
 from .oks_nms import oks_nms, rescore
+from .oks_sigmas import resolve_sigmas
 from .runtime import load_pose_model
 from .outputs import check_not_inside_inputs
 from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir, run_options, safe_relative
@@ -140,12 +140,12 @@ class PosePredictor:
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
         self.weights = self.model.weights
         self.codec = codec_for_card(self.card, self.model.codec_name)
-        self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
+        # No left/right pairs known: no flip test (it would average in mislabelled joints).
+        self.flip, self.flip_index = flip and self.card.keypoints.can_flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
         self.input_wh, self.aspect = (w, h), w / h
-        names = tuple(self.card.keypoints.names)
-        self.oks_sigmas = (np.array(COCO17_OKS_SIGMAS) if names == COCO17_NAMES
-                           else np.full(len(names), 0.07))
+        # OKS-NMS with the σ the model was trained and scored with (recorded in checkpoints and exports).
+        self.oks_sigmas = np.asarray(resolve_sigmas(self.card.keypoints).sigmas)
 
     def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
         """Affine crops of the boxes (uint8, N×H×W×3) and their centres and scales."""
@@ -196,13 +196,15 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
                               log=log, progress=opts.progress)
+    if opts.flip and not predictor.flip:
+        log(f"flip test off: {predictor.card.keypoints.flip_problem()}")
     if detector is None:
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
                                  opts.det_thr, opts.det_size, warn=log, progress=opts.progress)
     writer.meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
                    "backend": predictor.backend,
-                   "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip,
+                   "detector": getattr(detector, "name", type(detector).__name__), "flip": predictor.flip,
                    "options": options}
     summary = PredictSummary(out_dir=out_dir, detector=writer.meta["detector"])
     timer = StageTimer(predictor.device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,12 @@ from .cards import load_card
 from .checkpoint import card_from_checkpoint, load_checkpoint, load_state_into, save_checkpoint
 from .cocoeval import METRIC_NAMES, load_ground_truth
 from .codecs import make_codec
-from .dataset import NO_AUGMENT, CocoPoseDataset, keypoint_spec, load_coco
+from .dataset import NO_AUGMENT, Augment, CocoPoseDataset, keypoint_spec, load_coco
 from .errors import FrposeError
 from .evaluate import evaluate_model
 from .losses import JointsMSELoss
+from .oks_sigmas import describe as describe_sigmas, resolve_sigmas
+from .pck import pck
 from .train_log import MetricsLog
 from .init_weights import apply_pretrained, init_from
 
@@ -69,6 +72,7 @@ class TrainConfig:
     targets: str | None = None          # "loader" (heatmaps built by the workers) or "device"
     codec: str | None = None
     augment: bool | None = None         # None/True → the card's augmentation; False → none
+    sigmas: str | None = None           # --sigmas: OKS σ list or JSON file (oks_sigmas.py)
     log_every: int = 10
     quiet: bool = False
 
@@ -212,7 +216,7 @@ def run(cfg: TrainConfig, on_step=None) -> dict:
         distributed.cleanup(env)
 
 
-def _prepare(cfg: TrainConfig, log):
+def _prepare(cfg: TrainConfig, log, warn=None):
     ckpt = None
     if cfg.resume:
         path = resume_path(cfg.resume)
@@ -229,11 +233,13 @@ def _prepare(cfg: TrainConfig, log):
         card = card_from_checkpoint(ckpt, cfg.resume)
     else:
         card = load_card(cfg.model, cfg.input_size)
-        spec = keypoint_spec(coco)   # the data's keypoint set (COCO-17 or the user's own)
-        if spec != card.keypoints:
-            log(f"keypoints: {spec.num_keypoints} from {cfg.train_ann} replace the card's {card.keypoints.num_keypoints}")
-            card = dataclasses.replace(card, keypoints=spec,
-                                       arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
+        # The data's keypoint set (COCO-17 or the user's own), with the OKS σ it is scored with.
+        spec = resolve_sigmas(keypoint_spec(coco, cfg.train_ann), cfg.sigmas, warn=warn)
+        if spec.names != card.keypoints.names:
+            log(f"the card's {card.keypoints.num_keypoints} keypoints are replaced by the {spec.num_keypoints} of "
+                f"{cfg.train_ann} (the head follows)")
+        card = dataclasses.replace(card, keypoints=spec,
+                                   arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
     recipe = card.train
     cfg.input_size = list(card.input_size)
     cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
@@ -257,7 +263,8 @@ def _prepare(cfg: TrainConfig, log):
 
 def _run(cfg: TrainConfig, env, on_step) -> dict:
     say = (lambda m: tqdm.write(m)) if env.is_main and not cfg.quiet else (lambda m: None)
-    cfg, ckpt, coco, card, codec = _prepare(dataclasses.replace(cfg), say)
+    warn = (lambda m: tqdm.write(f"frpose: {m}", file=sys.stderr)) if env.is_main else (lambda m: None)
+    cfg, ckpt, coco, card, codec = _prepare(dataclasses.replace(cfg), say, warn)
     run_dir = Path(cfg.out) if ckpt is not None else _new_run_dir(cfg) if env.is_main else None
     run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None, env))
     cfg.out = str(run_dir)
@@ -299,9 +306,13 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    augment = NO_AUGMENT if cfg.augment is False else Augment.from_card(card)
+    if augment.flip and not card.keypoints.can_flip:
+        warn(f"flip augmentation off: {card.keypoints.flip_problem()} (give 'flip_pairs' or 'flip_indices' "
+             "in the annotation category to flip)")
+        augment = dataclasses.replace(augment, flip=False)
     train_ds = CocoPoseDataset(cfg.train_ann, cfg.train_images, card, codec, train=True, coco=coco,
-                               build_targets=cfg.targets == "loader", seed=cfg.seed,
-                               augment=NO_AUGMENT if cfg.augment is False else None)
+                               build_targets=cfg.targets == "loader", seed=cfg.seed, augment=augment)
     if len(train_ds) == 0:
         raise FrposeError(f"no usable training instances in {cfg.train_ann} (skipped: {train_ds.skipped_summary()})")
     say(f"train: {len(train_ds)} instances from {cfg.train_ann} (skipped: {train_ds.skipped_summary()})")
@@ -311,10 +322,15 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                                  build_targets=cfg.targets == "loader")
         say(f"val: {len(val_ds)} instances from {cfg.val_ann} (skipped: {val_ds.skipped_summary()})")
         val_loader = _loader(val_ds, cfg, env, shuffle=False) if len(val_ds) else None
-    val_gt = load_ground_truth(cfg.val_ann) if val_loader is not None and cfg.val_ap is not False else None
+    # The validation file's own σ win over the training set's (a σ warning was given above).
+    val_gt = load_ground_truth(cfg.val_ann, cfg.sigmas, recorded=card.keypoints) \
+        if val_loader is not None and cfg.val_ap is not False else None
     loader = _loader(train_ds, cfg, env, shuffle=True)
     criterion = JointsMSELoss(use_target_weight=True)
     log = MetricsLog(run_dir, keep_epochs=start_epoch) if env.is_main else None
+    kp = card.keypoints
+    say(f"keypoints: {kp.num_keypoints} ({', '.join(kp.names[:5])}{' …' if kp.num_keypoints > 5 else ''}), "
+        f"{len(kp.flip_pairs) if kp.can_flip else 'no'} flip pairs, {describe_sigmas(kp)}")
     say(f"{card.name} {card.input_size[0]}x{card.input_size[1]}, codec {codec.name} (stride {codec.stride}, "
         f"σ {codec.sigma:g}), {env.world_size} process(es) × batch {cfg.batch_size} on {device}, "
         f"epochs {start_epoch + 1}..{cfg.epochs} → {run_dir}")
@@ -365,6 +381,9 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                 ap = evaluate_model(model, card, cfg.val_ann, cfg.val_images, boxes=None, flip=True, codec=codec,
                                     batch_size=cfg.batch_size, workers=cfg.workers, gt=val_gt)
                 record.update({f"val_{k}": float(ap[k]) for k in METRIC_NAMES})
+                val_pck = pck(val_gt, ap["results"]).pck   # of the box, α 0.2: cheap, no images read
+                if np.isfinite(val_pck):
+                    record["val_PCK"] = val_pck
         improved, best = _better(record, best, epoch + 1)
         summary.update(record)
         if env.is_main:
@@ -379,7 +398,8 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
             log.flush()
             log.draw(run_dir / "training_curve.png")
             val = (f", val loss {record['val_loss']:.4g}" if "val_loss" in record else "") + \
-                (f", val AP {100 * record['val_AP']:.1f}" if "val_AP" in record else "") + (" (best)" if improved else "")
+                (f", val AP {100 * record['val_AP']:.1f}" if "val_AP" in record else "") + \
+                (f", PCK {100 * record['val_PCK']:.1f}" if "val_PCK" in record else "") + (" (best)" if improved else "")
             bad = f", {int(invalid)} unreadable images skipped" if invalid else ""
             say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4g}{val}, lr {lr:.2g}, "
                 f"{record['samples_per_s']:.1f} samples/s{bad} → {run_dir / 'last.pt'}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from .options import apply_offline, offline_option
+from .train import SIGMAS_HELP
 
 DET_FOLDER = "person_detection_results"
 
@@ -93,6 +94,11 @@ def evaluate(
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
+    sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP + "; with --weights the checkpoint's σ "
+                               "come before COCO's table"),
+    pck_alpha: float = typer.Option(0.2, "--pck", help="PCK threshold α, a fraction of --pck-ref"),
+    pck_ref: str = typer.Option("box", "--pck-ref", help="PCK reference length: box (longer side), torso, head, "
+                                "or two keypoint names A,B"),
     analyze: bool = typer.Option(False, "--analyze", help="Keypoint error diagnosis (Ronchi & Perona 2017): "
                                  "jitter/inversion/swap/miss, AP after correcting each, background errors, "
                                  "optimal rescoring; tables, --json figures and PNGs in --analysis-dir"),
@@ -107,9 +113,11 @@ def evaluate(
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
     from ..console import make_console
 
-    from ..cocoeval import METRIC_NAMES, metrics_table
+    from ..cocoeval import METRIC_NAMES, load_ground_truth, metrics_table
     from ..errors import FrposeError
     from ..fileio import atomic_write_json
+    from ..oks_sigmas import describe as describe_sigmas
+    from ..pck import pck, reference_points
 
     apply_offline(offline)
     if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
@@ -120,7 +128,16 @@ def evaluate(
         raise FrposeError("--boxes and --gt-boxes exclude each other")
     if compare is not None and not analyze:
         raise FrposeError("--compare is for --analyze: add --analyze")
+    if not pck_alpha > 0:
+        raise FrposeError(f"--pck must be a positive fraction (got {pck_alpha})")
     ann_file, image_dir = _paths(data, split, ann, images)
+
+    def ground_truth(recorded=None):
+        """The annotations with their OKS σ; a bad --pck-ref fails here, before any network runs."""
+        gt = load_ground_truth(ann_file, sigmas, recorded=recorded, warn=_log)
+        reference_points(gt.keypoints, pck_ref)
+        return gt
+
     # Outputs are checked before any work, and results of another run are never overwritten.
     from ..outputs import check_output_file
     from ..run_folder import next_run_dir
@@ -138,7 +155,8 @@ def evaluate(
         if model or weights or oracle:
             raise FrposeError("--results evaluates a file; it takes no MODEL, --weights or --oracle")
         from ..evaluate import evaluate_results_file
-        report = evaluate_results_file(results, ann_file, cocoeval)
+        gt = ground_truth()
+        report = evaluate_results_file(results, ann_file, cocoeval, gt=gt)
         title = f"{results.name} on {ann_file.name}"
     elif oracle:
         if not model:
@@ -148,7 +166,8 @@ def evaluate(
         from ..cards import load_card
         from ..evaluate import evaluate_oracle, resolve_codec
         card = load_card(model, input_size=input_size)
-        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval)
+        gt = ground_truth(card.keypoints)
+        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval, gt=gt)
         c = resolve_codec(card, codec)
         title = (f"oracle {card.name} {card.input_size[0]}x{card.input_size[1]}: codec {c.name}, stride "
                  f"{c.stride}, σ {c.sigma:g} (median error {report['median_error_px']:.2f} px)")
@@ -177,20 +196,23 @@ def evaluate(
         net = load_pose_model(weights or default_weights_for(model, size), model_name=model, backend=backend,
                               device=dev, input_size=size, progress=progress)
         card = net.card
+        gt = None if test_dev else ground_truth(card.keypoints)
         box_source = None if gt_boxes else (boxes or _default_boxes(data, split))
         c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
+        flip_off = f"off ({card.keypoints.flip_problem()})" if flip and not card.keypoints.can_flip else "off"
+        flip = flip and card.keypoints.can_flip
         _log(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
         _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
-             + (f"on (shift {shift:g} heatmap px)" if flip else "off"))
+             + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
         kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=batch_size, workers=workers,
                       det_score_thr=det_thr, flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
         if test_dev:
             from ..testdev import run_test_dev
             run_test_dev(net, card, ann_file, image_dir, split, alg, out, **kwargs)
             return
-        report = evaluate_model(net, card, ann_file, image_dir, **kwargs)
+        report = evaluate_model(net, card, ann_file, image_dir, gt=gt, **kwargs)
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
     seconds = time.perf_counter() - start
     if results is None:
@@ -198,10 +220,13 @@ def evaluate(
         _log(f"results: {out}")
     if report["skipped"]:
         _log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
+    _log(describe_sigmas(gt.keypoints))
+    pck_result = pck(gt, report["results"], pck_alpha, pck_ref)
     console = make_console()
     console.print(metrics_table(report, title=title))
+    print(pck_result.line())
     print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
-    figures = {name: report[name] for name in METRIC_NAMES}
+    figures = {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict()}
     if analyze:
         from ..analyze_report import run_analysis
         name = results.stem if results is not None else ("oracle " if oracle else "") + card.name

@@ -18,6 +18,11 @@ def _steps(text):
         raise FrposeError(f"--lr-steps takes comma-separated epochs, e.g. 40,55 (got {text!r})") from None
 
 
+SIGMAS_HELP = ("OKS σ per keypoint: comma list (0.026,0.079,…), one value for all, or a JSON file (list or "
+               "{name: σ}). Without it: the annotation category's 'sigmas', else COCO's for COCO keypoint names, "
+               "else 0.07 with a warning (docs/keypoints.md)")
+
+
 def train(
     model: str = typer.Argument(None, help="Model card, e.g. frpose-r34 (optional with --resume)"),
     data: Path = typer.Option(None, "--data", help="COCO root: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/"),
@@ -44,6 +49,7 @@ def train(
     sync_bn: bool = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across processes under torchrun"),
     targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: device (from keypoints, the default) or loader (in the workers)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp, dark-clip, udp-clip (default: the card's)"),
+    sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines"),
     offline: bool = offline_option(),
 ) -> None:
@@ -60,7 +66,7 @@ def train(
                       input_size=list(parse_input_size(input_size)) if input_size else None,
                       epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
                       pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
-                      sync_bn=sync_bn, targets=targets, codec=codec, quiet=quiet)
+                      sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, quiet=quiet)
     summary = run(cfg)
     if not quiet:
         typer.echo(f"done: {summary['run_dir']}/last.pt")

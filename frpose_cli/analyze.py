@@ -296,13 +296,14 @@ def diagnose(gt: GroundTruth, results: list, area_ranges: dict | None = None) ->
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))
     category = gt.person_category
-    sigmas = np.asarray(oks_sigmas_for(gt.num_keypoints), np.float64)
-    spec = KeypointSpec.from_coco_category(coco_gt.cats[category])
+    sigmas = np.asarray(oks_sigmas_for(gt), np.float64)
+    spec = gt.keypoints
+    mirror = spec.flip_index() or list(range(spec.num_keypoints))   # no left/right: no inversions
     original = {d["id"]: np.asarray(d["keypoints"], np.float64).reshape(-1, 3) for d in coco_dt.anns.values()}
     scores0 = {d["id"]: d["score"] for d in coco_dt.anns.values()}
     ap, alone_ap = {}, {}
     for label, area in areas.items():
-        curves, alone, classes = _curves_for_area(coco_gt, coco_dt, category, area, sigmas, spec.flip_index(),
+        curves, alone, classes = _curves_for_area(coco_gt, coco_dt, category, area, sigmas, mirror,
                                                   original, scores0)
         ap[label] = {step: ap_per_threshold(curves[step]).tolist() for step in STEPS}
         alone_ap[label] = {err: v.tolist() for err, v in alone.items()}

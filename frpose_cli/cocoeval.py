@@ -40,7 +40,7 @@ def _quiet():
         yield
 
 
-def _read_json(path, what: str):
+def read_json(path, what: str):
     path = Path(path)
     if path.is_dir():
         raise FrposeError(f"{what} {path} is a folder, not a JSON file")
@@ -97,20 +97,67 @@ def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = Non
     """Load and check a keypoint annotation file; its OKS σ are resolved by
     :func:`frpose_cli.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
     checkpoint's keypoint set; ``warn``: receives one-line warnings)."""
-    data = _read_json(ann_file, "annotation file")
+    data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise FrposeError(f"annotation file {ann_file} is not COCO format (needs 'images' and 'annotations' lists)")
     cat = keypoint_category(data.get("categories"))
     if cat is None:
         raise FrposeError(f"annotation file {ann_file} has no keypoint category (is it a person_keypoints_*.json?)")
-    try:
-        image_ids = frozenset(int(im["id"]) for im in data["images"])
-    except (KeyError, TypeError, ValueError):
-        raise FrposeError(f"annotation file {ann_file}: an image record has no integer 'id'") from None
+    image_ids = check_annotation_records(data, cat, f"annotation file {ann_file}")
     from .oks_sigmas import resolve_sigmas
     spec = resolve_sigmas(spec_from_category(cat, f"annotation file {ann_file}"), sigmas, recorded, warn)
     return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids, spec)
+
+
+def _int_id(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def check_annotation_records(data: dict, category: dict, source: str) -> frozenset:
+    """Check every image and keypoint annotation record before pycocotools sees it (its failures are
+    bare asserts and IndexErrors, after the network has run); one error names the first bad record.
+    ``num_keypoints`` and ``area``, which COCOeval reads but some exporters omit, are filled in from
+    the keypoints and the box.  Returns the image ids."""
+    ids = []
+    for i, im in enumerate(data["images"]):
+        image_id = _int_id(im.get("id")) if isinstance(im, dict) else None
+        if image_id is None:
+            raise FrposeError(f"{source}: an image record has no integer 'id' (images[{i}])")
+        ids.append(image_id)
+    image_ids = frozenset(ids)
+    k, cat_id = len(category["keypoints"]), category.get("id")
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise FrposeError(f"{source}: annotations[{i}] is not an object")
+        if ann.get("category_id", cat_id) != cat_id:
+            continue
+        name = f"annotation {ann.get('id', f'#{i}')}"
+        if _int_id(ann.get("id")) is None:
+            raise FrposeError(f"{source}: {name} (annotations[{i}]) has no integer 'id'")
+        if _int_id(ann.get("image_id")) not in image_ids:
+            raise FrposeError(f"{source}: {name} refers to image {ann.get('image_id')!r}, which the file does not list")
+        kps = ann.get("keypoints")
+        if not isinstance(kps, list) or len(kps) != 3 * k:
+            got = len(kps) if isinstance(kps, list) else ("no" if kps is None else type(kps).__name__)
+            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has {got} keypoint values, "
+                              f"expected {3 * k} ({k} keypoints × x, y, v)")
+        if not all(_finite_number(v) for v in kps):
+            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has non-numeric or non-finite "
+                              "keypoint values")
+        ann.setdefault("num_keypoints", sum(1 for v in kps[2::3] if v > 0))
+        box = ann.get("bbox")
+        if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(_finite_number(v) for v in box)):
+            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has a bbox that is not 4 finite numbers")
+        if "area" not in ann and box is not None:
+            ann["area"] = float(box[2]) * float(box[3])
+    return image_ids
 
 
 def oks_sigmas_for(gt) -> np.ndarray:
@@ -185,7 +232,7 @@ def validate_results(entries, gt: GroundTruth, source: str = "results") -> Resul
 
 
 def load_results(path, gt: GroundTruth) -> Results:
-    return validate_results(_read_json(path, "results file"), gt, source=f"results file {path}")
+    return validate_results(read_json(path, "results file"), gt, source=f"results file {path}")
 
 
 def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotools",

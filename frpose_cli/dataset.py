@@ -29,6 +29,7 @@ import torch
 from pycocotools.coco import COCO
 
 from .codecs import HeatmapCodec
+from .cocoeval import check_annotation_records, read_json
 from .errors import FrposeError
 from .images import ImageReadError, read_image
 from .geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
@@ -90,12 +91,22 @@ NO_AUGMENT = Augment(flip=False, rotation=0.0, rotation_prob=0.0, scale=(1.0, 1.
 
 
 def load_coco(ann_file) -> COCO:
+    """A COCO keypoint annotation file, its records checked first (:func:`check_annotation_records`)."""
     path = Path(ann_file)
-    if not path.is_file():
-        raise FrposeError(f"annotation file not found: {path}")
+    data = read_json(path, "annotation file")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise FrposeError(f"annotation file {path} is not COCO format (needs 'images' and 'annotations' lists)")
+    cat = keypoint_category(data.get("categories"))
+    if cat is None:
+        raise FrposeError(f"annotation file {path}: no category with 'keypoints' names")
+    check_annotation_records(data, cat, f"annotation file {path}")
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # pycocotools prints progress
-            return COCO(str(path))
+            coco = COCO()
+            coco.dataset = data
+            coco.createIndex()
+        return coco
     except (ValueError, KeyError, TypeError, AssertionError) as e:
         raise FrposeError(f"{path}: not a COCO annotation file ({type(e).__name__}: {e})") from None
 

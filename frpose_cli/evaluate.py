@@ -127,7 +127,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                                          pin_memory=next(model.parameters()).device.type == "cuda")
     flip_index = card.keypoints.flip_index()
     shift = flip_shift_for_codec(codec) if flip_shift is None else float(flip_shift)
-    ids, kpts, kscores, bscores, areas = [], [], [], [], []
+    ids, kpts, kscores, bscores, areas, damaged = [], [], [], [], [], set()
     try:
         batches = loader
         if progress:
@@ -139,6 +139,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                                    batch["rotation"].numpy())
             valid = batch["valid"].numpy().astype(bool)
             skipped["unreadable image"] += int((~valid).sum())
+            damaged.update(int(i) for i in batch["image_id"].numpy()[batch["damaged"].numpy().astype(bool)])
             scale = batch["scale"].numpy()
             ids.append(batch["image_id"].numpy()[valid])
             kpts.append(k[valid])
@@ -149,7 +150,8 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
         model.train(was_training)
     results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
                                np.concatenate(bscores), np.concatenate(areas), gt, rescore_thr, nms_thr)
-    return _finish(gt, results, skipped, backend, score)
+    # images libjpeg decoded with complaints (frpose_cli.images): used, and reported
+    return {**_finish(gt, results, skipped, backend, score), "damaged_images": len(damaged)}
 
 
 def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = False, flip_index=None,

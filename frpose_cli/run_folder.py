@@ -29,8 +29,8 @@ RUN_OPTIONS = ("source", "weights", "model", "input_size", "detector", "detector
 def safe_relative(name: str) -> PurePosixPath:
     """A file name as a path that stays inside the folder it is joined to: drive, root, ``.`` and
     ``..`` parts dropped (``/data/a/x.jpg`` → ``data/a/x.jpg``, ``../x.jpg`` → ``x.jpg``)."""
-    parts = [p for p in PurePosixPath(str(name).replace("\\", "/")).parts
-             if p not in ("/", ".", "..") and not re.fullmatch(r"[A-Za-z]:", p)]
+    parts = [p for p in str(name).replace("\\", "/").split("/")
+             if p not in ("", ".", "..") and not re.fullmatch(r"[A-Za-z]:", p)]
     return PurePosixPath(*parts) if parts else PurePosixPath("unnamed")
 
 

@@ -21,23 +21,24 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from .cocoeval import GroundTruth, _read_json
+from .cocoeval import GroundTruth, read_json
 from .errors import FrposeError
 from .outputs import check_writable_dir
 from .fileio import atomic_write_binary, atomic_write_json
 from .keypoints import KeypointSpec
+from .oks_sigmas import resolve_sigmas
 
 
 def is_image_info(path) -> bool:
     """True for an image-info file (images, no ``annotations``), as COCO ships test-dev's."""
-    data = _read_json(path, "annotation file")
+    data = read_json(path, "annotation file")
     return isinstance(data, dict) and isinstance(data.get("images"), list) and "annotations" not in data
 
 
 def load_image_info(path, keypoints: KeypointSpec) -> GroundTruth:
     """An image-info file as a :class:`GroundTruth` without persons, whose person category
     carries the model's keypoint names, so boxes, crops and results work as for val2017."""
-    data = _read_json(path, "image-info file")
+    data = read_json(path, "image-info file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not data["images"]:
         raise FrposeError(f"image-info file {path} has no 'images' list")
     try:
@@ -50,7 +51,7 @@ def load_image_info(path, keypoints: KeypointSpec) -> GroundTruth:
                 "keypoints": list(keypoints.names), "skeleton": [[a + 1, b + 1] for a, b in keypoints.skeleton]}
     dataset = {"info": data.get("info", {}), "images": images, "annotations": [], "categories": [category]}
     return GroundTruth(str(path), dataset, category["id"], keypoints.num_keypoints,
-                       frozenset(im["id"] for im in images))
+                       frozenset(im["id"] for im in images), resolve_sigmas(keypoints))   # the model's σ, for OKS-NMS
 
 
 def results_name(split: str, alg: str) -> str:

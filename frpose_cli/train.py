@@ -16,7 +16,6 @@ import dataclasses
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,131 +25,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from . import distributed
-from .cards import load_card
-from .checkpoint import card_from_checkpoint, load_checkpoint, load_state_into, save_checkpoint
+from .checkpoint import load_state_into, save_checkpoint
 from .cocoeval import METRIC_NAMES, load_ground_truth
 from .codecs import make_codec
-from .dataset import NO_AUGMENT, Augment, CocoPoseDataset, keypoint_spec, load_coco
+from .dataset import NO_AUGMENT, Augment, CocoPoseDataset
 from .errors import FrposeError
 from .evaluate import evaluate_model
 from .losses import JointsMSELoss
-from .oks_sigmas import describe as describe_sigmas, resolve_sigmas
+from .oks_sigmas import describe as describe_sigmas
+from .outputs import check_writable_dir
 from .pck import pck
 from .train_log import MetricsLog
 from .init_weights import apply_pretrained, init_from
-
-# Options a resumed run may change; all others come from the checkpoint (changing them
-# would break the exact continuation).
-RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "log_every",
-                    "data", "train_ann", "train_images", "val_ann", "val_images")
-
-
-@dataclass
-class TrainConfig:
-    model: str | None = None
-    data: str | None = None
-    train_ann: str | None = None
-    train_images: str | None = None
-    val_ann: str | None = None
-    val_images: str | None = None
-    input_size: list | None = None      # [h, w]; None → the card's
-    epochs: int | None = None           # None → the card's recipe
-    batch_size: int | None = None       # per process
-    lr: float | None = None
-    lr_steps: list | None = None        # epochs where lr drops ×lr_factor; None → the card's
-    workers: int = 2
-    amp: bool | None = None
-    device: str | None = None
-    pretrained: str | None = "auto"
-    init: str | None = None             # weights to warm-start from (init_weights.init_from)
-    resume: str | None = None
-    out: str | None = None
-    seed: int | None = None
-    val_every: int = 1                  # 0 → no validation
-    val_ap: bool | None = None          # None/True → COCO AP with GT boxes and flip test on rank 0
-    sync_bn: bool | None = None
-    targets: str | None = None          # "loader" (heatmaps built by the workers) or "device"
-    codec: str | None = None
-    augment: bool | None = None         # None/True → the card's augmentation; False → none
-    sigmas: str | None = None           # --sigmas: OKS σ list or JSON file (oks_sigmas.py)
-    log_every: int = 10
-    quiet: bool = False
-
-
-def _data_paths(cfg: TrainConfig) -> TrainConfig:
-    root = Path(cfg.data) if cfg.data else None
-    if root is not None and not root.is_dir():
-        raise FrposeError(f"--data {root}: no such folder (expected a COCO root with annotations/ and train2017/)")
-    def pick(value, default):
-        return value if value else (str(root / default) if root is not None else None)
-    cfg.train_ann = pick(cfg.train_ann, "annotations/person_keypoints_train2017.json")
-    cfg.train_images = pick(cfg.train_images, "train2017")
-    if not cfg.train_ann or not cfg.train_images:
-        raise FrposeError("give --data COCO_ROOT, or both --train-ann and --train-images")
-    val_ann = pick(cfg.val_ann, "annotations/person_keypoints_val2017.json")
-    cfg.val_ann = val_ann if val_ann and (cfg.val_ann or Path(val_ann).is_file()) else None
-    cfg.val_images = pick(cfg.val_images, "val2017") if cfg.val_ann else None
-    return cfg
-
-
-def _merge_resume(cfg: TrainConfig, saved: dict, source) -> TrainConfig:
-    merged = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    for f in dataclasses.fields(TrainConfig):
-        mine, theirs = getattr(cfg, f.name), saved.get(f.name)
-        if f.name in RESUME_OVERRIDES:
-            if mine is not None and mine != f.default:
-                setattr(merged, f.name, mine)
-        elif f.name not in ("resume", "pretrained", "model") and mine is not None and mine != theirs:
-            raise FrposeError(f"--{f.name.replace('_', '-')} {mine} differs from the resumed run's {theirs} "
-                              f"({source}); a resumed run keeps its settings")
-    if cfg.model and saved.get("model") and cfg.model != saved["model"]:
-        raise FrposeError(f"{source} is a {saved['model']} run, not {cfg.model}")
-    merged.resume = cfg.resume
-    return merged
-
-
-def resume_path(spec) -> Path:
-    path = Path(spec)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise FrposeError(f"--resume {spec}: no checkpoint there (expected RUN_DIR/last.pt or a .pt file)")
-    return path
-
-
-def _new_run_dir(cfg: TrainConfig) -> Path:
-    if cfg.out:
-        out = Path(cfg.out)
-        if (out / "last.pt").exists():
-            raise FrposeError(f"{out} already holds a run (last.pt); continue it with --resume {out} "
-                              "or choose another --out")
-        return out
-    base = Path("runs") / "train" / cfg.model
-    out, n = base, 1
-    while out.exists():
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
-
-
-def rng_state() -> dict:
-    keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
+from .train_setup import (TrainConfig, checkpoint_bytes, new_run_dir, prepare, rng_state,  # noqa: F401 (API)
+                          set_rng_state)
 
 def _loader(ds, cfg: TrainConfig, env, shuffle: bool) -> DataLoader:
     # No worker_init_fn seeding: augmentation draws come from (seed, epoch, index), not
@@ -216,56 +104,16 @@ def run(cfg: TrainConfig, on_step=None) -> dict:
         distributed.cleanup(env)
 
 
-def _prepare(cfg: TrainConfig, log, warn=None):
-    ckpt = None
-    if cfg.resume:
-        path = resume_path(cfg.resume)
-        ckpt = load_checkpoint(path)
-        if "train_config" not in ckpt:
-            raise FrposeError(f"{path} holds weights only, no training state; it cannot be resumed")
-        cfg = _merge_resume(cfg, ckpt["train_config"], path)
-        cfg.out = cfg.out or str(path.parent)
-    if not cfg.model:
-        raise FrposeError("name a model card to train, e.g. `frpose train frpose-r34 --data COCO_ROOT`")
-    cfg = _data_paths(cfg)
-    coco = load_coco(cfg.train_ann)
-    if ckpt is not None:
-        card = card_from_checkpoint(ckpt, cfg.resume)
-    else:
-        card = load_card(cfg.model, cfg.input_size)
-        # The data's keypoint set (COCO-17 or the user's own), with the OKS σ it is scored with.
-        spec = resolve_sigmas(keypoint_spec(coco, cfg.train_ann), cfg.sigmas, warn=warn)
-        if spec.names != card.keypoints.names:
-            log(f"the card's {card.keypoints.num_keypoints} keypoints are replaced by the {spec.num_keypoints} of "
-                f"{cfg.train_ann} (the head follows)")
-        card = dataclasses.replace(card, keypoints=spec,
-                                   arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
-    recipe = card.train
-    cfg.input_size = list(card.input_size)
-    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
-    cfg.batch_size = int(cfg.batch_size or recipe.get("batch_size", 32))
-    cfg.lr = float(cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3))
-    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else recipe.get("lr_steps", [90, 120]))]
-    cfg.seed = int(cfg.seed or 0)
-    cfg.amp, cfg.sync_bn = bool(cfg.amp), bool(cfg.sync_bn)
-    # Device-built targets by default: 6.5 kB of keypoints per batch instead of 107 MB of
-    # heatmaps through the loader (scripts/bench_data.py; docs/training.md).
-    cfg.targets = cfg.targets or "device"
-    if cfg.targets not in ("loader", "device"):
-        raise FrposeError(f"--targets must be loader or device (got {cfg.targets})")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0 or cfg.workers < 0:
-        raise FrposeError("--epochs and --batch-size must be ≥ 1, --lr > 0 and --workers ≥ 0")
-    codec = make_codec(cfg.codec or card.codec, card.input_size, card.stride, card.sigma)
-    cfg.codec = codec.name
-    card = dataclasses.replace(card, codec=codec.name)
-    return cfg, ckpt, coco, card, codec
-
-
 def _run(cfg: TrainConfig, env, on_step) -> dict:
     say = (lambda m: tqdm.write(m)) if env.is_main and not cfg.quiet else (lambda m: None)
     warn = (lambda m: tqdm.write(f"frpose: {m}", file=sys.stderr)) if env.is_main else (lambda m: None)
-    cfg, ckpt, coco, card, codec = _prepare(dataclasses.replace(cfg), say, warn)
-    run_dir = Path(cfg.out) if ckpt is not None else _new_run_dir(cfg) if env.is_main else None
+    cfg, ckpt, coco, card, codec = prepare(dataclasses.replace(cfg), say, warn)
+    if ckpt is not None and int(ckpt["epoch"]) >= cfg.epochs:
+        done = int(ckpt["epoch"])
+        return {"run_dir": str(Path(cfg.out)), "epochs": cfg.epochs, "start_epoch": done, "finished": True,
+                "message": f"{cfg.out} has finished its {done} epochs: nothing to do; `frpose train --resume "
+                           f"{cfg.out} --epochs N` with N > {done} extends it"}
+    run_dir = Path(cfg.out) if ckpt is not None else new_run_dir(cfg) if env.is_main else None
     run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None, env))
     cfg.out = str(run_dir)
     device = env.device
@@ -284,6 +132,8 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         say(apply_pretrained(model, cfg.pretrained))
     else:
         load_state_into(model, ckpt["state_dict"], cfg.resume)
+    if env.is_main:   # a read-only, full or mistaken --out is found now, not after the first epoch
+        check_writable_dir(run_dir, "--out", need_bytes=checkpoint_bytes(model))
     if cfg.sync_bn and env.distributed:
         model = distributed.convert_sync_batchnorm(model, device)
     model.to(device)
@@ -341,7 +191,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         train_ds.set_epoch(epoch)
         train_model.train()
         lr = optimizer.param_groups[0]["lr"]
-        loss_sum = seen = invalid = 0.0
+        loss_sum = seen = invalid = damaged = 0.0
         window, t0 = [], time.perf_counter()
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not env.is_main or cfg.quiet, dynamic_ncols=True)
@@ -359,6 +209,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
             value = float(loss.detach())
             loss_sum, seen = loss_sum + value * n, seen + n
             invalid += float((~batch["valid"]).sum())
+            damaged += float(batch["damaged"].sum())
             window.append(value)
             rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{value:.3g}", lr=f"{lr:.2g}", samples_s=f"{rate:.1f}")
@@ -370,10 +221,11 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                 on_step(epoch, step, model)
         bar.close()
         seconds = time.perf_counter() - t0
-        loss_sum, seen, invalid = distributed.all_reduce_sum([loss_sum, seen, invalid], env)
+        loss_sum, seen, invalid, damaged = distributed.all_reduce_sum([loss_sum, seen, invalid, damaged], env)
         scheduler.step()
         record = {"kind": "epoch", "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "lr": lr,
-                  "samples_per_s": seen / max(seconds, 1e-9), "seconds": seconds, "unreadable_images": int(invalid)}
+                  "samples_per_s": seen / max(seconds, 1e-9), "seconds": seconds, "unreadable_images": int(invalid),
+                  "damaged_crops": int(damaged)}
         last = epoch + 1 == cfg.epochs
         if val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or last):
             record["val_loss"] = validation_loss(model, val_loader, codec, cfg, env, criterion)
@@ -392,15 +244,17 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                      "metrics": {k: v for k, v in record.items() if k != "kind"}, "best": best,
                      "init": init_record}
             save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **state)
-            if improved:
-                save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **state)
+            if improved:   # what inference and --init need; last.pt holds the training state
+                slim = {k: state[k] for k in ("epoch", "metrics", "best", "init")}
+                save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **slim)
             log.add(record)
             log.flush()
             log.draw(run_dir / "training_curve.png")
             val = (f", val loss {record['val_loss']:.4g}" if "val_loss" in record else "") + \
                 (f", val AP {100 * record['val_AP']:.1f}" if "val_AP" in record else "") + \
                 (f", PCK {100 * record['val_PCK']:.1f}" if "val_PCK" in record else "") + (" (best)" if improved else "")
-            bad = f", {int(invalid)} unreadable images skipped" if invalid else ""
+            bad = (f", {int(invalid)} unreadable images skipped" if invalid else "") + \
+                (f", {int(damaged)} crops from damaged JPEGs (decoded anyway)" if damaged else "")
             say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4g}{val}, lr {lr:.2g}, "
                 f"{record['samples_per_s']:.1f} samples/s{bad} → {run_dir / 'last.pt'}")
     summary["best"] = best

@@ -130,7 +130,7 @@ def test_offline_makes_no_connection(server, online, capsys, monkeypatch):
     assert code == 2 and "downloads are off (--offline / FRPOSE_OFFLINE)" in err and "copy it there from" in err
     monkeypatch.setattr("frpose_cli.download._offline_flag", False)
     monkeypatch.setenv("FRPOSE_OFFLINE", "1")
-    code, _, err = run_cli(["eval", "--weights", url, "--data", "unused"], capsys)
+    code, _, err = run_cli(["eval", "--weights", url, "--data", IMAGE.parent.parent, "--gt-boxes"], capsys)
     assert code == 2 and "downloads are off" in err
     assert server.requests == []
 

@@ -131,6 +131,10 @@ def evaluate(
     if not pck_alpha > 0:
         raise FrposeError(f"--pck must be a positive fraction (got {pck_alpha})")
     ann_file, image_dir = _paths(data, split, ann, images)
+    if results is None and not oracle and weights is None and model:   # cheap checks before reading files
+        from ..cards import parse_input_size
+        from ..weights import default_weights_for
+        weights = default_weights_for(model, parse_input_size(input_size) if input_size else None)
 
     def ground_truth(recorded=None):
         """The annotations with their OKS σ; a bad --pck-ref fails here, before any network runs."""
@@ -181,7 +185,6 @@ def evaluate(
         from ..evaluate import evaluate_model, resolve_codec
         from ..inference import flip_shift_for_codec
         from ..runtime import load_pose_model
-        from ..weights import default_weights_for
         dev = pick_device(device)
         from ..testdev import check_submission_paths, is_image_info, results_name
         test_dev = is_image_info(ann_file)
@@ -193,7 +196,7 @@ def evaluate(
         if test_dev and out is not None:
             check_submission_paths(Path(out))
         size = parse_input_size(input_size) if input_size else None
-        net = load_pose_model(weights or default_weights_for(model, size), model_name=model, backend=backend,
+        net = load_pose_model(weights, model_name=model, backend=backend,
                               device=dev, input_size=size, progress=progress)
         card = net.card
         gt = None if test_dev else ground_truth(card.keypoints)
@@ -218,6 +221,8 @@ def evaluate(
     if results is None:
         atomic_write_json(out, report["results"])
         _log(f"results: {out}")
+    if report.get("damaged_images"):
+        _log(f"warning: {report['damaged_images']} images have damaged JPEG data (decoded anyway, their poses scored)")
     if report["skipped"]:
         _log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
     _log(describe_sigmas(gt.keypoints))

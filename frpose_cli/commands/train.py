@@ -24,6 +24,7 @@ SIGMAS_HELP = ("OKS σ per keypoint: comma list (0.026,0.079,…), one value for
 
 
 def train(
+    ctx: typer.Context,
     model: str = typer.Argument(None, help="Model card, e.g. frpose-r34 (optional with --resume)"),
     data: Path = typer.Option(None, "--data", help="COCO root: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/"),
     train_ann: Path = typer.Option(None, "--train-ann", help="Training annotation file (default: DATA/annotations/person_keypoints_train2017.json)"),
@@ -66,7 +67,17 @@ def train(
                       input_size=list(parse_input_size(input_size)) if input_size else None,
                       epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
                       pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
-                      sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, quiet=quiet)
+                      sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, quiet=quiet,
+                      given=_typed_options(ctx))
     summary = run(cfg)
-    if not quiet:
+    if summary.get("finished"):
+        typer.echo(summary["message"])
+    elif not quiet:
         typer.echo(f"done: {summary['run_dir']}/last.pt")
+
+
+def _typed_options(ctx: typer.Context) -> tuple:
+    """Options given on the command line (not defaults): a resumed run takes exactly these."""
+    # By the enum's name: typer may ship its own copy of click, whose enum is another class.
+    return tuple(name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT"))

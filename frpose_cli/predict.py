@@ -35,8 +35,9 @@ from .errors import FrposeError
 from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import crops_to_input, decode_to_image, run_heatmaps
 from .keypoints import COCO17_NAMES, COCO17_OKS_SIGMAS
-from .optimize import default_setup, input_memory_format, prepare_for_inference
+from .optimize import input_memory_format
 from .oks_nms import oks_nms, rescore
+from .precision import runnable_model
 from .runtime import detect_file_kind, load_pose_model, network_from_torch_file
 from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir
 from .sources import Source, SourceItem
@@ -58,6 +59,8 @@ class PredictOptions:
     nms_thr: float = 0.9
     device: str | None = None
     backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
+    precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
+    calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
     batch_size: int = 16
     flip: bool = True
     kpt_thr: float = 0.3
@@ -118,7 +121,8 @@ class StageTimer:
 class PosePredictor:
     """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints."""
 
-    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto"):
+    def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
+                 precision=None, calib_data=None, log=None):
         if not weights:
             raise FrposeError("no pose weights: pass --weights CKPT, a checkpoint written by `frpose train` "
                               "(train one with `frpose train frpose-r34 --data COCO_DIR`), a published "
@@ -126,18 +130,17 @@ class PosePredictor:
         self.device = pick_device(device)
         path = check_weights_path(weights)
         if backend in ("auto", "torch", "onnxruntime") and detect_file_kind(path) == "torch":
-            # PyTorch weights (frpose, Simple Baselines or mmpose layout): auto takes the fastest
-            # set-up measured (ONNX Runtime on CPU, docs/design.md), torch the fused network.
+            # PyTorch weights (frpose, Simple Baselines or mmpose layout): precision and set-up come
+            # from frpose_cli.precision (auto: gated and timed once per model and machine, cached).
             net, self.card, codec_name, _ = network_from_torch_file(path, model_name, input_size)
-            self.setup = {"auto": default_setup(self.device), "torch": "fused"}.get(backend, backend)
-            if self.setup == "onnxruntime" and self.device.type != "cpu":
+            if backend == "onnxruntime" and self.device.type != "cpu":
                 raise FrposeError("the onnxruntime backend runs on the CPU here; drop --device or use --backend torch")
-            self.model = prepare_for_inference(net, self.device, self.setup)
-            self.backend = "onnxruntime" if self.setup == "onnxruntime" else "torch"
+            self.model = runnable_model(net, self.card, self.device, precision, backend, codec_name, str(path),
+                                        calib_data, log)
         else:   # ONNX / TorchScript exports (and unknown --backend values, reported by load_pose_model)
-            self.model = load_pose_model(path, model_name, input_size, backend, self.device)
+            self.model = load_pose_model(path, model_name, input_size, backend, self.device, precision=precision)
             self.card, codec_name = self.model.card, self.model.codec_name
-            self.setup, self.backend = self.model.setup, self.model.backend
+        self.setup, self.backend, self.precision = self.model.setup, self.model.backend, self.model.precision
         self.codec = codec_for_card(self.card, codec_name)
         self.flip, self.flip_index = flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
@@ -191,13 +194,14 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     first_read = time.perf_counter() - read_start
     out_dir = resolve_out_dir(opts.out, opts.resume)
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
-    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend)
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
+                              opts.precision, opts.calib_data, log)
     if detector is None:
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
                                  opts.det_thr, opts.det_size, warn=log)
     writer.meta = {"source": str(opts.source), "weights": str(opts.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
-                   "backend": predictor.backend,
+                   "backend": predictor.backend, "precision": predictor.precision,
                    "detector": getattr(detector, "name", type(detector).__name__), "flip": opts.flip}
     for key in ("model", "input_size"):   # one predictions file, one model
         if key in writer.previous and writer.previous[key] != writer.meta[key]:

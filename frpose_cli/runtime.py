@@ -42,6 +42,8 @@ class PoseModel(nn.Module):
     """Common face of every backend: ``forward(images) -> heatmaps`` (N, K, Hh, Wh) float32."""
 
     backend = "torch"
+    precision = "fp32"          # set by frpose_cli.precision.wrap; exported files say theirs
+    selection = None            # --precision auto: the autoselect.Selection that chose it
 
     def __init__(self, card: ModelCard, codec_name: str | None, setup: str, source: str):
         super().__init__()
@@ -52,7 +54,8 @@ class PoseModel(nn.Module):
         return input_memory_format(self.setup)
 
     def describe(self) -> str:
-        return f"{self.card.name} {self.card.input_size[0]}x{self.card.input_size[1]} ({self.backend}, {self.setup})"
+        return (f"{self.card.name} {self.card.input_size[0]}x{self.card.input_size[1]} "
+                f"({self.backend}, {self.setup}, {self.precision})")
 
 
 class TorchPoseModel(PoseModel):
@@ -211,9 +214,11 @@ def load_onnx(path: Path, model_name=None, input_size=None, threads=None) -> Onn
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if meta is None:
         raise FrposeError(f"{path}: an ONNX file without frpose metadata; export it with `frpose export`")
-    card, codec_name, _ = card_from_metadata(meta, str(path))
+    card, codec_name, meta = card_from_metadata(meta, str(path))
     _agree(card, model_name, input_size, str(path))
-    return OnnxRuntimePoseModel(session, card, codec_name, str(path))
+    model = OnnxRuntimePoseModel(session, card, codec_name, str(path))
+    model.precision = meta.get("precision", "fp32")
+    return model
 
 
 def onnx_model_from_net(net: nn.Module, card, codec_name=None, source="", threads=None) -> OnnxRuntimePoseModel:
@@ -241,21 +246,34 @@ def load_torchscript(path: Path, model_name=None, input_size=None, device=None) 
         raise FrposeError(f"{path}: not a readable TorchScript file ({type(e).__name__})") from None
     if not extra[f"{METADATA_KEY}.json"]:
         raise FrposeError(f"{path}: a TorchScript file without frpose metadata; export it with `frpose export`")
-    card, codec_name, _ = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(path))
+    card, codec_name, meta = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(path))
     _agree(card, model_name, input_size, str(path))
-    return TorchScriptPoseModel(module.eval(), card, codec_name, "eager", str(path))
+    model = TorchScriptPoseModel(module.eval(), card, codec_name, "eager", str(path))
+    model.precision = meta.get("precision", "fp32")
+    return model
 
 
 # --- entry point ----------------------------------------------------------------------------
 
+def check_file_precision(model: PoseModel, precision: str | None) -> PoseModel:
+    """An exported file runs in the precision it was exported in; asking for another is an error."""
+    if precision not in (None, "auto", model.precision):
+        raise FrposeError(f"{model.source} was exported in {model.precision}; it runs as it is: drop "
+                          f"--precision {precision}, or export the checkpoint with --precision {precision}")
+    return model
+
+
 def load_pose_model(weights, model_name: str | None = None, input_size=None, backend: str = "auto",
                     device: torch.device | str | None = None, setup: str | None = None,
-                    threads: int | None = None) -> PoseModel:
+                    threads: int | None = None, precision: str | None = None, calib_data=None,
+                    log=None) -> PoseModel:
     """Load any supported file (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``backend``: ``auto`` (ONNX files → onnxruntime, TorchScript → torch, PyTorch weights → the
     fastest set-up, :func:`~frpose_cli.optimize.default_setup`: ONNX Runtime on CPU), ``torch``
     (``setup`` or fused) or ``onnxruntime`` (PyTorch weights are exported to ONNX in memory).
+    ``precision`` (PyTorch weights; exported files run in the precision they were exported in):
+    see :func:`frpose_cli.precision.runnable_model`; None is the device's default.
     """
     if backend not in BACKENDS:
         raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -267,13 +285,16 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
             raise FrposeError(f"{path} is an ONNX file: run it with --backend onnxruntime")
         if device.type != "cpu":
             raise FrposeError("the onnxruntime backend runs on the CPU here; drop --device or use --backend torch")
-        return load_onnx(path, model_name, input_size, threads)
+        return check_file_precision(load_onnx(path, model_name, input_size, threads), precision)
     if kind == "torchscript":
         if backend == "onnxruntime":
             raise FrposeError(f"{path} is a TorchScript file: it runs with --backend torch; export an "
                               "ONNX file for onnxruntime")
-        return load_torchscript(path, model_name, input_size, device)
+        return check_file_precision(load_torchscript(path, model_name, input_size, device), precision)
     net, card, codec_name, what = network_from_torch_file(path, model_name, input_size)
+    if setup is None:
+        from .precision import runnable_model
+        return runnable_model(net, card, device, precision, backend, codec_name, str(path), calib_data, log)
     if backend == "auto":
         backend = "torch" if setup else ("onnxruntime" if default_setup(device) == "onnxruntime" else "torch")
     if backend == "onnxruntime":

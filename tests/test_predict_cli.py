@@ -14,6 +14,7 @@ from frpose_cli.codecs import codec_for_card
 from frpose_cli.draw import LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR
 from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
 from frpose_cli.predict import PredictOptions, run_predict
+from frpose_cli.runtime import TorchPoseModel
 from helpers import run_cli
 
 DATA = Path(__file__).parent / "data" / "coco"
@@ -231,7 +232,8 @@ def test_overlay_of_a_known_pose_lands_on_the_person(ckpt, tmp_path, monkeypatch
     in_crop = transform_points(kpts[:, :2], warp_matrix(center, scale, 0, (SIZE[1], SIZE[0])))
     heatmaps, _ = codec.encode(in_crop, kpts[:, 2])
     oracle = OracleModel(heatmaps, card.keypoints.flip_index())
-    monkeypatch.setattr(predict_core, "prepare_for_inference", lambda model, device, setup: oracle)
+    monkeypatch.setattr(predict_core, "runnable_model",
+                        lambda net, card, device, *a, **k: TorchPoseModel(oracle, card, setup="eager"))
     out = tmp_path / "run"
     code, stdout, _ = run_cli(["predict", VAL / "000000000785.jpg", "-w", ckpt, "--boxes", boxes,
                                "--out", out, "--no-progress"], capsys)

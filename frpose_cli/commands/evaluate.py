@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .options import CALIB_DATA_HELP, PRECISION_HELP
+
 DET_FOLDER = "person_detection_results"
 
 
@@ -66,6 +68,8 @@ def evaluate(
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here"),
     backend: str = typer.Option("auto", "--backend", help="Network runtime: auto | torch | onnxruntime (auto: "
                                 "ONNX files on onnxruntime, the rest on torch)"),
+    precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="Scoring: pycocotools | faster "
                                  "(faster-coco-eval); `--backend pycocotools|faster` is still accepted"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Person crops per network batch"),
@@ -120,12 +124,14 @@ def evaluate(
         from ..runtime import load_pose_model
         dev = pick_device(device)
         net = load_pose_model(weights, model_name=model, backend=backend, device=dev,
-                              input_size=parse_input_size(input_size) if input_size else None)
+                              input_size=parse_input_size(input_size) if input_size else None,
+                              precision=precision, calib_data=calib_data, log=_log)
         card = net.card
         box_source = None if gt_boxes else (boxes or _default_boxes(data))
         c = resolve_codec(card, codec or net.codec_name)
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
-        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
+        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}) in "
+             f"{net.precision}: boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else "off"))
         report = evaluate_model(net, card, ann_file, image_dir, boxes=box_source, flip=flip, codec=c,

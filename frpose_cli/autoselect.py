@@ -170,8 +170,8 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     key = cache_key(model_key, card.input_size, hw.signature(device), backend)
     cached = read_cache(path).get(key)
     if cached and unavailable_reason(cached.get("precision", ""), device, hw, backend) is None:
-        sel = Selection(**{k: cached[k] for k in ("precision", "setup", "key", "throughput", "gates", "rejected")},
-                        cached=True)
+        sel = Selection(**{k: cached[k] for k in ("precision", "key", "throughput", "gates", "rejected")},
+                        setup=setup_for(cached["precision"], device, backend), cached=True)
         if log:
             log(sel.line())
         return sel, build_setup(net, card, device, sel.setup, calib_data, codec_name=codec_name)
@@ -189,7 +189,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
 
     def build(p):
         if p != "fp32" and gate_net is None:   # nothing to gate with: do not spend time building it
-            raise FrposeError("not gated: no trained weights for this card (docs/benchmarks.md says how to build them)")
+            raise FrposeError("not gated: no trained weights for this card (docs/deployment.md says how to build them)")
         ids = gate_crops_once().ann_ids if p == "int8" else ()
         return build_setup(net, card, device, setup_for(p, device, backend), calib_data, ids, codec_name)
 

@@ -17,7 +17,9 @@ network outruns its ceiling, :func:`raise_ceiling` measures again, longer, and k
 best; a share above 100 % survives only if the network still outruns it.
 
 The theoretical peak comes from the ISA (:mod:`frpose_cli.hardware`): FLOPs per cycle per
-core × clock × threads.  bf16: AVX512-BF16 doubles float32's rate, AMX-BF16 is 1024 FLOPs
+core × clock × threads.  The clock is the one the system reports; when the measured rate is
+above the peak, only a faster running (boost) clock explains it, and the footer says which
+clock the measurement implies at least.  bf16: AVX512-BF16 doubles float32's rate, AMX-BF16 is 1024 FLOPs
 per cycle; int8: VNNI quadruples it, AMX-INT8 is 2048 ops per cycle; int8 without VNNI
 (a three-instruction sequence) and GPUs are not computed.
 """
@@ -50,6 +52,7 @@ class Ceiling:
     theoretical_gflops: float | None = None
     theoretical_method: str = ""
     remeasured: bool = False
+    clock_ghz: float | None = None        # the clock the theoretical peak assumed (reported, not measured)
 
     def share(self, achieved_gflops: float) -> float:
         return achieved_gflops / self.gflops if self.gflops > 0 else float("nan")
@@ -63,6 +66,10 @@ class Ceiling:
         if self.theoretical_gflops:
             line += (f"; ISA peak {self.theoretical_gflops:.0f} ({self.theoretical_method}), measured "
                      f"{100 * self.gflops / self.theoretical_gflops:.0f} % of it")
+            if self.gflops > self.theoretical_gflops and self.clock_ghz:
+                # Only a faster clock explains a rate above the peak: the measurement bounds the running clock.
+                line += (f" — the cores run at ≥ {self.clock_ghz * self.gflops / self.theoretical_gflops:.2f} GHz, "
+                         "above the reported clock")
         elif self.theoretical_method:
             line += f"; ISA peak not computed ({self.theoretical_method})"
         return line
@@ -188,7 +195,8 @@ def measure_ceiling(device, precision: str = "fp32", hw=None, repeats: int = 3, 
         raise ValueError(f"no {precision} kernels to measure on {device}")
     best = max(kernels, key=kernels.get)
     peak, how = theoretical_peak(hw, precision, device)
-    return Ceiling(precision, str(device), kernels[best], best, kernels, repeats, peak, how)
+    return Ceiling(precision, str(device), kernels[best], best, kernels, repeats, peak, how,
+                   clock_ghz=hw.cpu.clock_ghz if peak else None)
 
 
 def raise_ceiling(ceiling: Ceiling, achieved_gflops: float, hw=None, small: bool = False) -> Ceiling:
@@ -200,4 +208,4 @@ def raise_ceiling(ceiling: Ceiling, achieved_gflops: float, hw=None, small: bool
     kernels = {k: max(v, ceiling.kernels.get(k, 0.0)) for k, v in again.kernels.items()}
     best = max(kernels, key=kernels.get)
     return Ceiling(ceiling.precision, ceiling.device, kernels[best], best, kernels, again.repeats,
-                   ceiling.theoretical_gflops, ceiling.theoretical_method, remeasured=True)
+                   ceiling.theoretical_gflops, ceiling.theoretical_method, remeasured=True, clock_ghz=ceiling.clock_ghz)

@@ -52,3 +52,10 @@ def test_a_model_faster_than_the_ceiling_makes_it_measure_again():
     assert again.kernels["torch GEMM 128³"] >= low.kernels["torch GEMM 128³"]
     assert "re-measured" in again.method()
     assert again.share(again.gflops) == pytest.approx(1.0)
+
+
+def test_a_rate_above_the_isa_peak_names_the_clock_it_implies():
+    c = Ceiling("fp32", "cpu", 196.0, "torch GEMM 2048³", {"torch GEMM 2048³": 196.0}, 3, 156.8, "32 × 2.45 GHz × 2",
+                clock_ghz=2.45)
+    assert "≥ 3.06 GHz" in c.method() and "125 % of it" in c.method()
+    assert "GHz, above" not in Ceiling("fp32", "cpu", 100.0, "k", {"k": 100.0}, 3, 156.8, "x", clock_ghz=2.45).method()

@@ -96,7 +96,7 @@ def test_cache_key_changes_with_the_machine_signature():
 def test_auto_gates_times_once_then_uses_the_cache(tmp_path, monkeypatch):
     """Real pieces on a small network: the first call gates int8 on real crops and times both; the
     second reads the cache (no gate, no timing); another machine signature decides again."""
-    card = load_card("frpose-r18", (64, 64))
+    card = load_card("sbn-r18", (64, 64))
     torch.manual_seed(0)
     net = randomised(card.build_model())
     path = tmp_path / "precision.json"
@@ -106,7 +106,7 @@ def test_auto_gates_times_once_then_uses_the_cache(tmp_path, monkeypatch):
     assert sel.precision in ("fp32", "int8") and ("int8" in sel.rejected) == (sel.precision == "fp32")
     entry = read_cache(path)[sel.key]
     assert entry["precision"] == sel.precision and "AVX2" in entry["machine"]
-    assert module(torch.randn(1, 3, 64, 64)).shape == (1, 17, 64, 64)
+    assert module(torch.randn(1, 3, 64, 64)).shape == (1, 17, 16, 16)
 
     def must_not_run(*a, **k):
         raise AssertionError("a cached choice must not gate or time again")

@@ -26,7 +26,7 @@ def bench(
                                   "(auto: the one `--precision auto` picks for each card, gated and cached)."),
     gate_weights: Optional[Path] = typer.Option(
         None, "--gate-weights", help="Trained checkpoint the accuracy gate compares reduced precisions on "
-                                     "(default: the cached gate weights of each card, see docs/benchmarks.md)."),
+                                     "(default: the cached gate weights of each card, see docs/deployment.md)."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's choice)."),

@@ -102,8 +102,8 @@ class Selection:
 def select(candidates: list[str], build, gate, time_all, min_gain: float = MIN_GAIN):
     """The decision itself, on injected parts (tests give fakes): ``build(precision) -> module``,
     ``gate(precision, module) -> GateReport`` and ``time_all({precision: module}) -> {precision: img/s}``.
-    Build or gate failures (:class:`FrposeError`) reject that candidate with their message.
-    Returns ``(Selection, the chosen module)``."""
+    A candidate whose build or gate fails is rejected with the error (auto must never stop a run
+    that float32 can do).  Returns ``(Selection, the chosen module)``."""
     if not candidates or candidates[0] != "fp32":
         raise ValueError("candidates must start with fp32, the reference")
     modules, gates, rejected = {"fp32": build("fp32")}, {}, {}
@@ -113,6 +113,9 @@ def select(candidates: list[str], build, gate, time_all, min_gain: float = MIN_G
             report = gate(p, module)
         except FrposeError as e:
             rejected[p] = str(e)
+            continue
+        except Exception as e:  # e.g. a quantizer failing on an unusual graph
+            rejected[p] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             continue
         gates[p] = report.to_dict()
         if report.passed:

@@ -151,6 +151,8 @@ def theoretical_peak(hw, precision: str, device) -> tuple[float | None, str]:
     if torch.device(device).type != "cpu":
         return None, "not computed for GPUs"
     cpu = hw.cpu
+    if cpu.arch not in ("x86_64", "AMD64", "x86"):
+        return None, f"FMA units of {cpu.arch} CPUs are not tabulated"
     if not cpu.clock_ghz:
         return None, "clock unknown"
     per_cycle, what = cpu.fp32_flops_per_cycle, "float32 FMA"
@@ -167,7 +169,7 @@ def theoretical_peak(hw, precision: str, device) -> tuple[float | None, str]:
         elif cpu.int8_dot == "vnni":
             per_cycle, what = 4 * per_cycle, "VNNI (4× float32)"
         else:
-            return None, "int8 without VNNI is a three-instruction sequence with no single peak rate"
+            return None, "int8 without VNNI/AMX is a three-instruction sequence with no single peak rate"
     elif precision == "fp16":
         return None, "fp16 runs on GPUs"
     cores = min(hw.threads, cpu.logical_cpus)

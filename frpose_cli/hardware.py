@@ -63,12 +63,15 @@ class CpuInfo:
     @property
     def int8_dot(self) -> str | None:
         """How int8 dot products run: ``amx``, ``vnni`` (one instruction), ``avx2`` (a three-instruction
-        multiply-add sequence whose 16-bit sums can saturate), or None (no x86 SIMD int8 path)."""
+        multiply-add sequence whose 16-bit sums can saturate), ``neon`` (64-bit ARM, where ONNX
+        Runtime has int8 kernels too), or None."""
         if self.has("amx_int8"):
             return "amx"
         if self.has("avx512_vnni") or self.has("avx_vnni"):
             return "vnni"
-        return "avx2" if self.has("avx2") else None
+        if self.has("avx2"):
+            return "avx2"
+        return "neon" if self.arch in ("aarch64", "arm64") else None
 
     @property
     def vector_bits(self) -> int:

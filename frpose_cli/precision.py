@@ -11,7 +11,7 @@ bf16       only with AVX512-BF16 or AMX-BF16 (torch          compute capability 
            autocast); elsewhere oneDNN emulates it ~60×
            slower, so it is never tried
 fp16       —                                                ≥ 7.0 (and 6.0)
-int8       ONNX Runtime static int8 (AVX2, VNNI or AMX)     —
+int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
 =========  ===============================================  =========================
 
 ``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
@@ -82,7 +82,7 @@ def unavailable_reason(precision: str, device, hw, backend: str = "auto") -> str
         if not _has_onnxruntime():
             return "int8 needs the onnx and onnxruntime packages: pip install onnx onnxruntime"
         if hw.cpu.int8_dot is None:
-            return f"{isa} has no x86 SIMD int8 path (needs AVX2, VNNI or AMX)"
+            return f"{isa} has no SIMD int8 path (needs AVX2, VNNI or AMX on x86, or 64-bit ARM)"
     return None
 
 

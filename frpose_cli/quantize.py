@@ -110,7 +110,7 @@ def quantize_int8(fp32_onnx: bytes, batches: list[np.ndarray], reduce_range: boo
 
 def reduce_range_for(hw) -> bool:
     """7-bit weights where int8 products are summed in 16 bits (AVX2 without VNNI/AMX)."""
-    return hw.cpu.int8_dot not in ("vnni", "amx")
+    return hw.cpu.int8_dot == "avx2"
 
 
 def int8_session_bytes(net: torch.nn.Module, calibration: torch.Tensor, hw=None) -> bytes:

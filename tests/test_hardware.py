@@ -51,7 +51,9 @@ def test_without_proc_cpuinfo_torch_capability_is_used(monkeypatch, tmp_path):
     monkeypatch.setattr(hardware, "_onednn_bf16", lambda: True)
     cpu = hardware.detect_cpu(str(tmp_path / "missing"))
     assert cpu.source.startswith("torch") and cpu.features == {"avx2", "fma", "avx512f", "avx512_bf16"}
-    assert cpu_from_torch("DEFAULT").features == frozenset() and cpu_from_torch("DEFAULT").int8_dot is None
+    assert cpu_from_torch("DEFAULT").features == frozenset()
+    assert CpuInfo("x86_64", "", "old", None, None).int8_dot is None
+    assert CpuInfo("aarch64", "", "Neoverse", None, None).int8_dot == "neon"
     assert not cpu_from_torch("AVX2", onednn_bf16=True).native_bf16   # oneDNN's claim needs AVX-512 to count
 
 

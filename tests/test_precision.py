@@ -19,6 +19,7 @@ ZEN4 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC 9R14", 25, 17,
                         frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}), "AVX512", 2, 2.6),
                 threads=2)
 ARM = Hardware(CpuInfo("aarch64", "", "Neoverse", None, None, frozenset(), "DEFAULT", 2), threads=2)
+OLD_X86 = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon E5-2670", 6, 45, frozenset(), "NO AVX", 2), threads=2)
 
 
 def test_candidates_follow_the_hardware():
@@ -26,7 +27,8 @@ def test_candidates_follow_the_hardware():
     assert candidates("cpu", ZEN4) == ["fp32", "bf16", "int8"]   # native bf16: considered
     assert candidates("cpu", ZEN4, backend="torch") == ["fp32", "bf16"]
     assert candidates("cpu", ZEN4, backend="onnxruntime") == ["fp32", "int8"]
-    assert candidates("cpu", ARM) == ["fp32"]
+    assert candidates("cpu", ARM) == ["fp32", "int8"]           # ONNX Runtime's ARM int8 kernels
+    assert candidates("cpu", OLD_X86) == ["fp32"]                # no AVX2: no int8 path
     assert candidates("cuda", Hardware(AVX2.cpu, GpuInfo("A100", (8, 0)), 2)) == ["fp32", "bf16", "fp16"]
     assert candidates("cuda", Hardware(AVX2.cpu, GpuInfo("T4", (7, 5)), 2)) == ["fp32", "fp16"]
     assert "no native bf16" in unavailable_reason("bf16", "cpu", AVX2)
@@ -72,6 +74,16 @@ def test_native_bf16_is_gated_timed_and_chosen_when_fastest():
     assert set(sel.gates) == {"bf16", "int8"} and "int8" in sel.rejected   # passed the gate, but slower
 
 
+def test_a_candidate_that_fails_to_build_is_rejected_not_fatal():
+    def build(p):
+        if p == "int8":
+            raise RuntimeError("quantizer broke\nsecond line")
+        return p
+    sel, module = select(["fp32", "int8"], build, lambda p, m: _report(p), lambda mods: {p: 1.0 for p in mods})
+    assert sel.precision == "fp32" and module == "fp32"
+    assert sel.rejected["int8"] == "failed: RuntimeError: quantizer broke"
+
+
 def test_gate_rejection_and_small_gains_keep_fp32():
     sel, _, _ = _run_select(ZEN4, {"fp32": 10.0, "bf16": 30.0, "int8": 10.5},
                             gates={"bf16": _report("bf16", passed=False, median=0.9)})
@@ -87,8 +99,8 @@ def test_explicit_bf16_without_native_support_is_refused(monkeypatch):
 
 
 def test_cache_key_changes_with_the_machine_signature():
-    keys = {cache_key("frpose-r18@abc", (128, 96), hw.signature("cpu")) for hw in (AVX2, ZEN4, ARM)}
-    assert len(keys) == 3
+    keys = {cache_key("frpose-r18@abc", (128, 96), hw.signature("cpu")) for hw in (AVX2, ZEN4, ARM, OLD_X86)}
+    assert len(keys) == 4
     assert cache_key("frpose-r18@abc", (128, 96), AVX2.signature()) != cache_key("frpose-r18@abc", (256, 192),
                                                                                   AVX2.signature())
 

@@ -266,14 +266,16 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
             if (card, chosen) not in plan:
                 plan.append((card, chosen))
     ceilings = {}
-    for p in dict.fromkeys(SETUP_PRECISION[s] for _, s in plan):
+    for p in dict.fromkeys(["fp32"] + [SETUP_PRECISION[s] for _, s in plan]):   # fp32 always: the matmul peak field
         log(f"measuring the {p} ceiling")
         ceilings[p] = measure_ceiling(device, p, hw)
+    matmul_peak = ceilings["fp32"].kernels.get("torch GEMM 2048³")
     results = []
     for card, s in plan:
         if progress:
             progress(f"{card.name} {card.input_size[0]}x{card.input_size[1]} {s}")
-        r = bench_card(card, device, s, batch, warmup, iters, ceiling=ceilings[SETUP_PRECISION[s]], machine=machine)
+        r = bench_card(card, device, s, batch, warmup, iters, matmul_peak, ceilings[SETUP_PRECISION[s]],
+                       machine=machine)
         if r.precision != "fp32":
             net, why = gate_net_for(card)
             set_gate(r, gate_setup(card, s, net, device, calib_data) if net is not None else None,

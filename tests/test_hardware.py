@@ -1,6 +1,7 @@
 """Capability detection from /proc/cpuinfo text (three real CPU types), the non-Linux fallback,
 CUDA capability rules and the machine signature."""
 import torch
+from hypothesis import given, strategies as st
 
 from frpose_cli import hardware
 from frpose_cli.hardware import CpuInfo, GpuInfo, Hardware, cpu_from_cpuinfo, cpu_from_torch
@@ -77,3 +78,13 @@ def test_this_machine_is_detected():
     hw = hardware.detect("cpu")
     assert isinstance(hw.cpu, CpuInfo) and hw.threads == torch.get_num_threads()
     assert hw.signature() == hardware.detect("cpu").signature()
+
+
+@given(st.sets(st.sampled_from(hardware.FEATURES)),
+       st.lists(st.from_regex(r"[a-z][a-z0-9_]{1,12}", fullmatch=True), max_size=20))
+def test_parsed_features_are_exactly_the_known_flags_present(known, other):
+    flags = sorted(set(other) - set(hardware.FEATURES)) + sorted(known)
+    text = f"processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: {' '.join(flags)}\n"
+    cpu = cpu_from_cpuinfo(text, arch="x86_64")
+    assert cpu.features == known
+    assert cpu.native_bf16 == bool(known & {"avx512_bf16", "amx_bf16"})

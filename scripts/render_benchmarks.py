@@ -19,7 +19,7 @@ def _f(value, fmt="{:.1f}"):
 def _gate(row):
     g = row.get("gate")
     if not g:
-        return "reference", "–", "–"
+        return ("reference", "–", "–") if row["precision"] == "fp32" else ("–", "–", "not gated")
     ap = "–" if g["ap_delta"] is None else f"{g['ap_delta']:+.2f} ({g['ap_reference']:.1f} → {g['ap_candidate']:.1f})"
     verdict = "pass" if g["passed"] else f"reject: {g['reason']}"
     return f"{g['median_px']:.3f} / {g['p95_px']:.3f}", ap, verdict
@@ -66,8 +66,8 @@ def render(data: dict, table2: list | None = None) -> str:
         "",
         "## Machine",
         "",
-        f"- **{data['machine']}** (CPU family {data['family']}, model {data['model_number']}); ISA **{data['isa']}**; "
-        f"{data['threads']} threads; set-ups timed round-robin, {data['rounds']} rounds, medians.",
+        f"- **{data['machine']}** (CPU family {data['family']}, model {data['model_number']}); set-ups timed "
+        f"round-robin, {data['rounds']} rounds, best round of each (medians in the JSON).",
         f"- Machine signature (the `--precision auto` cache key): `{data['signature']}`",
         "- The machine is shared with other jobs: compare the ratios, which were measured in the same rounds.",
         "",
@@ -114,10 +114,13 @@ def render(data: dict, table2: list | None = None) -> str:
               f"median {t['median_px']} px, p95 {t['p95_px']} px or an AP drop of {t['ap_drop']} points (or the "
               f"finest AP step the crops resolve, if larger); reasons in frpose_cli/gate.py.", ""]
     for m in data["models"]:
-        lines.append(f"- **{m['model']}**: trained weights `{m['gate_weights']}`; gate on {m['gate_crops']}; int8 "
-                     f"calibrated on {m['calibration_crops']}. `--precision auto` on these measurements: "
-                     f"**{m['auto_choice_b8']}** (the fastest set-up that passes the gate, if at least "
-                     f"1.10× float32 at batch 8).")
+        if not m.get("gate_weights"):
+            lines.append(f"- **{m['model']}**: not gated ({m.get('gate_note', 'no trained weights')}).")
+            continue
+        lines.append(f"- **{m['model']}**: trained weights `{m['gate_weights']}` (float32 AP {m['gate_fp32_ap']:.1f} on "
+                     f"the gated people); gate on {m['gate_crops']}; int8 calibrated on {m['gate_calibration_crops']}. "
+                     f"`--precision auto` on these measurements: **{m['auto_choice_b8']}** (the fastest set-up that "
+                     f"passes the gate, if at least 1.10× float32 at batch 8).")
     if table2:
         lines += [""] + render_table2(table2)
     return "\n".join(lines) + "\n"

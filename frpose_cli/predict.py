@@ -60,6 +60,8 @@ class PredictOptions:
     nms_thr: float = 0.9
     device: str | None = None
     backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
+    precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
+    calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
     batch_size: int = 16
     flip: bool = True
     kpt_thr: float = 0.3
@@ -129,15 +131,18 @@ class PosePredictor:
     ``None`` → the zoo's default pose model (:data:`frpose_cli.zoo.DEFAULT_POSE`)."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
-                 log=print, progress=True):
+                 log=print, progress=True, precision=None, calib_data=None):
         self.device = pick_device(device)
         if not weights:
             weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
             entry = zoo.get(weights)
             log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
                 f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
-        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress)
+        # precision and set-up: frpose_cli.precision (auto: gated and timed once per model and machine)
+        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress,
+                                     precision=precision, calib_data=calib_data, log=log)
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
+        self.precision = self.model.precision
         self.weights = self.model.weights
         self.codec = codec_for_card(self.card, self.model.codec_name)
         # No left/right pairs known: no flip test (it would average in mislabelled joints).
@@ -195,7 +200,8 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     check_not_inside_inputs(out_dir, [source.root if source.kind in ("folder", "glob") else None], "--out")
     writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
-                              log=log, progress=opts.progress)
+                              log=log, progress=opts.progress, precision=opts.precision,
+                              calib_data=opts.calib_data)
     if opts.flip and not predictor.flip:
         log(f"flip test off: {predictor.card.keypoints.flip_problem()}")
     if detector is None:
@@ -203,7 +209,7 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
                                  opts.det_thr, opts.det_size, warn=log, progress=opts.progress)
     writer.meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
                    "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
-                   "backend": predictor.backend,
+                   "backend": predictor.backend, "precision": predictor.precision,
                    "detector": getattr(detector, "name", type(detector).__name__), "flip": predictor.flip,
                    "options": options}
     summary = PredictSummary(out_dir=out_dir, detector=writer.meta["detector"])

@@ -10,6 +10,7 @@ carry the accuracy gate's figures (:mod:`frpose_cli.gate`) when trained weights 
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -122,11 +123,12 @@ def measure_peak_memory_mb(fn, device: torch.device) -> float | None:
 
 def bench_card(card: ModelCard, device: torch.device, setup: str = "fused", batch: int = 8,
                warmup: int = 3, iters: int = 20, matmul_peak: float | None = None, ceiling=None,
-               calibration: torch.Tensor | None = None, machine: str = "") -> BenchResult:
-    """Time ``card``'s network (random weights: speed does not depend on them) as ``setup``.
+               calibration: torch.Tensor | None = None, machine: str = "", net=None) -> BenchResult:
+    """Time ``card``'s network as ``setup``: ``net`` (loaded weights) or random weights (speed does
+    not depend on them).
     ``ceiling`` (:class:`~frpose_cli.ceiling.Ceiling` of the set-up's precision) fills the
     ceiling fields; int8 calibrates on ``calibration`` or on the vendored real crops."""
-    model = card.build_model().eval()
+    model = copy.deepcopy(net).eval() if net is not None else card.build_model().eval()
     params = count_params(model)
     macs = count_macs(model, card.input_size)
     if setup in ("onnxruntime", "int8") and device.type != "cpu":
@@ -226,10 +228,12 @@ def bench_setups(requested: list[str], device, hw, log=print) -> list[str]:
 
 
 def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: int = 3, iters: int = 20,
-              precision: str | None = None, gate_weights=None, calib_data=None, log=print, progress=None):
+              precision: str | None = None, gate_weights=None, calib_data=None, log=print, progress=None,
+              net=None):
     """Every (card, set-up) measured with its precision's ceiling and, for reduced precision, the
     accuracy gate on trained weights.  ``precision`` adds its set-up (``auto``: the one
-    :func:`frpose_cli.autoselect.choose` picks per card).  Returns (results, ceilings, notes)."""
+    :func:`frpose_cli.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
+    (``--weights``), timed instead of random ones.  Returns (results, ceilings, notes)."""
     from .ceiling import measure_ceiling, raise_ceiling
     from .gate import gate_setup, load_gate_network
     from .hardware import detect
@@ -246,16 +250,18 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
             gate_nets[key] = load_gate_network(card, gate_weights)
         return gate_nets[key]
 
+    def net_of(card):
+        return net.eval() if net is not None else card.build_model().eval()
+
     if precision:
         check_precision(precision)
         for card in cards:
             if precision == "auto":
                 from .autoselect import choose
-                net, why = gate_net_for(card)
-                if net is None:
+                gate_net, why = gate_net_for(card)
+                if gate_net is None:
                     notes.append(f"{card.name}: reduced precisions not gated: {why}")
-                sel, _ = choose(card.build_model().eval(), card, device, "auto", hw, calib_data, log=log,
-                                gate_net=net)
+                sel, _ = choose(net_of(card), card, device, "auto", hw, calib_data, log=log, gate_net=gate_net)
                 notes.append(f"{card.name} {card.input_size[0]}x{card.input_size[1]}: {sel.line()}")
                 chosen = sel.setup
             else:
@@ -275,11 +281,11 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
         if progress:
             progress(f"{card.name} {card.input_size[0]}x{card.input_size[1]} {s}")
         r = bench_card(card, device, s, batch, warmup, iters, matmul_peak, ceilings[SETUP_PRECISION[s]],
-                       machine=machine)
+                       machine=machine, net=net)
         if r.precision != "fp32":
-            net, why = gate_net_for(card)
-            set_gate(r, gate_setup(card, s, net, device, calib_data) if net is not None else None,
-                     "" if net is not None else f"not gated: {why}")
+            gate_net, why = gate_net_for(card)
+            set_gate(r, gate_setup(card, s, gate_net, device, calib_data) if gate_net is not None else None,
+                     "" if gate_net is not None else f"not gated: {why}")
         results.append(r)
     for p, c in ceilings.items():   # a network faster than its ceiling: measure the ceiling again, longer
         fastest = max((r.gflops_per_s for r in results if r.precision == p), default=0.0)

@@ -83,3 +83,30 @@ def test_bench_reports_precision_ceiling_and_gate(tmp_path):
     text = res.stdout.replace("\n", " ")
     assert "fp32 ceiling" in text and "int8 ceiling" in text and "machine:" in text
     assert "precision auto:" in text and "gate: keypoint drift vs fp32" in text
+
+
+def test_bench_weights_times_the_loaded_network(tmp_path, capsys, monkeypatch):
+    """--weights goes through the one loader: the card and input size come from the checkpoint and the
+    network timed is the loaded one, not a random one."""
+    from frpose_cli import bench as bench_core
+    from frpose_cli.checkpoint import save_checkpoint
+    from helpers import run_cli as run_in_process
+    card = load_card("sbn-r18", (64, 32))
+    torch.manual_seed(3)
+    model = card.build_model()
+    ckpt = save_checkpoint(tmp_path / "w.pt", model, card)
+    seen = []
+    real = bench_core.prepare_for_inference
+
+    def spy(net, *args, **kwargs):
+        seen.append(net.final_layer.weight.detach().clone())
+        return real(net, *args, **kwargs)
+    monkeypatch.setattr(bench_core, "prepare_for_inference", spy)
+    code, out, err = run_in_process(["bench", "--weights", ckpt, "--setup", "eager", "--iters", "1", "--warmup", "0",
+                                     "--batch", "1", "--json", tmp_path / "b.json"], capsys)
+    assert code == 0, err
+    [row] = json.loads((tmp_path / "b.json").read_text())
+    assert (row["model"], row["input_size"]) == ("sbn-r18", [64, 32])
+    assert seen and torch.equal(seen[0], model.final_layer.weight)
+    code, _, err = run_in_process(["bench", "--weights", tmp_path / "missing.pt"], capsys)
+    assert code == 2 and "weights not found" in err

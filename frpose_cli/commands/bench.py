@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .options import CALIB_DATA_HELP
+from .options import CALIB_DATA_HELP, apply_offline, offline_option
 
 
 def bench(
@@ -24,6 +24,9 @@ def bench(
     precision: Optional[str] = typer.Option(
         None, "--precision", help="Also run the set-up of this precision: fp32 | bf16 | fp16 | int8 | auto "
                                   "(auto: the one `--precision auto` picks for each card, gated and cached)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Time these weights (file, zoo name or URL; the card and input size come "
+                                      "from them) instead of random ones; the accuracy gate uses them too"),
     gate_weights: Optional[Path] = typer.Option(
         None, "--gate-weights", help="Trained checkpoint the accuracy gate compares reduced precisions on "
                                      "(default: the cached gate weights of each card, see docs/deployment.md)."),
@@ -34,6 +37,7 @@ def bench(
     warmup: int = typer.Option(3, min=0, help="Untimed warm-up iterations."),
     iters: int = typer.Option(20, min=1, help="Timed iterations at batch 1."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write one object per model, size and set-up."),
+    offline: bool = offline_option(),
 ) -> None:
     """Measure params, MACs, latency (median/p90), throughput, peak memory, % of the measured ceiling
     and, for reduced precision, the accuracy gate's keypoint drift and AP change."""
@@ -44,27 +48,40 @@ def bench(
     from ..cards import load_card, parse_input_size
     from ..console import make_console
     from ..device import pick_device
+    from ..errors import FrposeError
     from ..fileio import atomic_write_json
+    from ..outputs import check_output_file
+    from ..weights import load_network, resolve_weights
     from ..hardware import detect
 
+    apply_offline(offline)
     console = make_console()
-    names = list(models) if models else list(TABLE2_SET)
-    sizes = [parse_input_size(s) for s in input_size] if input_size else (
-        list(TABLE2_SIZES) if not models else [None])
-    cards = [load_card(n, sz) for sz in sizes for n in names]  # fail fast on unknown names
+    if json_path:   # fail before measuring, not after
+        check_output_file(json_path, "--json")
+    net = None
+    if weights:   # one model: the card and input size the weights record (or MODEL / --input-size for published files)
+        if models and len(models) > 1 or input_size and len(input_size) > 1:
+            raise FrposeError("--weights times one model at one input size")
+        loaded = load_network(resolve_weights(weights), models[0] if models else None,
+                              parse_input_size(input_size[0]) if input_size else None)
+        net, cards = loaded.net, [loaded.card]
+        gate_weights = gate_weights or loaded.weights.path
+    else:
+        names = list(models) if models else list(TABLE2_SET)
+        sizes = [parse_input_size(s) for s in input_size] if input_size else (
+            list(TABLE2_SIZES) if not models else [None])
+        cards = [load_card(n, sz) for sz in sizes for n in names]  # fail fast on unknown names
     dev = pick_device(device)
     if threads:
         torch.set_num_threads(threads)
     hw = detect(dev)
     log = lambda msg: console.print(msg, markup=False, highlight=False)  # noqa: E731
     setups = bench_setups(setup or ([] if precision else ["fused"]), dev, hw, log)
-    if json_path:   # fail before measuring, not after
-        json_path.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=None)
         results, ceilings, notes = run_bench(
             cards, setups, dev, batch, warmup, iters, precision, gate_weights, calib_data, log=log,
-            progress=lambda what: progress.update(task, description=what))
+            progress=lambda what: progress.update(task, description=what), net=net)
     _print_table(console, results, dev, hw, ceilings, notes)
     if json_path:
         atomic_write_json(json_path, [r.to_dict() for r in results], indent=2)

@@ -162,12 +162,11 @@ def prepare(cfg: TrainConfig, log, warn=None):
                 f"{cfg.train_ann} (the head follows)")
         card = dataclasses.replace(card, keypoints=spec,
                                    arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
-    recipe = card.train
     cfg.input_size = list(card.input_size)
-    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
-    cfg.batch_size = int(cfg.batch_size or recipe.get("batch_size", 32))
-    cfg.lr = float(cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3))
-    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else recipe.get("lr_steps", [90, 120]))]
+    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else card.recipe("epochs"))
+    cfg.batch_size = int(cfg.batch_size or card.recipe("batch_size"))
+    cfg.lr = float(cfg.lr if cfg.lr is not None else card.recipe("lr"))
+    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else card.recipe("lr_steps"))]
     cfg.seed = int(cfg.seed or 0)
     cfg.amp, cfg.sync_bn = bool(cfg.amp), bool(cfg.sync_bn)
     # Device-built targets by default: 6.5 kB of keypoints per batch instead of 107 MB of

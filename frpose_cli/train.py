@@ -193,7 +193,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         loss_sum = seen = invalid = damaged = 0.0
         window, t0 = [], time.perf_counter()
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not env.is_main or cfg.quiet, dynamic_ncols=True)
+                   disable=not env.is_main or cfg.quiet or not cfg.progress, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             images = batch["image"].to(device, non_blocking=True)
             target, weight = _targets(batch, codec, cfg, device)

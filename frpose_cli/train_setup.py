@@ -28,7 +28,7 @@ from .dataset import keypoint_spec, load_coco
 from .errors import FrposeError
 from .oks_sigmas import resolve_sigmas
 
-RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "log_every",
+RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "progress", "log_every",
                     "data", "train_ann", "train_images", "val_ann", "val_images")
 
 
@@ -61,7 +61,8 @@ class TrainConfig:
     augment: bool | None = None         # None/True → the card's augmentation; False → none
     sigmas: str | None = None           # --sigmas: OKS σ list or JSON file (oks_sigmas.py)
     log_every: int = 10
-    quiet: bool = False
+    quiet: bool = False                 # Python API: no output at all (tests)
+    progress: bool = True               # --progress/--no-progress: the bar; log lines stay
     given: tuple = ()                   # option names typed on the command line (empty: Python API)
 
     def was_given(self, name: str) -> bool:

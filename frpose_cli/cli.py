@@ -13,6 +13,10 @@ import typer
 from .commands import bench, export, evaluate, predict, train
 from .errors import FrposeError
 
+# typer shows on/off flags with a "<bool>" type placeholder; a flag takes no value, so show none.
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+
 app = typer.Typer(
     name="frpose", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD).",

@@ -3,7 +3,7 @@
 The figures come from pycocotools' ``COCOeval(iouType="keypoints")`` exactly as one would
 run it by hand (all ground-truth images, COCO's OKS sigmas for COCO's keypoints), so ``frpose
 eval`` reports the number a paper reports; other keypoint sets get theirs from
-:mod:`frpose_cli.oks_sigmas`.  ``faster-coco-eval`` can be used instead (``backend="faster"``):
+:mod:`frpose_cli.oks_sigmas`.  ``faster-coco-eval`` can be used instead (``cocoeval="faster"``, ``frpose eval --cocoeval faster``):
 its C++ matcher is much quicker on val2017-sized files, and ``scripts/bench_cocoeval.py``
 checks it agrees with pycocotools to 4 decimals.
 
@@ -30,7 +30,7 @@ from .keypoints import COCO17_OKS_SIGMAS, KeypointSpec, keypoint_category, spec_
 
 # The ten figures of COCOeval's keypoint summary, in its order (stats[0..9]).
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
-BACKENDS = ("pycocotools", "faster")
+COCOEVALS = ("pycocotools", "faster")   # the implementations --cocoeval chooses between
 
 
 @contextlib.contextmanager
@@ -55,19 +55,19 @@ def read_json(path, what: str):
         raise FrposeError(f"{what} {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
-def _backend_module(backend: str):
-    if backend == "pycocotools":
+def _cocoeval_module(cocoeval: str):
+    if cocoeval == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
         return COCO, COCOeval
-    if backend == "faster":
+    if cocoeval == "faster":
         try:
             from faster_coco_eval import COCO, COCOeval_faster
         except ImportError:
-            raise FrposeError("backend 'faster' needs the faster-coco-eval package "
-                              "(pip install faster-coco-eval); or use --backend pycocotools") from None
+            raise FrposeError("--cocoeval faster needs the faster-coco-eval package "
+                              "(pip install faster-coco-eval); or use --cocoeval pycocotools") from None
         return COCO, COCOeval_faster
-    raise FrposeError(f"unknown COCOeval backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    raise FrposeError(f"unknown --cocoeval {cocoeval!r}; choose one of {', '.join(COCOEVALS)}")
 
 
 @dataclass
@@ -81,16 +81,16 @@ class GroundTruth:
     keypoints: KeypointSpec | None = None   # names, flip pairs, skeleton and the OKS σ used
     _apis: dict = field(default_factory=dict, repr=False)
 
-    def coco(self, backend: str = "pycocotools"):
-        """The backend's ``COCO`` object for this file (built lazily, cached)."""
-        if backend not in self._apis:
-            COCO, _ = _backend_module(backend)
+    def coco(self, cocoeval: str = "pycocotools"):
+        """That implementation's ``COCO`` object for this file (built lazily, cached)."""
+        if cocoeval not in self._apis:
+            COCO, _ = _cocoeval_module(cocoeval)
             with _quiet():
                 api = COCO()
                 api.dataset = copy.deepcopy(self.dataset)
                 api.createIndex()
-            self._apis[backend] = api
-        return self._apis[backend]
+            self._apis[cocoeval] = api
+        return self._apis[cocoeval]
 
 
 def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
@@ -235,7 +235,7 @@ def load_results(path, gt: GroundTruth) -> Results:
     return validate_results(read_json(path, "results file"), gt, source=f"results file {path}")
 
 
-def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotools",
+def coco_keypoint_eval(gt: GroundTruth, results: list, cocoeval: str = "pycocotools",
                        image_ids=None) -> dict:
     """Run COCOeval(keypoints) on validated results; returns the ten figures by name.
 
@@ -244,13 +244,13 @@ def coco_keypoint_eval(gt: GroundTruth, results: list, backend: str = "pycocotoo
     """
     if not results:
         raise FrposeError("no results to evaluate")
-    _, COCOeval = _backend_module(backend)
-    coco_gt = gt.coco(backend)
+    _, COCOeval = _cocoeval_module(cocoeval)
+    coco_gt = gt.coco(cocoeval)
     sigmas = oks_sigmas_for(gt)
     with _quiet():
         # loadRes adds bbox/area/id to the dicts it gets: hand it copies.
         coco_dt = coco_gt.loadRes([dict(r) for r in results])
-        if backend == "faster":
+        if cocoeval == "faster":
             ev = COCOeval(coco_gt, coco_dt, iouType="keypoints", print_function=lambda *a, **k: None)
         else:
             ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")

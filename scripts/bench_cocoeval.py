@@ -3,7 +3,7 @@
 The ground truth is a real COCO keypoint file (default: ../shared/data/coco-mini val) tiled
 with fresh image ids up to val2017's 5,000 images; the results are its persons' keypoints
 with pixel noise proportional to the person's size, random scores and some extra false
-poses, about 6,000 instances like a detector-box run on val2017.  Both backends evaluate
+poses, about 6,000 instances like a detector-box run on val2017.  Both implementations evaluate
 the same files through ``frpose_cli.cocoeval.coco_keypoint_eval`` (ground-truth indexing
 excluded, results loading included), in one process, so their times compare directly.
 faster-coco-eval is offered only if all ten figures equal pycocotools' to 4 decimals.
@@ -82,27 +82,27 @@ def main(argv=None) -> int:
     print(f"ground truth: {len(dataset['images'])} images, {n_people} persons with keypoints; "
           f"results: {len(results)} poses")
 
-    backends = ["pycocotools"]
+    cocoevals = ["pycocotools"]
     try:
         import faster_coco_eval  # noqa: F401
-        backends.append("faster")
+        cocoevals.append("faster")
     except ImportError:
         print("faster-coco-eval not installed: timing pycocotools only")
-    report = {"images": len(dataset["images"]), "results": len(results), "backends": {}}
-    for backend in backends:
-        gt.coco(backend)                      # index the ground truth once, outside the timing
+    report = {"images": len(dataset["images"]), "results": len(results), "cocoevals": {}}
+    for cocoeval in cocoevals:
+        gt.coco(cocoeval)                      # index the ground truth once, outside the timing
         times, metrics = [], None
         for _ in range(args.repeat):
             t = time.perf_counter()
-            metrics = coco_keypoint_eval(gt, results, backend)
+            metrics = coco_keypoint_eval(gt, results, cocoeval)
             times.append(time.perf_counter() - t)
-        report["backends"][backend] = {"seconds_min": min(times), "seconds_all": times, "metrics": metrics}
-        print(f"{backend:12s} {min(times):7.2f} s (best of {args.repeat})  AP {metrics['AP']:.4f}")
-    if "faster" in report["backends"]:
-        ref, fast = (report["backends"][b]["metrics"] for b in ("pycocotools", "faster"))
+        report["cocoevals"][cocoeval] = {"seconds_min": min(times), "seconds_all": times, "metrics": metrics}
+        print(f"{cocoeval:12s} {min(times):7.2f} s (best of {args.repeat})  AP {metrics['AP']:.4f}")
+    if "faster" in report["cocoevals"]:
+        ref, fast = (report["cocoevals"][b]["metrics"] for b in ("pycocotools", "faster"))
         diff = max(abs(ref[n] - fast[n]) for n in METRIC_NAMES)
         same = all(round(ref[n], 4) == round(fast[n], 4) for n in METRIC_NAMES)
-        ratio = report["backends"]["pycocotools"]["seconds_min"] / report["backends"]["faster"]["seconds_min"]
+        ratio = report["cocoevals"]["pycocotools"]["seconds_min"] / report["cocoevals"]["faster"]["seconds_min"]
         report.update(max_abs_difference=diff, equal_to_4_decimals=same, speedup=ratio)
         print(f"faster-coco-eval: {ratio:.1f}× faster; max |difference| {diff:.2e}; "
               f"equal to 4 decimals: {'yes' if same else 'NO (do not offer it)'}")

@@ -96,9 +96,9 @@ def test_bad_references_fail_before_work(tmp_path):
         pck(gt, [], 0)
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
-def test_cocoeval_uses_the_data_sigmas_on_both_backends(tmp_path, backend):
-    pytest.importorskip("faster_coco_eval") if backend == "faster" else None
+@pytest.mark.parametrize("cocoeval", ["pycocotools", "faster"])
+def test_cocoeval_uses_the_data_sigmas_on_both_backends(tmp_path, cocoeval):
+    pytest.importorskip("faster_coco_eval") if cocoeval == "faster" else None
     people = [(1, PERSON, (0, 0, 100, 200)), (2, PERSON, (0, 0, 100, 200))]
     off = PERSON[:, :2] + np.array([6.0, 0.0])
     res = [result(1, off, 0.9), result(2, PERSON[:, :2], 0.8)]
@@ -106,8 +106,8 @@ def test_cocoeval_uses_the_data_sigmas_on_both_backends(tmp_path, backend):
     loose = load_ground_truth(write_ann(tmp_path, people, sigmas=[0.2] * 6))
     assert list(oks_sigmas_for(tight)) == [0.01] * 6
     # OKS of the shifted pose: exp(-36 / (2 · 20000 · (2σ)²)) = 0.44 for σ 0.01, 0.9994 for σ 0.2.
-    ap_tight = coco_keypoint_eval(tight, res, backend)["AP"]
-    ap_loose = coco_keypoint_eval(loose, res, backend)["AP"]
+    ap_tight = coco_keypoint_eval(tight, res, cocoeval)["AP"]
+    ap_loose = coco_keypoint_eval(loose, res, cocoeval)["AP"]
     assert ap_loose == pytest.approx(1.0) and ap_tight < 0.6
     same = coco_keypoint_eval(tight, res, "pycocotools")
-    assert coco_keypoint_eval(tight, res, backend) == pytest.approx(same, abs=1e-9)
+    assert coco_keypoint_eval(tight, res, cocoeval) == pytest.approx(same, abs=1e-9)

@@ -40,7 +40,6 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 from .cocoeval import GroundTruth, oks_sigmas_for
-from .keypoints import KeypointSpec
 
 ERROR_TYPES = ("miss", "swap", "inversion", "jitter")
 CLASSES = ("good", "jitter", "inversion", "swap", "miss")

@@ -20,7 +20,6 @@ the trained weights), "machine signature" is :meth:`frpose_cli.hardware.Hardware
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field

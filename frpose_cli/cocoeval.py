@@ -93,10 +93,10 @@ class GroundTruth:
         return self._apis[cocoeval]
 
 
-def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
-    """Load and check a keypoint annotation file; its OKS σ are resolved by
-    :func:`frpose_cli.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
-    checkpoint's keypoint set; ``warn``: receives one-line warnings)."""
+def read_keypoint_annotations(ann_file) -> tuple[dict, dict, frozenset]:
+    """A COCO keypoint annotation file as JSON, checked: its keypoint category and image ids.
+
+    The one reader behind evaluation's ground truth and training's data (``dataset.load_coco``)."""
     data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
@@ -104,7 +104,14 @@ def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = Non
     cat = keypoint_category(data.get("categories"))
     if cat is None:
         raise FrposeError(f"annotation file {ann_file} has no keypoint category (is it a person_keypoints_*.json?)")
-    image_ids = check_annotation_records(data, cat, f"annotation file {ann_file}")
+    return data, cat, check_annotation_records(data, cat, f"annotation file {ann_file}")
+
+
+def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
+    """Load and check a keypoint annotation file; its OKS σ are resolved by
+    :func:`frpose_cli.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
+    checkpoint's keypoint set; ``warn``: receives one-line warnings)."""
+    data, cat, image_ids = read_keypoint_annotations(ann_file)
     from .oks_sigmas import resolve_sigmas
     spec = resolve_sigmas(spec_from_category(cat, f"annotation file {ann_file}"), sigmas, recorded, warn)
     return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids, spec)

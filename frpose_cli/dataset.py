@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO
 
 from .codecs import HeatmapCodec
-from .cocoeval import check_annotation_records, read_json
+from .cocoeval import read_keypoint_annotations
 from .errors import FrposeError
 from .images import ImageReadError, read_image
 from .geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
@@ -94,16 +94,9 @@ NO_AUGMENT = Augment(flip=False, flip_prob=0.0, rotation=0.0, rotation_prob=0.0,
 
 
 def load_coco(ann_file) -> COCO:
-    """A COCO keypoint annotation file, its records checked first (:func:`check_annotation_records`)."""
+    """A COCO keypoint annotation file, read and checked by :func:`frpose_cli.cocoeval.read_keypoint_annotations`."""
     path = Path(ann_file)
-    data = read_json(path, "annotation file")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations"), list):
-        raise FrposeError(f"annotation file {path} is not COCO format (needs 'images' and 'annotations' lists)")
-    cat = keypoint_category(data.get("categories"))
-    if cat is None:
-        raise FrposeError(f"annotation file {path}: no category with 'keypoints' names")
-    check_annotation_records(data, cat, f"annotation file {path}")
+    data, _, _ = read_keypoint_annotations(path)
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # pycocotools prints progress
             coco = COCO()

@@ -23,14 +23,13 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from .errors import FrposeError
-from .fileio import apply_umask
+from .fileio import atomic_write_binary
 from .home import frpose_home
 
 CHUNK = 1 << 20
@@ -99,20 +98,13 @@ def fetch(url: str, name: str | None = None, sha256: str | None = None, what: st
                           f"(--offline / FRPOSE_OFFLINE); copy it there from {url}")
     expected = (sha256 or hash_prefix_in_name(name) or "").lower() or None
     _writable_folder(dest.parent, what)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            digest = _stream(url, f, name, progress, dest)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def fetch_and_verify(f):   # runs into fileio's temp file: a raise leaves nothing behind
+        digest = _stream(url, f, name, progress, dest)
         if expected and not digest.startswith(expected):
             raise FrposeError(f"{url}: the downloaded file's SHA-256 is {digest[:len(expected)]}…, expected "
                               f"{expected}…; not kept (a damaged mirror or a changed upload?)")
-        apply_umask(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_binary(dest, fetch_and_verify)
     return dest
 
 

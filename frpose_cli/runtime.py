@@ -26,9 +26,7 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import nn
 
-from .cards import ModelCard
 from .errors import FrposeError
 from .export_format import METADATA_KEY, card_from_metadata
 from .onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session

@@ -27,7 +27,6 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import load_state_into, save_checkpoint
 from .cocoeval import METRIC_NAMES, load_ground_truth
-from .codecs import make_codec
 from .dataset import NO_AUGMENT, Augment, CocoPoseDataset
 from .errors import FrposeError
 from .evaluate import evaluate_model

@@ -14,6 +14,7 @@ which :func:`frpose_cli.download.fetch` checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .download import cached_file, fetch, file_name_of, mirror_url
 from .errors import FrposeError
@@ -45,7 +46,7 @@ class ZooEntry:
     def cached(self) -> bool:
         return cached_file(self.file_name).is_file()
 
-    def fetch(self, progress: bool = True) -> "Path":   # noqa: F821 (pathlib.Path, kept lazy)
+    def fetch(self, progress: bool = True) -> Path:
         return fetch(self.download_url, name=self.file_name, what=f"{self.kind} weights {self.name}",
                      progress=progress)
 

@@ -35,6 +35,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.helpers import randomised  # noqa: E402  (the one helper: values do not change speed)
 from frpose_cli.autoselect import MIN_GAIN  # noqa: E402
 from frpose_cli.bench import count_macs  # noqa: E402
 from frpose_cli.cards import load_card  # noqa: E402
@@ -106,18 +107,6 @@ def speed_model(card, setups, calib, ceilings, rounds, batches):
         rows.append(row)
     return {"model": card.name, "input_size": list(card.input_size), "gmacs": macs / 1e9, "rows": rows,
             "calibration_crops": calib.describe()}
-
-
-def randomised(model, seed=0):
-    """Random BN statistics and head (as tests/helpers.py): speed does not depend on the values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        model.final_layer.weight.normal_(0, 0.1, generator=g)
-    return model.eval()
 
 
 def auto_choice(entry, batch: int) -> str:

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from frpose_cli.bench import bench_card, count_macs, latency_ratios
+from frpose_cli.bench import count_macs, latency_ratios
 from frpose_cli.cards import load_card
 
 import pytest

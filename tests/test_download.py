@@ -118,7 +118,7 @@ def test_a_closed_port_gives_the_offline_message_and_exit_2(online, capsys, monk
     code, out, err = run_cli(["predict", IMAGE, "--weights", "sbn-r101", "--out", online.parent / "run"], capsys)
     entry = zoo.get("sbn-r101")
     assert code == 2 and err.count("\n") == 1, err
-    assert f"cannot download http://127.0.0.1:" in err and f"/mirror/{entry.file_name}" in err
+    assert "cannot download http://127.0.0.1:" in err and f"/mirror/{entry.file_name}" in err
     assert "offline?" in err and str(online / entry.file_name) in err
     assert not (online.parent / "run").exists()
 

@@ -6,7 +6,7 @@ import torch
 from frpose_cli.bench import count_macs, count_params
 from frpose_cli.cards import list_cards, load_card
 from frpose_cli.net.gcb import GlobalContextBlock
-from frpose_cli.net.network import ArchSpec, PoseNet
+
 
 SMALL = (64, 64)
 

@@ -1,0 +1,75 @@
+"""The package's shape: the CLI on top of the core, no import cycle, no module too long to hold in mind."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "frpose_cli"
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Every frpose_cli module ``path`` imports, at the top or inside a function."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            for a in node.names:   # ``from pkg import module`` imports the module itself
+                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+    return {m for m in found if m in modules and m != name}
+
+
+def graph() -> dict[str, set[str]]:
+    files = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(f) for f in files}
+    return {module_name(f): imports_of(f, modules) for f in files}
+
+
+def test_no_module_is_longer_than_a_reader_holds():
+    long = {str(f.relative_to(PACKAGE)): n for f in PACKAGE.rglob("*.py")
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_the_core_never_imports_the_command_line():
+    g = graph()
+    offenders = {m: sorted(i for i in deps if i.startswith("frpose_cli.cli"))
+                 for m, deps in g.items() if not m.startswith("frpose_cli.cli") and m != "frpose_cli.__main__"}
+    assert not {m: d for m, d in offenders.items() if d}
+
+
+def test_no_import_cycle():
+    g = graph()
+    # A package's __init__ only hands names on; the arrows that matter are between modules.
+    g = {m: {d for d in deps if d in g and not (d == "frpose_cli" or m == "frpose_cli")}
+         for m, deps in g.items()}
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(g[m]):
+            if state.get(d) == "open":
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m, [])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+    assert len(g) > 40   # the walk saw the package

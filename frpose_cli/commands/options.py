@@ -15,3 +15,13 @@ def apply_offline(offline: bool) -> None:
     if offline:
         from ..download import set_offline
         set_offline(True)
+
+
+def workers_option(what: str):
+    return typer.Option(2, "--workers", "-j", help=f"DataLoader worker processes {what} (0: in the main process)")
+
+
+def shard_option(unit: str):
+    return typer.Option(None, "--shard", help=f"i/n: do shard i (0 ≤ i < n) of n, split by {unit}, without torchrun "
+                        "(array jobs); the last shard to finish merges, or `frpose merge`. Under torchrun "
+                        "each rank is a shard by itself")

@@ -2,9 +2,11 @@
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; single-node multi-GPU and
 multi-node runs differ only in those numbers, so one code path serves both.  NCCL is used
-on CUDA, gloo on CPU.  PyTorch's ``nn.SyncBatchNorm`` needs CUDA, so on CPU
-:class:`GlooSyncBatchNorm` does the same job with autograd-aware all-reduces (it is what
-lets the 2-process CPU test reproduce a single-process run with the doubled batch).
+on CUDA, gloo on CPU.  ``--sync-bn`` uses PyTorch's own ``nn.SyncBatchNorm`` wherever it
+runs; it refuses CPU tensors (torch 2.14: "SyncBatchNorm expected input tensor to be on GPU
+or XPU or privateuseone"), so on CPU, and only there, :class:`GlooSyncBatchNorm` does the same
+job with autograd-aware all-reduces: it is what lets the 2-process CPU test reproduce a
+single-process run with the doubled batch, and CPU-only clusters train with it.
 """
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .errors import FrposeError
 from .fileio import apply_umask
+from .home import frpose_home
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
@@ -51,9 +52,8 @@ def offline() -> bool:
 
 
 def cache_dir() -> Path:
-    home = os.environ.get("FRPOSE_HOME")
-    if home:
-        return Path(home).expanduser() / "weights"
+    if os.environ.get("FRPOSE_HOME"):
+        return frpose_home() / "weights"
     import torch
     return Path(torch.hub.get_dir()) / "checkpoints"
 

@@ -5,11 +5,16 @@ before it, which removes one full pass over each feature map; ``channels_last``
 (NHWC) lets oneDNN on CPU and cuDNN on GPU pick their fastest convolution kernels.
 Both are exact up to float rounding (checked in tests/test_optimize.py).
 ``channels_last`` and ``folded`` are each half of ``fused``, kept to measure each part;
-``bf16`` runs ``fused`` under bfloat16 autocast (only worth it on CPUs with native bf16:
-AVX512-BF16/AMX, see :func:`cpu_has_native_bf16`); ``compile`` is ``fused`` through
-``torch.compile`` (slow first call); ``onnxruntime`` exports the BN-folded network to ONNX
-in memory and runs it on ONNX Runtime's CPU provider (:mod:`frpose_cli.runtime`).
-Measured choice of the CPU default (:func:`default_setup`): docs/design.md.
+``compile`` is ``fused`` through ``torch.compile`` (slow first call); ``onnxruntime``
+exports the BN-folded network to ONNX in memory and runs it on ONNX Runtime's CPU provider
+(:mod:`frpose_cli.runtime`).  Measured choice of the CPU float32 default
+(:func:`default_setup`): docs/design.md.
+
+Reduced precision (:data:`SETUP_PRECISION`; which one runs where: :mod:`frpose_cli.precision`):
+``bf16`` and ``fp16`` run ``fused`` under autocast (bf16 only where the CPU or GPU has it
+natively, fp16 on CUDA), ``int8`` is ONNX Runtime static int8 calibrated on real crops
+(:mod:`frpose_cli.quantize`).  They change results slightly; the accuracy gate
+(:mod:`frpose_cli.gate`) measures by how much.
 """
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ from torch import nn
 
 from .net.folding import fold_batchnorm
 
-SETUPS = ("eager", "channels_last", "folded", "fused", "bf16", "compile", "onnxruntime")
-_CHANNELS_LAST = ("channels_last", "fused", "bf16", "compile")
+SETUPS = ("eager", "channels_last", "folded", "fused", "compile", "onnxruntime", "bf16", "fp16", "int8")
+SETUP_PRECISION = {s: "fp32" for s in SETUPS} | {"bf16": "bf16", "fp16": "fp16", "int8": "int8"}
+_CHANNELS_LAST = ("channels_last", "fused", "bf16", "fp16", "compile")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def default_setup(device: torch.device) -> str:
@@ -32,43 +39,44 @@ def default_setup(device: torch.device) -> str:
     return "fused"
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (without them bf16 is emulated, slowly)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+class Autocast(nn.Module):
+    """Runs ``net`` under autocast to ``dtype`` (bf16/fp16) and returns float32 heatmaps."""
 
-
-class Bfloat16Autocast(nn.Module):
-    """Runs ``net`` under bfloat16 autocast and returns float32 heatmaps."""
-
-    def __init__(self, net: nn.Module, device_type: str):
+    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype):
         super().__init__()
-        self.net, self.device_type = net, device_type
+        self.net, self.device_type, self.dtype = net, device_type, dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+        with torch.autocast(self.device_type, dtype=self.dtype):
             return self.net(x).float()
 
 
-def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "fused") -> nn.Module:
-    """Eval-mode model on ``device`` in one of :data:`SETUPS`."""
+def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "fused",
+                          calibration: torch.Tensor | None = None) -> nn.Module:
+    """Eval-mode model on ``device`` in one of :data:`SETUPS`; ``int8`` needs ``calibration``,
+    real network inputs (N, 3, H, W) to fit its scales on (:func:`frpose_cli.crops.calibration_crops`)."""
     if setup not in SETUPS:
         raise ValueError(f"unknown inference set-up {setup!r}; choose from {SETUPS}")
     model = model.eval()
-    if setup == "onnxruntime":
+    if setup in ("onnxruntime", "int8"):
         if device.type != "cpu":
-            raise ValueError("the onnxruntime set-up runs on the CPU")
+            raise ValueError(f"the {setup} set-up runs on the CPU")
+        if setup == "int8":
+            if calibration is None:
+                raise ValueError("the int8 set-up needs calibration inputs")
+            from .quantize import int8_net   # lazy: only this set-up needs onnxruntime's quantizer
+            return int8_net(model, calibration)
         from .onnxrt import onnxruntime_net   # lazy: only this set-up needs onnxruntime
         return onnxruntime_net(model)
-    if setup in ("folded", "fused", "bf16", "compile"):
+    if setup == "fp16" and device.type != "cuda":
+        raise ValueError("the fp16 set-up runs on CUDA")
+    if setup in ("folded", "fused", "bf16", "fp16", "compile"):
         model = fold_batchnorm(model)
     if setup in _CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device)
-    if setup == "bf16":
-        model = Bfloat16Autocast(model, device.type)
+    if setup in _AUTOCAST:
+        model = Autocast(model, device.type, _AUTOCAST[setup])
     if setup == "compile":
         model = torch.compile(model)
     return model

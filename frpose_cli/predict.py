@@ -61,6 +61,8 @@ class PredictOptions:
     nms_thr: float = 0.9
     device: str | None = None
     backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
+    precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
+    calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
     batch_size: int = 16
     flip: bool = True
     kpt_thr: float = 0.3
@@ -112,15 +114,18 @@ class PosePredictor:
     ``None`` → the zoo's default pose model (:data:`frpose_cli.zoo.DEFAULT_POSE`)."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
-                 log=print, progress=True):
+                 log=print, progress=True, precision=None, calib_data=None):
         self.device = pick_device(device)
         if not weights:
             weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
             entry = zoo.get(weights)
             log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
                 f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
-        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress)
+        # precision and set-up: frpose_cli.precision (auto: gated and timed once per model and machine)
+        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress,
+                                     precision=precision, calib_data=calib_data, log=log)
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
+        self.precision = self.model.precision
         self.weights = self.model.weights
         self.codec = codec_for_card(self.card, self.model.codec_name)
         # No left/right pairs known: no flip test (it would average in mislabelled joints).
@@ -186,7 +191,8 @@ def _run(opts, source, options, shard, log, detector) -> PredictSummary:
     done, video_records = done_state(out_dir) if opts.resume else (set(), {})
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, shards.device_for(shard, opts.device),
                               opts.flip, opts.backend, log=log if shard.is_main else _quiet,
-                              progress=opts.progress and shard.is_main)
+                              progress=opts.progress and shard.is_main, precision=opts.precision,
+                              calib_data=opts.calib_data)
     if opts.flip and not predictor.flip and shard.is_main:
         log(f"flip test off: {predictor.card.keypoints.flip_problem()}")
     if detector is None:
@@ -195,7 +201,7 @@ def _run(opts, source, options, shard, log, detector) -> PredictSummary:
                                  progress=opts.progress and shard.is_main)
     meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
             "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
-            "backend": predictor.backend, "detector": getattr(detector, "name", type(detector).__name__),
+            "backend": predictor.backend, "precision": predictor.precision, "detector": getattr(detector, "name", type(detector).__name__),
             "flip": predictor.flip}
     header = {"session": session, "shard": shard.label, "options": options, "meta": meta,
               "split_rule": f"files of the source in order (ignored ones included): {shards.SHARD_RULE}",

@@ -25,7 +25,7 @@ from .sources import SourceItem
 
 PREDICTIONS, IMAGES = "predictions.json", "images.json"
 RUN_OPTIONS = ("source", "weights", "model", "input_size", "detector", "detector_weights", "boxes", "det_thr",
-               "det_size", "nms_thr", "backend", "flip", "vid_stride")
+               "det_size", "nms_thr", "backend", "precision", "flip", "vid_stride")
 
 
 def safe_relative(name: str) -> PurePosixPath:

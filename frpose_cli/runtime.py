@@ -16,8 +16,10 @@ auto           ONNX files → onnxruntime, TorchScript → torch, PyTorch weight
 
 A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_float)``, with
 ``.card`` (input size, keypoints, normalisation and channel order), ``.codec_name``,
-``.backend``, ``.setup`` and ``.weights``, so ``run_heatmaps`` and ``evaluate_model`` take it as
-they take a plain network.
+``.backend``, ``.setup``, ``.precision`` and ``.weights``, so ``run_heatmaps`` and
+``evaluate_model`` take it as they take a plain network.  PyTorch weights run in the precision
+``--precision`` asks for (:mod:`frpose_cli.precision`: fp32, bf16, fp16, int8, or ``auto``, gated
+and timed once per model and machine); exported files run in the precision they were exported in.
 """
 from __future__ import annotations
 
@@ -30,32 +32,12 @@ from .cards import ModelCard
 from .errors import FrposeError
 from .export_format import METADATA_KEY, card_from_metadata
 from .onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
-from .optimize import default_setup, input_memory_format, prepare_for_inference
+from .autoselect import runnable_model
+from .pose_model import PoseModel
+from .optimize import SETUP_PRECISION, prepare_for_inference
 from .weights import WeightsFile, check_card_agrees, load_network, resolve_weights
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-
-
-class PoseModel(nn.Module):
-    """Common face of every backend: ``forward(images) -> heatmaps`` (N, K, Hh, Wh) float32."""
-
-    def __init__(self, net: nn.Module, card: ModelCard, codec_name: str | None, backend: str, setup: str,
-                 weights: WeightsFile | None = None, what: str = ""):
-        super().__init__()
-        self.net, self.card, self.codec_name = net, card, codec_name or card.codec
-        self.backend, self.setup, self.weights, self.what = backend, setup, weights, what
-
-    @property
-    def input_memory_format(self) -> torch.memory_format:
-        return input_memory_format(self.setup)
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The batch a static-batch ONNX export takes (None: any)."""
-        return getattr(self.net, "fixed_batch", None)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.contiguous(memory_format=self.input_memory_format)).float()
 
 
 def _cpu_only(backend: str, device: torch.device) -> None:
@@ -68,9 +50,11 @@ def load_onnx(weights: WeightsFile, model_name=None, input_size=None, threads=No
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if meta is None:
         raise FrposeError(f"{weights.path}: an ONNX file without frpose metadata; export it with `frpose export`")
-    card, codec_name, _ = card_from_metadata(meta, str(weights.path))
+    card, codec_name, meta = card_from_metadata(meta, str(weights.path))
     check_card_agrees(card, model_name, input_size, str(weights.path))
-    return PoseModel(OnnxRuntimeNet(session), card, codec_name, "onnxruntime", "onnxruntime", weights, "ONNX file")
+    precision = meta.get("precision", "fp32")
+    return PoseModel(OnnxRuntimeNet(session), card, codec_name, "onnxruntime", "int8" if precision == "int8"
+                     else "onnxruntime", weights, "ONNX file", precision)
 
 
 def load_torchscript(weights: WeightsFile, model_name=None, input_size=None, device=None) -> PoseModel:
@@ -83,19 +67,31 @@ def load_torchscript(weights: WeightsFile, model_name=None, input_size=None, dev
         raise FrposeError(f"{weights.path}: not a readable TorchScript file ({type(e).__name__})") from None
     if not extra[f"{METADATA_KEY}.json"]:
         raise FrposeError(f"{weights.path}: a TorchScript file without frpose metadata; export it with `frpose export`")
-    card, codec_name, _ = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(weights.path))
+    card, codec_name, meta = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(weights.path))
     check_card_agrees(card, model_name, input_size, str(weights.path))
-    return PoseModel(module.eval(), card, codec_name, "torchscript", "eager", weights, "TorchScript file")
+    return PoseModel(module.eval(), card, codec_name, "torchscript", "eager", weights, "TorchScript file",
+                     meta.get("precision", "fp32"))
+
+
+def check_file_precision(model: PoseModel, precision: str | None) -> PoseModel:
+    """An exported file runs in the precision it was exported in; asking for another is an error."""
+    if precision not in (None, "auto", model.precision):
+        raise FrposeError(f"{model.source} was exported in {model.precision}; it runs as it is: drop "
+                          f"--precision {precision}, or export the checkpoint with --precision {precision}")
+    return model
 
 
 def load_pose_model(weights, model_name: str | None = None, input_size=None, backend: str = "auto",
                     device: torch.device | str | None = None, setup: str | None = None,
-                    threads: int | None = None, progress: bool = True) -> PoseModel:
+                    threads: int | None = None, progress: bool = True, precision: str | None = None,
+                    calib_data=None, log=None) -> PoseModel:
     """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.WeightsFile`);
-    ``setup``: a torch set-up of :data:`frpose_cli.optimize.SETUPS` (implies ``backend="torch"``
-    unless it is ``onnxruntime``); ``progress``: show download progress.
+    ``setup``: an inference set-up of :data:`frpose_cli.optimize.SETUPS`, used as it is (benchmarks);
+    without it ``precision`` decides (:func:`frpose_cli.autoselect.runnable_model`; None: the device's
+    default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
+    and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
     """
     if backend not in BACKENDS:
         raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -106,16 +102,19 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
         if backend == "torch":
             raise FrposeError(f"{weights.path} is an ONNX file: run it with --backend onnxruntime")
         _cpu_only("onnxruntime", device)
-        return load_onnx(weights, model_name, input_size, threads)
+        return check_file_precision(load_onnx(weights, model_name, input_size, threads), precision)
     if kind == "torchscript":
         if backend == "onnxruntime":
             raise FrposeError(f"{weights.path} is a TorchScript file: it runs with --backend torch; export an "
                               "ONNX file for onnxruntime")
-        return load_torchscript(weights, model_name, input_size, device)
+        return check_file_precision(load_torchscript(weights, model_name, input_size, device), precision)
     loaded = load_network(weights, model_name, input_size)
     if setup is None:
-        setup = {"auto": default_setup(device), "torch": "fused", "onnxruntime": "onnxruntime"}[backend]
-    elif backend == "onnxruntime" and setup != "onnxruntime":
+        model = runnable_model(loaded.net, loaded.card, device, precision, backend, loaded.codec_name,
+                               str(weights.path), calib_data, log)
+        model.weights, model.what = weights, loaded.what
+        return model
+    if backend == "onnxruntime" and setup != "onnxruntime":
         raise FrposeError(f"set-up {setup} is a torch set-up; it does not run with --backend onnxruntime")
     if setup == "onnxruntime":
         _cpu_only("onnxruntime", device)
@@ -123,4 +122,4 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     else:
         net = prepare_for_inference(loaded.net, device, setup)
     return PoseModel(net, loaded.card, loaded.codec_name, "onnxruntime" if setup == "onnxruntime" else "torch",
-                     setup, weights, loaded.what)
+                     setup, weights, loaded.what, SETUP_PRECISION[setup])

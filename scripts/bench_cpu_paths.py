@@ -1,9 +1,10 @@
 """CPU inference paths side by side, interleaved so a shared, noisy machine hits them alike.
 
-For one card and size: every set-up (eager, channels_last, folded, fused, bf16, compile,
-onnxruntime) is timed round-robin — round r runs each set-up once at each batch — and the
-medians are reported as ratios to eager and as a share of the float32 matmul peak, which is
-measured in the same rounds.  Then each set-up's decoded keypoints on the vendored real
+For one card and size: every float32 set-up (eager, channels_last, folded, fused, compile,
+onnxruntime; bf16 where the CPU has it natively, or by name) is timed round-robin — round r
+runs each set-up once at each batch — and the medians are reported as ratios to eager and as
+a share of the float32 matmul peak, which is measured in the same rounds.  (int8 and the
+precision comparison with trained weights: scripts/bench_precision.py.)  Then each set-up's decoded keypoints on the vendored real
 images (ground-truth boxes, flip test) are compared with eager's: a set-up is "correct"
 when no keypoint moves 0.5 px or more.
 
@@ -29,7 +30,8 @@ from frpose_cli.cards import load_card, parse_input_size
 from frpose_cli.codecs import codec_for_card
 from frpose_cli.geometry import box_to_center_scale, crop_image
 from frpose_cli.inference import crops_to_input, decode_to_image, run_heatmaps
-from frpose_cli.optimize import SETUPS, cpu_has_native_bf16, input_memory_format, prepare_for_inference
+from frpose_cli.hardware import detect
+from frpose_cli.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference
 from frpose_cli.runtime import PoseModel
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco"
@@ -75,7 +77,9 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--setups", nargs="+", default=list(SETUPS), help="eager first: ratios are to it")
+    hw = detect("cpu")
+    fp32 = [s for s in SETUPS if SETUP_PRECISION[s] == "fp32"] + (["bf16"] if hw.cpu.native_bf16 else [])
+    p.add_argument("--setups", nargs="+", default=fp32, help="eager first: ratios are to it")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -85,7 +89,7 @@ def main():
     macs = count_macs(net, card.input_size)
     setups = list(args.setups)
     print(f"{card.name} {args.input_size}, {args.threads} threads, {macs / 1e9:.2f} GMACs; "
-          f"native bf16: {cpu_has_native_bf16()}", flush=True)
+          f"{hw.describe('cpu')}", flush=True)
 
     models = {s: build(s, net, card) for s in setups}
     inputs = {b: torch.randn(b, 3, *card.input_size) for b in args.batches}

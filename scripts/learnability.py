@@ -19,6 +19,28 @@ from pathlib import Path
 from frpose_cli.train import TrainConfig, run
 
 
+def fit(data, model, input_size, epochs, people, batch_size, workers=1, pretrained="auto", out="runs/learnability",
+        seed=0, augment=False):
+    """Train ``model`` on the first ``people`` people of DATA's train split (0: all); returns the
+    annotation file and image folder it trained on (a subset file is written next to the run)."""
+    out = Path(out)
+    h, w = (int(v) for v in str(input_size).lower().split("x"))
+    ann = Path(data) / "annotations" / "person_keypoints_train2017.json"
+    if people:   # a fixed subset, written next to the run so eval scores the same people
+        coco = json.loads(ann.read_text())
+        usable = [a for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")]
+        coco["annotations"] = usable[:people]
+        coco["images"] = [i for i in coco["images"] if i["id"] in {a["image_id"] for a in coco["annotations"]}]
+        out.mkdir(parents=True, exist_ok=True)
+        ann = out / "train_subset.json"
+        ann.write_text(json.dumps(coco))
+    images = str(Path(data) / "train2017")
+    run(TrainConfig(model=model, train_ann=str(ann), train_images=images, input_size=[h, w], epochs=epochs,
+                    batch_size=batch_size, workers=workers, pretrained=pretrained, seed=seed,
+                    out=str(out), val_every=0, log_every=1, quiet=True, augment=augment))
+    return ann, images
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="COCO root, e.g. ../shared/data/coco-mini")
@@ -36,21 +58,9 @@ def main():
     out = Path(args.out)
     if (out / "last.pt").exists():
         sys.exit(f"{out} already holds a run; pass another --out")
-    h, w = (int(v) for v in args.input_size.lower().split("x"))
-    ann = Path(args.data) / "annotations" / "person_keypoints_train2017.json"
-    if args.people:   # a fixed subset, written next to the run so eval scores the same people
-        coco = json.loads(ann.read_text())
-        usable = [a for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")]
-        coco["annotations"] = usable[:args.people]
-        coco["images"] = [i for i in coco["images"] if i["id"] in {a["image_id"] for a in coco["annotations"]}]
-        out.mkdir(parents=True, exist_ok=True)
-        ann = out / "train_subset.json"
-        ann.write_text(json.dumps(coco))
-    images = str(Path(args.data) / "train2017")
     t0 = time.perf_counter()
-    run(TrainConfig(model=args.model, train_ann=str(ann), train_images=images, input_size=[h, w], epochs=args.epochs,
-                    batch_size=args.batch_size, workers=args.workers, pretrained=args.pretrained, seed=args.seed,
-                    out=str(out), val_every=0, log_every=1, quiet=True, augment=args.augment))
+    ann, images = fit(args.data, args.model, args.input_size, args.epochs, args.people, args.batch_size, args.workers,
+                      args.pretrained, out, args.seed, args.augment)
     minutes = (time.perf_counter() - t0) / 60
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["kind"] == "epoch"]

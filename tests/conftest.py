@@ -14,6 +14,11 @@ os.environ.pop("FRPOSE_MIRROR", None)
 # Two cores: keep torch from oversubscribing when pytest-xdist is not used.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Never touch the user's cache, and keep verbs deterministic: `--precision auto` (the CPU default)
+# gates and times set-ups, so tests run float32 unless they ask for a precision (tests/test_precision.py).
+os.environ["FRPOSE_HOME"] = tempfile.mkdtemp(prefix="frpose-test-home-")
+os.environ["FRPOSE_PRECISION"] = "fp32"
+
 DATA = Path(__file__).resolve().parent / "data"
 
 

@@ -54,3 +54,59 @@ def test_macs_are_counted_for_convolutions_and_deconvolutions():
     # A single deconvolution of known cost: Cin·Cout·k²·Hin·Win MACs.
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.ConvTranspose2d(4, 5, 4, 2, 1, bias=False))
     assert count_macs(m, (8, 6)) == 3 * 4 * 48 + 4 * 5 * 16 * 48
+
+
+def test_bench_reports_precision_ceiling_and_gate(tmp_path):
+    """int8 beside fp32: each row set against its own precision's measured ceiling; the int8 row
+    carries the gate's figures measured on the given trained weights; auto names its choice."""
+    from frpose_cli.checkpoint import save_checkpoint
+    from helpers import randomised
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "gate.pt", randomised(card.build_model()), card)
+    out = tmp_path / "bench.json"
+    res = run_cli("bench", "sbn-r18", "--input-size", "64x64", "--setup", "fused", "--setup", "int8",
+                  "--precision", "auto", "--gate-weights", str(ckpt), "--iters", "2", "--warmup", "0",
+                  "--batch", "2", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = {r["setup"]: r for r in json.loads(out.read_text())}
+    assert {"fused", "int8"} <= set(rows) and set(rows) <= {"fused", "int8", "onnxruntime"}
+    fp32, int8 = rows["fused"], rows["int8"]
+    assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
+    for r in rows.values():
+        assert r["gflops_per_s"] == r["achieved_gflops"] > 0 and r["ceiling_gflops"] > 0
+        assert abs(r["pct_ceiling"] - 100 * r["gflops_per_s"] / r["ceiling_gflops"]) < 0.1
+        assert "AVX" in r["machine"] or "no x86 SIMD" in r["machine"] or r["device"] != "cpu"
+    assert fp32["gate_median_px"] is None and int8["gate_median_px"] is not None
+    assert int8["gate_ap_delta"] is not None and isinstance(int8["gate_passed"], bool)
+    assert fp32["ceiling_gflops"] != int8["ceiling_gflops"]      # one ceiling per precision
+    text = res.stdout.replace("\n", " ")
+    assert "fp32 ceiling" in text and "int8 ceiling" in text and "machine:" in text
+    assert "precision auto:" in text and "gate: keypoint drift vs fp32" in text
+
+
+def test_bench_weights_times_the_loaded_network(tmp_path, capsys, monkeypatch):
+    """--weights goes through the one loader: the card and input size come from the checkpoint and the
+    network timed is the loaded one, not a random one."""
+    from frpose_cli import bench as bench_core
+    from frpose_cli.checkpoint import save_checkpoint
+    from helpers import run_cli as run_in_process
+    card = load_card("sbn-r18", (64, 32))
+    torch.manual_seed(3)
+    model = card.build_model()
+    ckpt = save_checkpoint(tmp_path / "w.pt", model, card)
+    seen = []
+    real = bench_core.prepare_for_inference
+
+    def spy(net, *args, **kwargs):
+        seen.append(net.final_layer.weight.detach().clone())
+        return real(net, *args, **kwargs)
+    monkeypatch.setattr(bench_core, "prepare_for_inference", spy)
+    code, out, err = run_in_process(["bench", "--weights", ckpt, "--setup", "eager", "--iters", "1", "--warmup", "0",
+                                     "--batch", "1", "--json", tmp_path / "b.json"], capsys)
+    assert code == 0, err
+    [row] = json.loads((tmp_path / "b.json").read_text())
+    assert (row["model"], row["input_size"]) == ("sbn-r18", [64, 32])
+    assert seen and torch.equal(seen[0], model.final_layer.weight)
+    code, _, err = run_in_process(["bench", "--weights", tmp_path / "missing.pt"], capsys)
+    assert code == 2 and "weights not found" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .options import apply_offline, offline_option
+from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option
 from .train import SIGMAS_HELP
 
 DET_FOLDER = "person_detection_results"
@@ -86,6 +86,8 @@ def evaluate(
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here (a new file)"),
     backend: str = typer.Option("auto", "--backend", help="Network runtime: auto | torch | onnxruntime (auto: "
                                 "ONNX files on onnxruntime, the rest on torch)"),
+    precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="Scoring: pycocotools | faster "
                                  "(faster-coco-eval); `--backend pycocotools|faster` is still accepted"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Person crops per network batch"),
@@ -196,8 +198,8 @@ def evaluate(
         if test_dev and out is not None:
             check_submission_paths(Path(out))
         size = parse_input_size(input_size) if input_size else None
-        net = load_pose_model(weights, model_name=model, backend=backend,
-                              device=dev, input_size=size, progress=progress)
+        net = load_pose_model(weights, model_name=model, backend=backend, device=dev, input_size=size,
+                              progress=progress, precision=precision, calib_data=calib_data, log=_log)
         card = net.card
         gt = None if test_dev else ground_truth(card.keypoints)
         box_source = None if gt_boxes else (boxes or _default_boxes(data, split))
@@ -206,7 +208,8 @@ def evaluate(
         flip_off = f"off ({card.keypoints.flip_problem()})" if flip and not card.keypoints.can_flip else "off"
         flip = flip and card.keypoints.can_flip
         _log(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
-        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}): boxes "
+        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}) in "
+             f"{net.precision}: boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
         kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=batch_size, workers=workers,

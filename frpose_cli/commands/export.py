@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .options import apply_offline, offline_option
+from .options import CALIB_DATA_HELP, apply_offline, offline_option
 
 
 def export(
@@ -23,7 +23,12 @@ def export(
                                        "time, or the fixed --batch"),
     batch: int = typer.Option(1, "--batch", help="Batch size traced (the fixed one with --static-batch)"),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
-    check: bool = typer.Option(True, "--check/--no-check", help="Parity check against torch after exporting"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (ONNX, static QDQ calibrated on real "
+                                  "crops) | bf16 (TorchScript, needs native bf16 here) | auto (what --precision auto "
+                                  "picks for these weights on this machine)"),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
+    check: bool = typer.Option(True, "--check/--no-check", help="Parity check against torch after exporting "
+                               "(reduced precision: the accuracy gate on real crops)"),
     random_weights: bool = typer.Option(False, "--random-weights", help="Export an untrained model (no "
                                         "--weights): for testing a deployment pipeline only"),
     offline: bool = offline_option(),
@@ -39,6 +44,7 @@ def export(
     from ..errors import FrposeError
     from ..export import FORMATS, SUFFIXES, export_model, parity_check
     from ..outputs import check_output_file
+    from ..export_precision import export_reduced, gate_exported, resolve_export_precision
     from ..runtime import load_pose_model
     from ..weights import default_weights_for, load_network, resolve_weights
 
@@ -61,22 +67,35 @@ def export(
             raise FrposeError(f"{resolved.path} is already an exported {resolved.kind} file")
         loaded = load_network(resolved, model, size)
         net, card, codec_name, what, source = loaded.net, loaded.card, loaded.codec_name, loaded.what, str(resolved)
+    precision = resolve_export_precision(precision, net, card, codec_name, calib_data,
+                                         log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))
     if out is None:   # a new file under runs/export, never beside (inside) the input weights
-        stem = f"{card.name}-{card.input_size[0]}x{card.input_size[1]}"
+        tag = "" if precision == "fp32" else f"-{precision}"
+        stem = f"{card.name}-{card.input_size[0]}x{card.input_size[1]}{tag}"
         out, n = Path("runs") / "export" / f"{stem}{SUFFIXES[fmt]}", 1
         while out.exists():
             n += 1
             out = out.with_name(f"{stem}-{n}{SUFFIXES[fmt]}")
     params = sum(p.numel() for p in net.parameters())
     check_output_file(out, "--out", need_bytes=4 * params, overwrite=False)
-    path = export_model(net, card, fmt, out, codec_name, dynamic_batch, opset, batch,
-                        source=source)
-    print(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({fmt}, "
+    if precision == "fp32":
+        path = export_model(net, card, fmt, out, codec_name, dynamic_batch, opset, batch, source=source)
+    else:
+        path = export_reduced(net, card, fmt, out, precision, codec_name, dynamic_batch, opset, batch, source,
+                              calib_data)
+    print(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({fmt}, {precision}, "
           f"{'dynamic' if dynamic_batch else f'static batch {batch}'}, "
           f"{path.stat().st_size / 2 ** 20:.1f} MB)")
     if not check:
         return
     exported = load_pose_model(path)
+    if precision != "fp32":
+        report = gate_exported(net, exported, card, codec_name, calib_data)
+        print(report.line())
+        if not report.passed:
+            raise FrposeError(f"accuracy gate failed: {path} moves keypoints too far from float32 "
+                              f"({report.reason}); the file is kept for inspection")
+        return
     report = parity_check(net, exported, card, codec_name, batch=2 if dynamic_batch else batch)
     print(report.line())
     if not report.passed:

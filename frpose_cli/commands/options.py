@@ -1,4 +1,4 @@
-"""Options shared by several verbs, defined once so their names and help agree."""
+"""Options several verbs share, defined once so their names and help agree (no heavy imports here)."""
 from __future__ import annotations
 
 import typer
@@ -15,6 +15,13 @@ def apply_offline(offline: bool) -> None:
     if offline:
         from ..download import set_offline
         set_offline(True)
+
+
+PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, fp32 on GPUs; $FRPOSE_PRECISION "
+                  "overrides). auto runs the fastest precision this machine has natively that passes the "
+                  "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")
+CALIB_DATA_HELP = ("COCO root whose people join the vendored ones: its train2017 calibrates int8, its val2017 "
+                   "feeds the accuracy gate")
 
 
 def workers_option(what: str):

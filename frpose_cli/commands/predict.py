@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .options import apply_offline, offline_option, shard_option, workers_option
+from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option, workers_option
 
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
                "a video, or a .txt file listing paths")
@@ -20,6 +20,8 @@ def predict(
                                 "(Simple Baselines, downloaded once), or MODEL's zoo weights with --model"),
     backend: str = typer.Option("auto", "--backend", help="auto | torch | onnxruntime. auto: ONNX files run on "
                                 "onnxruntime, the rest on torch (see docs/deployment.md)"),
+    precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "
                               "record it, must agree when given"),
     input_size: str = typer.Option(None, "--input-size", help="HxW, e.g. 256x192; must agree with the checkpoint"),
@@ -67,7 +69,8 @@ def predict(
         input_size=parse_input_size(input_size) if input_size else None, detector=detector,
         detector_weights=detector_weights,
         boxes=str(boxes) if boxes else None, det_thr=det_thr, det_size=det_size, nms_thr=nms_thr,
-        device=device, backend=backend, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
+        device=device, backend=backend, precision=precision, calib_data=str(calib_data) if calib_data else None,
+        batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
         resume=resume, vid_stride=vid_stride, save_vis=save_vis, save_heatmaps=save_heatmaps,
         save_every=save_every, progress=progress, workers=workers, shard=shard)
     summary = run_predict(opts, log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))

@@ -96,12 +96,15 @@ class PredictSummary:
     shard: str = "0/1"             # this process's shard
     merged: MergeReport | None = None   # the whole run, when this process merged it
     waiting_for: list = field(default_factory=list)   # shards not finished yet (no merge)
+    torchrun: bool = False
 
     @property
     def exit_code(self) -> int:
         """0 all good, 1 when some inputs were skipped or damaged, or shards are missing from a merge
         (the CLI uses 2 for usage/fatal errors)."""
         m = self.merged
+        if m is None and self.torchrun:   # rank 0 reports this rank's files; a non-zero exit would stop the job
+            return 0
         if m is not None:
             return 1 if m.skipped or m.warnings or m.missing else 0
         return 1 if self.skipped or self.warnings else 0
@@ -210,7 +213,8 @@ def _run(opts, source, options, shard, log, detector) -> PredictSummary:
     others = LogProgress({r: log_path(out_dir, session, r, shard.count) for r in range(1, shard.count)}) \
         if shard.torchrun and shard.index == 0 else None
     progress = Progress(opts.progress and shard.is_main, others, str(shard.index))
-    summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers)
+    summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
+                             torchrun=shard.torchrun)
     timer = StageTimer(predictor.device)
     loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress)
     start = time.perf_counter()

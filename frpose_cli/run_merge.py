@@ -60,7 +60,8 @@ class MergeReport:
     @property
     def missing(self) -> list[str]:
         """Shards of the latest split without a finished session."""
-        return [s.shard for s in self.shards if not s.finished and s.shard.endswith(f"/{self.split}")]
+        finished = {s.shard for s in self.shards if s.finished}
+        return [f"{i}/{self.split}" for i in range(self.split) if f"{i}/{self.split}" not in finished]
 
 
 def _stream(log):

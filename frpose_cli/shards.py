@@ -82,8 +82,11 @@ def shard_for(shard: str | None, device: str | None) -> Shard:
     if world > 1 and shard:
         raise FrposeError("--shard is for runs without torchrun; under torchrun each rank is a shard already")
     if world > 1:
+        import atexit
+
         from . import distributed
         env = distributed.setup(device)
+        atexit.register(distributed.cleanup, env)   # also after an error; a second cleanup does nothing
         return Shard(env.rank, env.world_size, True, env)
     if shard:
         i, n = parse_shard(shard)

@@ -78,6 +78,13 @@ class ModelCard:
         ref = min(self.sigma_table, key=lambda k: abs(parse_input_size(k)[0] - self.input_size[0]))
         return float(self.sigma_table[ref]) * self.input_size[0] / parse_input_size(ref)[0]
 
+    def recipe(self, key: str):
+        """A number of the training recipe (``train`` in the card, written by scripts/make_cards.py)."""
+        if key not in self.train:
+            raise FrposeError(f"card {self.name} has no train.{key}: its training recipe is incomplete "
+                              "(cards are written by scripts/make_cards.py)")
+        return self.train[key]
+
     @property
     def channel_order(self) -> str:
         """``rgb`` or ``bgr``: the channel order the weights were trained on (``normalize.channel_order``;

@@ -90,16 +90,33 @@ def read_checkpoint_file(path) -> object:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        text = str(e)
-        wanted = re.search(r"GLOBAL ([\w.]+)", text)
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
         if wanted:   # legacy-format files reach this: the weights-only unpickler stopped at the global
             raise _refuse(path, wanted.group(1)) from None
-        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        raise FrposeError(f"{path}: not a readable PyTorch checkpoint (damaged or another kind of file: "
-                          f"{(detail.group(1) if detail else text.splitlines()[0])[:120].strip()})") from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/zipfile errors for damaged files
-        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:160] if str(e) else 'empty'})") from None
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
+    except Exception:  # torch raises RuntimeError/EOFError/KeyError/zipfile errors for other files
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
+
+
+def _what_file(path) -> str:
+    """What a file that torch cannot read looks like, in words (not the unpickler's opcodes)."""
+    import zipfile
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if size == 0:
+        return "an empty file"
+    if zipfile.is_zipfile(path):
+        return f"a zip archive of {size} bytes that is not a torch.save file, or a damaged one"
+    if head[:1] == b"\x80":
+        return f"a pickle of {size} bytes that ends early or is damaged"
+    if head[:1] == b"\x08" or Path(path).suffix.lower() == ".onnx":
+        return "an ONNX file? give it to predict/eval as it is, it is read by ONNX Runtime"
+    try:
+        text = head.decode("utf-8")
+        return f"a text file of {size} bytes, starting {text[:24].strip()!r}"
+    except UnicodeDecodeError:
+        return f"{size} bytes that are neither a zip-format nor a legacy torch.save file"
 
 
 def load_checkpoint(path) -> dict:

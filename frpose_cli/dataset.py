@@ -60,34 +60,37 @@ class InstanceList(list):
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation; the distributions are documented in docs/training.md."""
-    flip: bool = True
-    flip_prob: float = 0.5
-    rotation: float = 40.0          # rotation ~ U(-r, r) degrees, applied with rotation_prob
-    rotation_prob: float = 0.6
-    scale: tuple[float, float] = (0.7, 1.3)   # crop-size factor ~ U(lo, hi)
-    half_body: bool = False
-    half_body_prob: float = 0.3
-    half_body_min_joints: int = 8
+    """Training augmentation, every number from the card's ``train`` recipe (scripts/make_cards.py
+    writes it); the distributions are documented in docs/training.md."""
+    flip: bool
+    flip_prob: float
+    rotation: float                 # rotation ~ U(-r, r) degrees, applied with rotation_prob
+    rotation_prob: float
+    scale: tuple[float, float]      # crop-size factor ~ U(lo, hi)
+    half_body: bool
+    half_body_prob: float
+    half_body_min_joints: int
     # "uniform": s ~ U(lo, hi), r ~ U(-R, R) (the paper's stated ranges); "clipped-normal":
     # Simple Baselines' s = clip(N(1, sf), 1-sf, 1+sf), r = clip(N(0, R), -2R, 2R)
-    distribution: str = "uniform"
+    distribution: str
 
     @classmethod
     def from_card(cls, card) -> "Augment":
-        t = card.train
-        dist = str(t.get("distribution", "uniform"))
+        dist = str(card.recipe("distribution"))
         if dist not in DISTRIBUTIONS:
             raise FrposeError(f"card {card.name}: train.distribution {dist!r} is not one of {', '.join(DISTRIBUTIONS)}")
-        return cls(flip=bool(t.get("flip", True)), rotation=float(t.get("rotation", 40.0)),
-                   scale=tuple(float(v) for v in t.get("scale", (0.7, 1.3))),
-                   half_body=bool(t.get("half_body", False)), distribution=dist)
+        return cls(flip=bool(card.recipe("flip")), flip_prob=float(card.recipe("flip_prob")),
+                   rotation=float(card.recipe("rotation")), rotation_prob=float(card.recipe("rotation_prob")),
+                   scale=tuple(float(v) for v in card.recipe("scale")), half_body=bool(card.recipe("half_body")),
+                   half_body_prob=float(card.recipe("half_body_prob")),
+                   half_body_min_joints=int(card.recipe("half_body_min_joints")), distribution=dist)
 
 
 DISTRIBUTIONS = ("uniform", "clipped-normal")
 
 
-NO_AUGMENT = Augment(flip=False, rotation=0.0, rotation_prob=0.0, scale=(1.0, 1.0), half_body=False)
+NO_AUGMENT = Augment(flip=False, flip_prob=0.0, rotation=0.0, rotation_prob=0.0, scale=(1.0, 1.0), half_body=False,
+                     half_body_prob=0.0, half_body_min_joints=0, distribution="uniform")
 
 
 def load_coco(ann_file) -> COCO:

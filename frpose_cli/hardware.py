@@ -105,10 +105,11 @@ class CpuInfo:
         return "+".join(names) if names else (self.torch_capability or "no x86 SIMD")
 
     def describe(self) -> str:
-        missing = [n for f, n in (("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"), ("avx512_bf16", "native bf16"))
-                   if f not in self.features and not (f == "avx512_vnni" and self.has("avx_vnni"))
-                   and not (f == "avx512_bf16" and self.native_bf16)]
-        no = f" (no {', no '.join(missing)})" if missing and self.arch in ("x86_64", "AMD64") else ""
+        """e.g. ``AMD EPYC, x86_64 AVX2+FMA (no AVX-512, no VNNI, no native bf16)``."""
+        lacks = [name for name, present in (("AVX-512", self.has("avx512f")),
+                                            ("VNNI", self.int8_dot in ("vnni", "amx")),
+                                            ("native bf16", self.native_bf16)) if not present]
+        no = f" (no {', no '.join(lacks)})" if lacks and self.arch in ("x86_64", "AMD64") else ""
         return f"{self.model or 'unknown CPU'}, {self.arch} {self.isa}{no}"
 
 

@@ -19,16 +19,18 @@ Choices, each measured or forced by the hardware (figures in docs/benchmarks.md)
 * **The heatmap layer stays float32**: the last convolution writes the heatmaps, whose
   values carry the sub-pixel keypoint position; it is <0.2 % of the MACs.
 
-What the accuracy gate found (frpose-r34 256x192 fitted on 16 coco-mini people, float32 AP
-87.3 on them; drift median / p95 px, AP change): this recipe 2.15 / 8.49 / −21.3, rejected.
-Variants tried on the same network and crops, all rejected: 41 calibration crops instead of
-11: 2.00 / 7.91 / −17.7; 8-bit weights: 2.06 / 8.52 / −21.2; Entropy calibration 2.00 / 8.07 /
-−17.5; Percentile 99.99 / 99.9 (clips the large activations that carry the peaks) 3.9 / 14.6 /
-−35.4 and 6.0 / 27.8 / −54.6; GCBs in float 2.06 / 7.95 / −18.9, GCBs and SA-MFCD fusion in
-float 2.00 / 7.52 / −23.9; the last four convolutions (the full-resolution decoders, 39 % of the
-MACs) in float 0.25 / 2.83 / −4.6.  The error is spread over the network's late, heavy-tailed
-activations, which one uint8 scale per tensor cannot hold; static post-training int8 is kept
-whole and the gate decides per network (it may pass where the heatmaps are coarser, as SBN's).
+What the accuracy gate found: on the trained networks of docs/benchmarks.md this recipe fails
+the gate for frpose-r34 and sbn-r152 alike.  Variants tried on frpose-r34 (same network and
+crops; drift median / p95 px, AP change), all rejected too: 41 calibration crops instead of 11:
+2.00 / 7.91 / −17.7; 8-bit weights: 2.06 / 8.52 / −21.2; Entropy calibration: 2.00 / 8.07 /
+−17.5; Percentile 99.99 and 99.9 (they clip the large activations that carry the peaks): 3.9 /
+14.6 / −35.4 and 6.0 / 27.8 / −54.6; GCBs in float: 2.06 / 7.95 / −18.9; GCBs and SA-MFCD
+fusion in float: 2.00 / 7.52 / −23.9; the last four convolutions (the full-resolution
+decoders, 39 % of the MACs) in float: 0.25 / 2.83 / −4.6.  The error is spread over the late,
+heavy-tailed activations, which one uint8 scale per tensor cannot hold; static post-training
+int8 is therefore kept whole and simple, and the gate decides per network — weights trained on
+all of COCO may quantize better than networks fitted to 16 people, and ``predict``/``eval``
+gate the weights they are given.
 """
 from __future__ import annotations
 

@@ -137,10 +137,9 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
     if cfg.sync_bn and env.distributed:
         model = distributed.convert_sync_batchnorm(model, device)
     model.to(device)
-    recipe = card.train
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=float(recipe.get("weight_decay", 0.0)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=float(card.recipe("weight_decay")))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_steps),
-                                                     gamma=float(recipe.get("lr_factor", 0.1)))
+                                                     gamma=float(card.recipe("lr_factor")))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     start_epoch, best = 0, {"metric": None, "value": None, "epoch": None}
     if ckpt is not None:
@@ -194,7 +193,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         loss_sum = seen = invalid = damaged = 0.0
         window, t0 = [], time.perf_counter()
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not env.is_main or cfg.quiet, dynamic_ncols=True)
+                   disable=not env.is_main or cfg.quiet or not cfg.progress, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             images = batch["image"].to(device, non_blocking=True)
             target, weight = _targets(batch, codec, cfg, device)

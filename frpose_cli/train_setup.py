@@ -28,7 +28,7 @@ from .dataset import keypoint_spec, load_coco
 from .errors import FrposeError
 from .oks_sigmas import resolve_sigmas
 
-RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "log_every",
+RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "progress", "log_every",
                     "data", "train_ann", "train_images", "val_ann", "val_images")
 
 
@@ -61,7 +61,8 @@ class TrainConfig:
     augment: bool | None = None         # None/True → the card's augmentation; False → none
     sigmas: str | None = None           # --sigmas: OKS σ list or JSON file (oks_sigmas.py)
     log_every: int = 10
-    quiet: bool = False
+    quiet: bool = False                 # Python API: no output at all (tests)
+    progress: bool = True               # --progress/--no-progress: the bar; log lines stay
     given: tuple = ()                   # option names typed on the command line (empty: Python API)
 
     def was_given(self, name: str) -> bool:
@@ -162,12 +163,11 @@ def prepare(cfg: TrainConfig, log, warn=None):
                 f"{cfg.train_ann} (the head follows)")
         card = dataclasses.replace(card, keypoints=spec,
                                    arch=dataclasses.replace(card.arch, num_keypoints=spec.num_keypoints))
-    recipe = card.train
     cfg.input_size = list(card.input_size)
-    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else recipe.get("epochs", 140))
-    cfg.batch_size = int(cfg.batch_size or recipe.get("batch_size", 32))
-    cfg.lr = float(cfg.lr if cfg.lr is not None else recipe.get("lr", 1e-3))
-    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else recipe.get("lr_steps", [90, 120]))]
+    cfg.epochs = int(cfg.epochs if cfg.epochs is not None else card.recipe("epochs"))
+    cfg.batch_size = int(cfg.batch_size or card.recipe("batch_size"))
+    cfg.lr = float(cfg.lr if cfg.lr is not None else card.recipe("lr"))
+    cfg.lr_steps = [int(e) for e in (cfg.lr_steps if cfg.lr_steps is not None else card.recipe("lr_steps"))]
     cfg.seed = int(cfg.seed or 0)
     cfg.amp, cfg.sync_bn = bool(cfg.amp), bool(cfg.sync_bn)
     # Device-built targets by default: 6.5 kB of keypoints per batch instead of 107 MB of

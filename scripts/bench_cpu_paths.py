@@ -16,6 +16,7 @@ peaks); speed does not depend on the values, the drift check is a proxy for a tr
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import statistics
 import time
@@ -35,17 +36,8 @@ from frpose_cli.optimize import SETUP_PRECISION, SETUPS, input_memory_format, pr
 from frpose_cli.runtime import PoseModel
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco"
-
-
-def randomised(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        model.final_layer.weight.normal_(0, 0.1, generator=g)
-    return model.eval()
+sys.path.insert(0, str(ROOT.parent.parent))   # tests/: the one randomised() helper
+from helpers import randomised  # noqa: E402
 
 
 def real_crops(card):

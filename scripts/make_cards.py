@@ -15,14 +15,18 @@ from frpose_cli.keypoints import COCO17
 OUT = Path(__file__).resolve().parent.parent / "models"
 FR_WIDTHS = [256, 256, 256, 128, 32]
 SBN_WIDTHS = [256, 256, 256]
+# The training recipe: the only place its numbers are written (the code reads them from the cards).
+# Optimiser and schedule from the paper §4.1; the draw probabilities are Simple Baselines' constants.
 RECIPE = {
     "optimizer": "adam", "lr": 1.0e-3, "lr_steps": [90, 120], "lr_factor": 0.1,
     "epochs": 140, "batch_size": 32, "weight_decay": 0.0,
-    "flip": True, "rotation": 40.0, "scale": [0.7, 1.3], "half_body": False,
+    "flip": True, "flip_prob": 0.5, "rotation": 40.0, "rotation_prob": 0.6, "scale": [0.7, 1.3],
+    "half_body": False, "half_body_prob": 0.3, "half_body_min_joints": 8,
     # the paper's ranges as uniform draws; "clipped-normal" is Simple Baselines' (docs/training.md)
     "distribution": "uniform",
 }
 OPEN_CHOICES = {"gcb_ratio": 0.25, "fused_width": 256, "resize_mode": "bilinear", "attention_act": "relu"}
+FUSION_DECODERS = [2, 3, 4]   # SA-MFCD (and the skip ablation) feed decoders 2-4 (paper §3.3)
 
 # (input size) → paper Table 2 rows: AP, params M, "GFLOPs" (multiply-accumulates), time ms
 TABLE2 = {
@@ -55,7 +59,7 @@ def card(name, description, depth, widths, gcb, fusion) -> dict:
         "name": name,
         "description": description,
         "architecture": {"depth": depth, "decoder_widths": widths, "gcb": gcb, "fusion": fusion,
-                         **OPEN_CHOICES},
+                         **OPEN_CHOICES, "fusion_decoders": FUSION_DECODERS},
         "input_size": [256, 192],
         "heatmap": {"codec": "sbn", "sigma": {"256x192": 8.0 if full else 2.0,
                                               "384x288": 12.0 if full else 3.0}},

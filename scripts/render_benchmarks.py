@@ -6,10 +6,17 @@ other docs link here instead of copying numbers.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _short(text: str) -> str:
+    """Paths as a reader can find them: the repository's own files relative, the cache under ~."""
+    text = re.sub(r"/\S*?/(tests/data/)", r"\1", text)
+    return re.sub(r"/root/|/home/[^/]+/", "~/", text)
 
 
 def _f(value, fmt="{:.1f}"):
@@ -112,15 +119,19 @@ def render(data: dict, table2: list | None = None) -> str:
               f"Each reduced-precision set-up against float32 on the same trained network and real crops (flip test "
               f"as in `eval`): keypoint drift in input pixels and the OKS-AP change on those people. Rejected beyond "
               f"median {t['median_px']} px, p95 {t['p95_px']} px or an AP drop of {t['ap_drop']} points (or the "
-              f"finest AP step the crops resolve, if larger); reasons in frpose_cli/gate.py.", ""]
+              f"finest AP step the crops resolve, if larger); reasons in frpose_cli/gate.py. The trained weights are "
+              f"each card fitted on the first 16 people of coco-mini's train split (60 epochs, random "
+              f"initialisation) by `python scripts/bench_precision.py --build-gate-weights`; the gate runs on "
+              f"those people, where the network is trained.", ""]
     for m in data["models"]:
         if not m.get("gate_weights"):
             lines.append(f"- **{m['model']}**: not gated ({m.get('gate_note', 'no trained weights')}).")
             continue
-        lines.append(f"- **{m['model']}**: trained weights `{m['gate_weights']}` (float32 AP {m['gate_fp32_ap']:.1f} on "
+        lines.append(_short(
+                     f"- **{m['model']}**: trained weights `{m['gate_weights']}` (float32 AP {m['gate_fp32_ap']:.1f} on "
                      f"the gated people); gate on {m['gate_crops']}; int8 calibrated on {m['gate_calibration_crops']}. "
                      f"`--precision auto` on these measurements: **{m['auto_choice_b8']}** (the fastest set-up that "
-                     f"passes the gate, if at least 1.10× float32 at batch 8).")
+                     f"passes the gate, if at least 1.10× float32 at batch 8)."))
     if table2:
         lines += [""] + render_table2(table2)
     return "\n".join(lines) + "\n"

@@ -295,7 +295,7 @@ CASES = [
     Case("train-bad-lr-steps", lambda c: (["train", "sbn-r18", "--data", DATA, "--lr-steps", "a,b"], []),
          2, "--lr-steps takes comma-separated epochs"),
     Case("train-resume-finished-run", lambda c: (
-        ["train", "--resume", _copy_run(c), "--quiet"], _frozen(c.root / "trainrun")),
+        ["train", "--resume", _copy_run(c), "--no-progress"], _frozen(c.root / "trainrun")),
         0, "--epochs", needs=("train_run",)),
     Case("train-resume-nothing", lambda c: (["train", "--resume", c.root / "norun"], []), 2, "no checkpoint there"),
     Case("train-resume-best-pt", lambda c: (

@@ -33,3 +33,15 @@ def randomised(model, seed=0):
         for gcb in [*getattr(model, "encoder_gcbs", []), *getattr(model, "decoder_gcbs", [])]:
             gcb.transform[-1].weight.normal_(0, 0.01, generator=g)   # zero-initialised: make them count
     return model.eval()
+
+
+def randomised_all(model, seed=0):
+    """Every tensor random (BN statistics too), so a wrongly mapped key cannot go unnoticed."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif t.is_floating_point():
+                t.copy_((torch.rand(t.shape, generator=g) - 0.5) * 0.2)
+    return model.eval()

@@ -6,6 +6,7 @@ import sys
 from frpose_cli.bench import bench_card, count_macs, latency_ratios
 from frpose_cli.cards import load_card
 
+import pytest
 import torch
 
 
@@ -41,13 +42,24 @@ def test_bench_cli_errors_are_one_line():
         assert len(res.stderr.strip().splitlines()) == 1
 
 
-def test_latency_ratio_uses_matching_size_and_setup():
-    dev = torch.device("cpu")
-    rows = [bench_card(load_card(n, (64, 64)), dev, "eager", batch=1, warmup=0, iters=1, matmul_peak=1.0)
-            for n in ("frpose-r18", "sbn-r18")]
-    rows[0].model, rows[1].model = "frpose-r34", "sbn-r152"
-    (q,) = latency_ratios(rows)
-    assert q["ratio"] == rows[0].latency_ms / rows[1].latency_ms and q["setup"] == "eager"
+def _row(model, size, setup, ms, paper_ms=None):
+    from dataclasses import fields
+    from frpose_cli.bench import BenchResult
+    values = {f.name: None for f in fields(BenchResult)}
+    values.update(model=model, input_size=list(size), setup=setup, latency_ms=ms,
+                  paper={"latency_ms": paper_ms} if paper_ms else {})
+    return BenchResult(**values)
+
+
+def test_latency_ratio_pairs_rows_by_size_and_setup_not_by_order():
+    rows = [_row("sbn-r152", (256, 192), "fused", 4.0, 4.8), _row("frpose-r34", (384, 288), "eager", 50.0, 8.6),
+            _row("sbn-r50", (256, 192), "eager", 1.0), _row("frpose-r34", (256, 192), "eager", 10.0, 3.5),
+            _row("sbn-r152", (384, 288), "eager", 100.0, 11.8), _row("frpose-r34", (256, 192), "fused", 8.0, 3.5),
+            _row("sbn-r152", (256, 192), "eager", 20.0, 4.8), _row("frpose-r34", (320, 256), "eager", 7.0)]
+    got = {(tuple(q["input_size"]), q["setup"]): (q["ratio"], q["paper_ratio"]) for q in latency_ratios(rows)}
+    assert got == {((256, 192), "eager"): (0.5, pytest.approx(3.5 / 4.8)),
+                   ((256, 192), "fused"): (2.0, pytest.approx(3.5 / 4.8)),
+                   ((384, 288), "eager"): (0.5, pytest.approx(8.6 / 11.8))}   # 320x256 has no partner
 
 
 def test_macs_are_counted_for_convolutions_and_deconvolutions():

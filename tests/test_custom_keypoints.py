@@ -21,7 +21,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_keypoint_sub
 FIVE = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 RENAMED = "head,s1,s2,h1,h2"
 TINY = ["--input-size", "64x32", "--epochs", "1", "--batch-size", "3", "--workers", "0", "--pretrained", "none",
-        "--device", "cpu", "--quiet"]
+        "--device", "cpu", "--no-progress"]
 
 
 def subset_script():

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli.cards import load_card
 from frpose_cli.codecs import make_codec
 from frpose_cli.inference import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
                                   run_heatmaps, shift_heatmaps_x)
@@ -32,44 +31,6 @@ def test_integer_shift_is_simple_baselines_column_copy():
     half = shift_heatmaps_x(h, 0.5)
     assert torch.allclose(half[..., 1:], 0.5 * (h[..., 1:] + h[..., :-1]))
     assert torch.equal(shift_heatmaps_x(h, 0.0), h)
-
-
-def _symmetric_batch(n, size, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, *size, generator=g)
-    return (x + x.flip(-1)) / 2          # exactly mirror-symmetric (float addition commutes)
-
-
-@pytest.mark.parametrize("card_name,codec_name", [("frpose-r18", "sbn"), ("sbn-r18", "udp")])
-def test_symmetric_input_decodes_to_mirrored_keypoints(card_name, codec_name):
-    torch.manual_seed(0)
-    card = load_card(card_name, input_size=SIZE)
-    model = card.build_model().eval()
-    codec = make_codec(codec_name, card.input_size, card.stride, card.sigma)
-    images = _symmetric_batch(2, SIZE)
-    assert torch.equal(images, images.flip(-1))
-    flip_index = card.keypoints.flip_index()
-    heat = run_heatmaps(model, images, flip=True, flip_index=flip_index, codec=codec)
-    # The averaged heatmaps are exact mirrors of each other (joint k ↔ its flip partner):
-    # shift 0 is right at stride 1 and for UDP, so this holds bit for bit.
-    assert torch.equal(heat[:, flip_index].flip(-1), heat)
-    kpts, scores = codec.decode(heat)
-    w = SIZE[1]
-    mirrored = kpts[:, flip_index].copy()
-    mirrored[..., 0] = (w - 1) - mirrored[..., 0]
-    # Left/right joints decode to mirrored positions.  (A self-paired joint such as the nose
-    # has a mirror-symmetric map whose two equal peaks argmax breaks to one side.)
-    paired = [k for k in range(len(flip_index)) if flip_index[k] != k]
-    if codec_name == "sbn":       # argmax + ¼-pixel steps: exactly mirrored
-        np.testing.assert_array_equal(kpts[:, paired], mirrored[:, paired])
-        np.testing.assert_array_equal(scores, scores[:, flip_index])
-    else:                         # Taylor step through a blur: mirrored up to float rounding
-        np.testing.assert_allclose(kpts[:, paired], mirrored[:, paired], atol=1e-3)
-    # Without the flip test the random network's keypoints are not mirrored: the test can fail.
-    plain, _ = codec.decode(run_heatmaps(model, images, flip=False))
-    plain_m = plain[:, flip_index].copy()
-    plain_m[..., 0] = (w - 1) - plain_m[..., 0]
-    assert np.abs(plain - plain_m).max() > 1.0
 
 
 class DotFinder(torch.nn.Module):
@@ -103,8 +64,13 @@ def _dot_images(n, size, rng):
     return images, truth
 
 
-@pytest.mark.parametrize("codec_name,stride,sigma", [("dark", 4, 2.0), ("dark", 1, 8.0), ("udp", 4, 2.0)])
-def test_flip_test_with_derived_shift_recovers_positions(codec_name, stride, sigma):
+@pytest.mark.parametrize("codec_name,stride,sigma,bound", [("dark", 4, 2.0, 0.1), ("dark", 1, 8.0, 0.1),
+                                                             ("udp", 4, 2.0, 0.1), ("sbn", 4, 2.0, 1.0),
+                                                             ("sbn", 1, 8.0, 0.01)])
+def test_flip_test_with_derived_shift_recovers_positions(codec_name, stride, sigma, bound):
+    """A network that is exactly right, flip-tested: the derived shift is the best of every shift on a
+    quarter-pixel grid, and SBN's one pixel (or none) and half a pixel more are clearly worse. (sbn's
+    own error at stride 4 is its whole-pixel quantisation, which the flip test cannot remove.)"""
     codec = make_codec(codec_name, SIZE, stride, sigma)
     model = DotFinder(codec)
     images, truth = _dot_images(24, SIZE, np.random.default_rng(1))
@@ -112,12 +78,12 @@ def test_flip_test_with_derived_shift_recovers_positions(codec_name, stride, sig
     def x_error(shift):
         heat = run_heatmaps(model, images, flip=True, flip_index=[1, 0], codec=codec, shift=shift)
         kpts, _ = codec.decode(heat)
-        return np.abs(kpts[..., 0] - truth[..., 0]).mean()
+        return float(np.abs(kpts[..., 0] - truth[..., 0]).mean())
 
     derived = flip_shift_for_codec(codec)
     err = x_error(derived)
-    assert err < 0.1, f"flip test with the derived shift {derived} is off by {err:.3f} px"
-    # SBN's one pixel (0.5 input px off at stride 4 and at stride 1), and half a pixel more.
+    assert err < bound, f"flip test with the derived shift {derived} is off by {err:.3f} px"
+    assert err <= min(x_error(s) for s in np.arange(0.0, 2.01, 0.25)) + 1e-6
     for wrong in (1.0 if derived != 1.0 else 0.0, derived + 0.5):
         assert x_error(wrong) > err + 0.2, wrong
 

@@ -17,7 +17,7 @@ DATA = COCO_DIR
 def _train_args(tmp_path, out, *extra):
     return ["train", "sbn-r18", "--train-ann", small_split(tmp_path, "train", 2), "--train-images",
             COCO_DIR / "train2017", "--val-ann", small_split(tmp_path, "val", 2), "--val-images", COCO_DIR / "val2017",
-            "--input-size", "64x32", "--batch-size", "2", "--pretrained", "none", "--quiet", "--out", out, *extra]
+            "--input-size", "64x32", "--batch-size", "2", "--pretrained", "none", "--no-progress", "--out", out, *extra]
 
 
 def test_a_moved_run_resumes_where_it_is_with_the_options_typed(tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_a_moved_run_resumes_where_it_is_with_the_options_typed(tmp_path, capsys
     assert code == 0, err
     shutil.move(tmp_path / "first", tmp_path / "moved")
     # --workers 2 is the default value: typed, it still overrides the saved 0
-    code, out, err = run_cli(["train", "--resume", tmp_path / "moved", "--epochs", "2", "--workers", "2", "--quiet"],
+    code, out, err = run_cli(["train", "--resume", tmp_path / "moved", "--epochs", "2", "--workers", "2", "--no-progress"],
                              capsys)
     assert code == 0, err
     assert not (tmp_path / "first").exists(), "the old location was written to"

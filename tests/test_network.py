@@ -1,4 +1,5 @@
 """The networks of the paper: shapes, sizes, GCB identity at init, SA-MFCD and skip wiring."""
+import dataclasses
 import pytest
 import torch
 
@@ -122,12 +123,11 @@ def test_vanilla_skip_feeds_same_stride_encoder_maps():
 
 
 def test_arch_spec_rejects_inconsistent_choices():
-    with pytest.raises(ValueError):
-        ArchSpec(depth=35)
-    with pytest.raises(ValueError):
-        ArchSpec(fusion="sa_mfcd", gcb=False)
-    with pytest.raises(ValueError):
-        ArchSpec(decoder_widths=(256, 256, 256), fusion="skip")
+    arch = load_card("frpose-r34").arch
+    for bad in ({"depth": 35}, {"fusion": "sa_mfcd", "gcb": False}, {"decoder_widths": (256, 256, 256), "fusion": "skip"},
+                {"fusion": "attention"}):
+        with pytest.raises(ValueError):
+            dataclasses.replace(arch, **bad)
 
 
 @pytest.mark.parametrize("name,params_m", [("sbn-r50", 34.0), ("sbn-r101", 53.0), ("sbn-r152", 68.6)])
@@ -157,9 +157,18 @@ def test_table_1_ablations_differ_only_in_their_components():
 
 
 def test_posenet_encoder_is_torchvision_resnet_layout():
-    model = PoseNet(ArchSpec(depth=18, decoder_widths=(256, 256, 256), gcb=False, fusion="none"))
+    """Every tensor of torchvision's ResNet (but the classifier) has its place in the encoder, same shape,
+    and the encoder has nothing else: what ImageNet weights and published SBN files rely on."""
     import torchvision
-    ref = torchvision.models.resnet18(weights=None).state_dict()
-    ours = {**{f"stem.0.{k[6:]}": v for k, v in ref.items() if k.startswith("conv1.")}}
-    assert set(ours) <= set(model.state_dict())
-    assert model.stages[3][1].conv2.weight.shape == ref["layer4.1.conv2.weight"].shape
+    renames = {"conv1.": "stem.0.", "bn1.": "stem.1.", **{f"layer{i}.": f"stages.{i - 1}." for i in range(1, 5)}}
+    for depth in (18, 50):
+        model = load_card(f"sbn-r{depth}").build_model()
+        ours = {k: v.shape for k, v in model.state_dict().items() if k.startswith(("stem.", "stages."))}
+        ref = getattr(torchvision.models, f"resnet{depth}")(weights=None).state_dict()
+        mapped = {}
+        for key, value in ref.items():
+            if key.startswith("fc."):
+                continue
+            prefix = next(p for p in renames if key.startswith(p))
+            mapped[renames[prefix] + key[len(prefix):]] = value.shape
+        assert mapped == ours, depth

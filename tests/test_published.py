@@ -8,20 +8,9 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.published import detect_layout, frpose_key_to_sbn, infer_depth, published_to_sbn
 from frpose_cli.runtime import load_pose_model
 from frpose_cli.init_weights import apply_pretrained
+from helpers import randomised_all
 
 SIZE = (64, 64)
-
-
-def randomised(model, seed=0):
-    """Every tensor random (BN statistics too), so a wrongly mapped key cannot go unnoticed."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.is_floating_point():
-                t.copy_((torch.rand(t.shape, generator=g) - 0.5) * 0.2)
-    return model.eval()
 
 
 def sbn_names(model) -> dict:
@@ -43,7 +32,7 @@ def sbn_names(model) -> dict:
 def source():
     torch.manual_seed(0)
     card = load_card("sbn-r18", SIZE)
-    model = randomised(card.build_model())
+    model = randomised_all(card.build_model())
     x = torch.randn(2, 3, *SIZE)
     with torch.no_grad():
         ref = model(x)

@@ -101,11 +101,28 @@ def test_file_kinds_are_detected_from_content(files, tmp_path):
         ["torch", "onnx", "onnx", "torch", "torchscript"]
 
 
-def test_bench_measures_onnxruntime_and_torch_setups():
+def test_bench_times_the_setup_it_names(monkeypatch):
+    """bench_card prepares exactly the set-up asked for (checked by running what it timed against
+    eager), and its derived figures follow from its measurements."""
+    from frpose_cli import bench as bench_core
     card = load_card("sbn-r18", (64, 64))
+    timed = {}
+    real = bench_core.prepare_for_inference
+
+    def spy(model, device, setup, *args):
+        prepared = real(model, device, setup, *args)
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            timed[setup] = (type(prepared).__name__, torch.allclose(
+                prepared(x.contiguous(memory_format=input_memory_format(setup))).float(), model.eval()(x), atol=1e-4))
+        return prepared
+    monkeypatch.setattr(bench_core, "prepare_for_inference", spy)
     for setup in ("onnxruntime", "channels_last"):
         r = bench_card(card, torch.device("cpu"), setup, batch=2, warmup=0, iters=1, matmul_peak=1.0)
-        assert r.setup == setup and r.latency_ms > 0 and r.throughput_ips > 0
+        assert r.setup == setup and timed[setup][1], setup
+        assert r.throughput_ips == pytest.approx(r.batch * 1e3 / r.batch_latency_ms, rel=1e-2)
+        assert r.achieved_gflops == pytest.approx(2 * r.gmacs * r.throughput_ips, rel=1e-2)
+    assert timed["onnxruntime"][0] == "OnnxRuntimeNet" and timed["channels_last"][0] == "PoseNet"
 
 
 def test_torch_setups_agree_with_eager():

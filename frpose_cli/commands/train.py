@@ -51,7 +51,7 @@ def train(
     targets: str = typer.Option(None, "--targets", help="Where heatmap targets are built: device (from keypoints, the default) or loader (in the workers)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp, dark-clip, udp-clip (default: the card's)"),
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (log lines are always printed)"),
     offline: bool = offline_option(),
 ) -> None:
     """Train a model card on COCO-format keypoint data (the paper's recipe by default)."""
@@ -67,12 +67,12 @@ def train(
                       input_size=list(parse_input_size(input_size)) if input_size else None,
                       epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
                       pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
-                      sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, quiet=quiet,
+                      sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, progress=progress,
                       given=_typed_options(ctx))
     summary = run(cfg)
     if summary.get("finished"):
         typer.echo(summary["message"])
-    elif not quiet:
+    else:
         typer.echo(f"done: {summary['run_dir']}/last.pt")
 
 

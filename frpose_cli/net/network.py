@@ -21,7 +21,7 @@ no Res-stage exists, the stem (conv1-BN-ReLU) output.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torchvision
@@ -37,17 +37,18 @@ FUSIONS = ("none", "skip", "sa_mfcd")
 
 @dataclass(frozen=True)
 class ArchSpec:
-    depth: int = 34
-    decoder_widths: tuple[int, ...] = (256, 256, 256, 128, 32)
-    gcb: bool = True
-    fusion: str = "sa_mfcd"
-    num_keypoints: int = 17
-    # Choices the paper leaves open (see docs/design.md).
-    gcb_ratio: float = 0.25
-    fused_width: int = 256
-    resize_mode: str = "bilinear"
-    attention_act: str = "relu"
-    fusion_decoders: tuple[int, ...] = field(default=(2, 3, 4))
+    """Which parts of the network are on; every value comes from a model card (scripts/make_cards.py
+    writes them, docs/design.md says why for the choices the paper leaves open)."""
+    depth: int
+    decoder_widths: tuple[int, ...]
+    gcb: bool
+    fusion: str
+    gcb_ratio: float
+    fused_width: int
+    resize_mode: str
+    attention_act: str
+    fusion_decoders: tuple[int, ...]
+    num_keypoints: int = 17    # the card's keypoint set decides (cards.ModelCard.from_dict)
 
     def __post_init__(self):
         if self.depth not in RESNET_DEPTHS:
@@ -131,11 +132,6 @@ class PoseNet(nn.Module):
         nn.init.normal_(self.final_layer.weight, std=0.001)
         nn.init.zeros_(self.final_layer.bias)
 
-    @property
-    def encoder(self) -> list[nn.Module]:
-        """The torchvision-ResNet part (what ImageNet weights initialise)."""
-        return [self.stem, self.maxpool, *self.stages]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)
         y = self.maxpool(stem)
@@ -165,7 +161,3 @@ class PoseNet(nn.Module):
     def _skip_source(decoder: int, stem: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         stride = 32 // 2 ** decoder
         return stem if stride == 2 else feats[{4: 0, 8: 1, 16: 2}[stride]]
-
-
-def build_network(spec: ArchSpec) -> PoseNet:
-    return PoseNet(spec)

@@ -104,7 +104,11 @@ def end_of(path: Path) -> dict | None:
 
 def finished_shards(run_dir: Path) -> tuple[int, list[str]]:
     """The newest split's shard count and which of its shards have no finished session yet."""
-    logs = list_logs(run_dir)
+    return unfinished(list_logs(run_dir))
+
+
+def unfinished(logs: list[LogFile]) -> tuple[int, list[str]]:
+    """:func:`finished_shards` of a list of logs (one run, possibly from several folders)."""
     if not logs:
         return 0, []
     count = max(logs, key=lambda f: (f.session, f.index)).count

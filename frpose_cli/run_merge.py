@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import FrposeError
 from .fileio import atomic_open
-from .run_log import end_of, header_of, list_logs, read_entries
+from .run_log import end_of, header_of, list_logs, read_entries, unfinished
 
 PREDICTIONS, IMAGES = "predictions.json", "images.json"
 
@@ -95,6 +95,7 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
             group = list(group)
             newest = max(key[2] for key, _, _ in group)
             group = [(e, log) for key, e, log in group if key[2] == newest]
+            _check_one_log(group, newest)
             for e, log in group:
                 if "image" in e:
                     image = e["image"]
@@ -141,6 +142,22 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
     return report
 
 
+def _check_one_log(group, session) -> None:
+    """In one session a file belongs to one shard: entries in two logs mean two runs are mixed."""
+    logs = sorted({log.path for _, log in group})
+    if len(logs) > 1:
+        name = _file_name(group[0][0])
+        raise FrposeError(f"{name} is in two logs of session {session} ({logs[0]}, {logs[1]}): they are the "
+                          "parts of different runs; merge the parts of one run")
+
+
+def _file_name(entry: dict) -> str:
+    for kind in ("image", "skipped", "warning", "ignored"):
+        if kind in entry:
+            return entry[kind]["file_name"]
+    return "a file"
+
+
 def _check_same_options(headers: list, keys) -> dict:
     first = headers[0].get("options", {}) if headers else {}
     for h in headers[1:]:
@@ -165,8 +182,9 @@ def _write_images_json(out_dir: Path, meta: dict, report: MergeReport, listing) 
         f.write("\n}\n")
 
 
-def merge_run(run_dirs, out_dir: Path | None = None) -> MergeReport:
-    """``frpose merge``: the logs of one or more run folders (one run split over several folders)."""
+def merge_run(run_dirs, out_dir: Path | None = None, partial: bool = False) -> MergeReport:
+    """``frpose merge``: the logs of one or more run folders (one run split over several folders).
+    Shards without a finished session are an error unless ``partial`` (merge what is there)."""
     run_dirs = [Path(d) for d in run_dirs]
     for d in run_dirs:
         if not d.is_dir():
@@ -176,4 +194,14 @@ def merge_run(run_dirs, out_dir: Path | None = None) -> MergeReport:
         if len(run_dirs) > 1:
             raise FrposeError("several run folders are merged into a new one: add --out DIR")
         out_dir = run_dirs[0]
+    seen = {}
+    for log in logs:
+        other = seen.setdefault(log.path.name, log.path)
+        if other != log.path:
+            raise FrposeError(f"{log.path.name} is in two folders ({other.parent.parent}, {log.path.parent.parent}): "
+                              "they hold different runs; merge the parts of one run")
+    _, missing = unfinished(logs)
+    if missing and not partial:
+        raise FrposeError(f"shard(s) {', '.join(missing)} have not finished: resume them with --resume and merge "
+                          "again, or pass --partial to merge what is there")
     return merge_logs(logs, Path(out_dir))

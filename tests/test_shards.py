@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from frpose_cli import cli
 from frpose_cli.cards import load_card
 from frpose_cli.checkpoint import save_checkpoint
-from helpers import run_cli
+from helpers import randomised, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "coco"
@@ -46,7 +47,7 @@ def one_thread():
 def ckpt(tmp_path_factory):
     card = load_card("sbn-r18", (64, 64))
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "sbn-r18.pt", card.build_model(), card)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "sbn-r18.pt", randomised(card.build_model()), card)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +79,23 @@ def predict_args(ckpt, folder, out, *extra):
 def single(ckpt, folder, tmp_path_factory):
     """The one-process run every split must reproduce (no DataLoader workers)."""
     out = tmp_path_factory.mktemp("single") / "run"
-    res = subprocess.run([sys.executable, "-m", "frpose_cli", *map(str, predict_args(ckpt, folder, out,
-                                                                                     "--workers", "0"))],
-                         capture_output=True, text=True, timeout=300, env=env(), cwd=ROOT)
-    assert res.returncode == 1, res.stderr   # the cut JPEG is skipped
+    assert in_process(predict_args(ckpt, folder, out, "--workers", "0")) == 1   # the cut JPEG is skipped
     return out
+
+
+def in_process(args) -> int:
+    """`frpose ARGS` in this process with one thread, as each torchrun rank runs (OMP_NUM_THREADS=1)."""
+    old, threads = sys.argv, torch.get_num_threads()
+    sys.argv = ["frpose", *map(str, args)]
+    torch.set_num_threads(1)
+    try:
+        cli.main()
+    except SystemExit as e:
+        return e.code or 0
+    finally:
+        sys.argv = old
+        torch.set_num_threads(threads)
+    return 0
 
 
 def env(**extra):
@@ -225,7 +238,10 @@ def test_array_jobs_join_one_folder_and_the_last_one_merges(single, ckpt, folder
         (d / "parts").mkdir(parents=True)
         for log in (out / "parts").glob(f"*shard{i}-of3.jsonl"):
             shutil.copy(log, d / "parts")
-    code, stdout, _ = run_cli(["merge", *split, "--out", tmp_path / "joined"], capsys)
+    code, _, err = run_cli(["merge", *split, "--out", tmp_path / "joined"], capsys)
+    assert code == 2 and "shard(s) 2/3 have not finished" in err and "--partial" in err
+    assert not (tmp_path / "joined").exists()
+    code, stdout, _ = run_cli(["merge", *split, "--out", tmp_path / "joined", "--partial"], capsys)
     assert code == 1 and "incomplete: shard(s) 2/3" in stdout
     assert len(json.loads((tmp_path / "joined" / "predictions.json").read_text())) == 9   # 11 less shard 2/3's two
 
@@ -275,3 +291,57 @@ def test_eval_array_jobs_equal_one_process_and_merge_when_the_merger_was_lost(ck
     assert json.loads((tmp_path / "two-m.json").read_text()) == json.loads((tmp_path / "one-m.json").read_text())
     code, _, err = run_cli(["merge", tmp_path / "two-parts"], capsys)
     assert code == 2 and "already exists" in err    # merged results are never overwritten
+    # parts of two runs (here: another flip setting) are not merged
+    bad = tmp_path / "mixed"
+    bad.mkdir()
+    shutil.copy(tmp_path / "two-parts" / "shard-0-of-2.npz", bad)
+    with np.load(tmp_path / "two-parts" / "shard-1-of-2.npz") as z:
+        arrays = dict(z)
+    info = json.loads(str(arrays["info"]))
+    info["options"]["flip"] = False
+    np.savez(bad / "shard-1-of-2.npz", **{**arrays, "info": np.array(json.dumps(info))})
+    code, _, err = run_cli(["merge", bad], capsys)
+    assert code == 2 and "parts made with different options (flip True ≠ False)" in err.strip().splitlines()[-1]
+    code, _, err = run_cli(["merge", bad, "--partial"], capsys)
+    assert code == 2 and "--partial is for predict runs" in err
+
+
+def copy_log(src: Path, folder: Path, name: str, edit=None) -> Path:
+    """A copy of a predict log under ``folder/parts/name``, its header or one line changed by ``edit``."""
+    (folder / "parts").mkdir(parents=True, exist_ok=True)
+    lines = src.read_text().splitlines(keepends=True)
+    if edit is not None:
+        lines = edit(lines)
+    (folder / "parts" / name).write_text("".join(lines))
+    return folder
+
+
+def other_options(lines):
+    header = json.loads(lines[0])
+    header["header"]["options"]["flip"] = not header["header"]["options"]["flip"]
+    return [json.dumps(header) + "\n", *lines[1:]]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda log, t: [copy_log(log, t / "a", log.name), copy_log(log, t / "b", log.name)],
+     "session1-shard0-of1.jsonl is in two folders"),
+    (lambda log, t: [copy_log(log, t / "a", "session1-shard0-of2.jsonl"),
+                     copy_log(log, t / "b", "session1-shard1-of2.jsonl")],
+     "is in two logs of session 1"),
+    (lambda log, t: [copy_log(log, t / "a", log.name), copy_log(log, t / "b", "session2-shard0-of1.jsonl",
+                                                                 other_options)],
+     "made with different options (flip True ≠ False)"),
+    (lambda log, t: [copy_log(log, t / "a", log.name, lambda ls: [ls[0], "{oops\n", *ls[2:]])],
+     "line 2 is damaged"),
+    (lambda log, t: [copy_log(log, t / "a", log.name, lambda ls: ls[:-1])],
+     "shard(s) 0/1 have not finished"),
+    (lambda log, t: [(t / "empty").mkdir() or t / "empty"], "give one predict run folder"),
+    (lambda log, t: [t / "nowhere"], "no such folder"),
+])
+def test_merge_of_bad_parts_is_one_line_exit_2(single, tmp_path, capsys, make, message):
+    """Missing or unfinished parts, parts of different runs, a damaged log: refused, nothing written."""
+    folders = make(single / "parts" / "session1-shard0-of1.jsonl", tmp_path)
+    code, _, err = run_cli(["merge", *folders, "--out", tmp_path / "merged"], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("frpose: error:") and message in last and "Traceback" not in err
+    assert not (tmp_path / "merged" / "predictions.json").exists()

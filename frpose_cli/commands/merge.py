@@ -22,6 +22,8 @@ def merge(
                                           show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help="predict: the folder for predictions.json and images.json "
                              "(default: the one RUN_DIR; needed for several)"),
+    partial: bool = typer.Option(False, "--partial", help="predict: merge what there is when shards have not "
+                                 "finished (a stopped run); eval parts are only merged whole"),
 ) -> None:
     """Merge the parts of a sharded `predict` or `eval` run into its results (exit 1 when shards are
     missing or inputs were skipped, 2 on errors)."""
@@ -32,11 +34,13 @@ def merge(
         if not d.is_dir():
             raise FrposeError(f"{d}: no such folder")
     if all(list_logs(d) for d in run_dirs):
-        raise typer.Exit(_merge_predict(run_dirs, out))
+        raise typer.Exit(_merge_predict(run_dirs, out, partial))
     parts = [_eval_parts(d) for d in run_dirs]
     if len(parts) != 1 or parts[0] is None:
         raise FrposeError("give one predict run folder (with parts/), several folders of one predict run, or "
                           "one eval parts folder (OUT-parts/ with shard-I-of-N.npz)")
+    if partial:
+        raise FrposeError("--partial is for predict runs: AP over part of the images would be wrong")
     raise typer.Exit(_merge_eval(parts[0]))
 
 
@@ -47,13 +51,13 @@ def _eval_parts(folder: Path) -> Path | None:
     return inside[0] if len(inside) == 1 else None
 
 
-def _merge_predict(run_dirs, out) -> int:
+def _merge_predict(run_dirs, out, partial: bool) -> int:
     from ..outputs import check_writable_dir
     from ..run_merge import merge_run
     target = out if out is not None else (run_dirs[0] if len(run_dirs) == 1 else None)
     if target is not None:
         check_writable_dir(target, "--out")
-    m = merge_run(run_dirs, out)
+    m = merge_run(run_dirs, out, partial)
     lines = [f"merge: {m.images} images, {m.persons} persons, {len(m.skipped)} skipped, {len(m.warnings)} with "
              f"warnings, {len(m.ignored)} ignored, from {sum(len(s.sessions) for s in m.shards)} logs"]
     for s in m.shards:

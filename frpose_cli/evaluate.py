@@ -120,15 +120,22 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     sharded = shard is not None and shard.sharded
     places = list(range(len(instances)))
     if sharded:
+        total = len(instances)
         instances, places = eval_shards.own_instances(instances, shard)
         path = eval_shards.part_path(parts, shard.index, shard.count)
-        if path.exists() and eval_shards.read_part(path)[1].get("options") == (part_meta or {}).get("options"):
-            raw = None    # this shard's part is there already (a rerun): only the merge is left
-        else:
-            raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size,
-                              workers, device, flip_shift, progress and shard.is_main, allow_empty=True)
-            eval_shards.write_part(path, raw, part_meta or {}, shard.label)
-        raw = eval_shards.collect(parts, shard)
+        done = path.exists()   # a rerun (requeued array job): only the merge is left
+        if done and eval_shards.read_part(path)[1].get("options") != (part_meta or {}).get("options"):
+            raise FrposeError(f"{path} holds shard {shard.label} of a run made with other options; "
+                              "choose another --out (parts of different runs are never mixed)")
+        bar = eval_shards.EvalProgress(progress, shard, parts, total, len(instances))
+        try:
+            if not done:
+                raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip,
+                                  batch_size, workers, device, flip_shift, bar, allow_empty=True)
+                eval_shards.write_part(path, raw, part_meta or {}, shard.label)
+            raw = eval_shards.collect(parts, shard, tick=bar.poll)
+        finally:
+            bar.close()
         if raw is None:
             return None
     else:
@@ -167,7 +174,8 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
     damaged, timings = set(), dict.fromkeys(("load", "pose", "decode"), 0.0)
     try:
         batches = iter(loader) if len(dataset) else iter(())
-        if progress and len(dataset):
+        bar = progress if hasattr(progress, "update") else None   # a shard's bar (eval_shards.EvalProgress)
+        if progress is True and len(dataset):
             from tqdm import tqdm
             batches = iter(tqdm(loader, desc="eval", unit="batch", leave=False))
         while True:
@@ -184,6 +192,8 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
             timings["pose"] += t2 - t1
             timings["decode"] += time.perf_counter() - t2
             valid = batch["valid"].numpy().astype(bool)
+            if bar is not None:
+                bar.update(len(valid))
             local["unreadable image"] += int((~valid).sum())
             damaged.update(int(i) for i in batch["image_id"].numpy()[batch["damaged"].numpy().astype(bool)])
             scale = batch["scale"].numpy()

@@ -204,9 +204,11 @@ def test_torchrun_eval_two_processes_equals_one_process(ckpt, tmp_path, capsys):
             "--backend", "torch"]
     code, _, err = run_cli([*args, "--out", tmp_path / "one.json", "--json", tmp_path / "one-m.json"], capsys)
     assert code == 0, err
-    proc = torchrun([*args, "--out", tmp_path / "two.json", "--json", tmp_path / "two-m.json"])
+    with_bars = [a for a in args if a != "--no-progress"]
+    proc = torchrun([*with_bars, "--out", tmp_path / "two.json", "--json", tmp_path / "two-m.json"])
     stdout, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
+    assert "eval 0/2" in err and "rank1" in err and "eval 1/2" not in err   # rank 0's bar counts every rank
     assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
     one, two = (json.loads((tmp_path / f"{n}-m.json").read_text()) for n in ("one", "two"))
     assert one == two and one["PCK"] > 0

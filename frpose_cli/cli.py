@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from .commands import bench, export, evaluate, predict, train
+from .commands import bench, export, evaluate, merge, predict, train
 from .errors import FrposeError
 
 # typer shows on/off flags with a "<bool>" type placeholder; a flag takes no value, so show none.
@@ -41,6 +41,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("merge")(merge.merge)
 
 
 @app.command("models")

@@ -65,6 +65,7 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0
 
 class WholeImageDetector:
     name = "whole-image"
+    in_worker = True     # needs no network: runs in predict's DataLoader workers (predict_data.py)
 
     def __call__(self, item: SourceItem) -> np.ndarray:
         h, w = item.image.shape[:2]
@@ -87,6 +88,7 @@ class BoxFileDetector:
     or the COCO id in its name; an image without boxes simply has no persons.
     """
     name = "boxes"
+    in_worker = True
 
     def __init__(self, path, score_thr: float = 0.0):
         path = Path(path)

@@ -93,17 +93,22 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                    det_score_thr: float = 0.0, flip_shift: float | None = None,
                    rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD,
                    backend: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
-                   max_instances: int | None = None, score: bool = True) -> dict:
+                   max_instances: int | None = None, score: bool = True, shard=None, parts=None,
+                   part_meta: dict | None = None) -> dict | None:
     """COCO keypoint AP of ``model`` (the full protocol above).
 
     ``boxes``: ``None`` for ground-truth boxes, else a detection-results JSON path or list.
     ``codec``: ``None`` (card's), a name ("sbn", "dark", "udp") or a codec.  ``device``:
     ``None`` keeps the model where it is.  ``flip_shift``: ``None`` = derived from the codec.
     The model's train/eval mode is restored afterwards, so a trainer can call this between
-    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances}``; with
+    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances, timings}``; with
     ``score=False`` (test-dev: no annotations) only the results, nothing is scored.
+
+    With a sharded ``shard`` (:mod:`frpose_cli.shards`) only the shard's images are run, its poses
+    are written to ``parts`` (:mod:`frpose_cli.eval_shards`, recording ``part_meta``), and the
+    process that merges returns the whole run's report; the others return ``None``.
     """
-    from .dataset import CocoPoseDataset
+    from . import eval_shards
 
     gt = _ground_truth(ann_file, gt, card)
     codec = resolve_codec(card, codec)
@@ -112,12 +117,50 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     skipped = Counter(getattr(instances, "skipped", {}))
     if max_instances is not None:
         instances = type(instances)(list(instances)[:max_instances], skipped)
+    sharded = shard is not None and shard.sharded
+    places = list(range(len(instances)))
+    if sharded:
+        total = len(instances)
+        instances, places = eval_shards.own_instances(instances, shard)
+        path = eval_shards.part_path(parts, shard.index, shard.count)
+        done = path.exists()   # a rerun (requeued array job): only the merge is left
+        if done and eval_shards.read_part(path)[1].get("options") != (part_meta or {}).get("options"):
+            raise FrposeError(f"{path} holds shard {shard.label} of a run made with other options; "
+                              "choose another --out (parts of different runs are never mixed)")
+        bar = eval_shards.EvalProgress(progress, shard, parts, total, len(instances))
+        try:
+            if not done:
+                raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip,
+                                  batch_size, workers, device, flip_shift, bar, allow_empty=True)
+                eval_shards.write_part(path, raw, part_meta or {}, shard.label)
+            raw = eval_shards.collect(parts, shard, tick=bar.poll)
+        finally:
+            bar.close()
+        if raw is None:
+            return None
+    else:
+        raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size,
+                          workers, device, flip_shift, progress)
+    return score_poses(raw, gt, rescore_thr, nms_thr, backend, score)
+
+
+def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size, workers,
+                device, flip_shift, progress, allow_empty: bool = False):
+    """The network part of the protocol on ``instances`` → :class:`~frpose_cli.eval_shards.RawPoses`.
+    ``places``: each instance's place in the full instance list (the merge order of shards)."""
+    import time
+
+    from .dataset import CocoPoseDataset
+    from .eval_shards import RawPoses
+
+    start = time.perf_counter()
+    given = Counter(getattr(instances, "skipped", {}))
+    place_of = {id(inst): g for inst, g in zip(instances, places)}
     dataset = CocoPoseDataset(ann_file, image_dir, card, codec, train=False, instances=instances,
                               build_targets=False, coco=_pycoco(gt))
-    skipped = Counter(dataset.skipped)
-    if len(dataset) == 0:
-        raise FrposeError(f"no person crops to evaluate in {image_dir} "
-                          f"({dataset.skipped_summary()})")
+    local = Counter(dataset.skipped) - given      # missing files of these crops (selection counted once)
+    if len(dataset) == 0 and not allow_empty:   # a shard may own no crop; a whole run must have some
+        raise FrposeError(f"no person crops to evaluate in {image_dir} ({dataset.skipped_summary()})")
     if device is not None:
         model = model.to(device)
     was_training = model.training
@@ -127,31 +170,58 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                                          pin_memory=next(model.parameters()).device.type == "cuda")
     flip_index = card.keypoints.flip_index()
     shift = flip_shift_for_codec(codec) if flip_shift is None else float(flip_shift)
-    ids, kpts, kscores, bscores, areas, damaged = [], [], [], [], [], set()
+    out = {k: [] for k in ("index", "image_id", "keypoints", "keypoint_scores", "box_scores", "areas")}
+    damaged, timings = set(), dict.fromkeys(("load", "pose", "decode"), 0.0)
     try:
-        batches = loader
-        if progress:
+        batches = iter(loader) if len(dataset) else iter(())
+        bar = progress if hasattr(progress, "update") else None   # a shard's bar (eval_shards.EvalProgress)
+        if progress is True and len(dataset):
             from tqdm import tqdm
-            batches = tqdm(loader, desc="eval", unit="batch", leave=False)
-        for batch in batches:
+            batches = iter(tqdm(loader, desc="eval", unit="batch", leave=False))
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            t1 = time.perf_counter()
+            timings["load"] += t1 - t0
+            if batch is None:
+                break
             heat = run_heatmaps(model, batch["image"], flip=flip, flip_index=flip_index, codec=codec, shift=shift)
+            t2 = time.perf_counter()
             k, s = decode_to_image(codec, heat, batch["center"].numpy(), batch["scale"].numpy(),
                                    batch["rotation"].numpy())
+            timings["pose"] += t2 - t1
+            timings["decode"] += time.perf_counter() - t2
             valid = batch["valid"].numpy().astype(bool)
-            skipped["unreadable image"] += int((~valid).sum())
+            if bar is not None:
+                bar.update(len(valid))
+            local["unreadable image"] += int((~valid).sum())
             damaged.update(int(i) for i in batch["image_id"].numpy()[batch["damaged"].numpy().astype(bool)])
             scale = batch["scale"].numpy()
-            ids.append(batch["image_id"].numpy()[valid])
-            kpts.append(k[valid])
-            kscores.append(s[valid])
-            bscores.append(batch["score"].numpy()[valid])
-            areas.append((scale[:, 0] * scale[:, 1])[valid])
+            out["index"].append(np.array([place_of[id(dataset.instances[i])] for i in batch["index"].tolist()],
+                                         np.int64)[valid])
+            out["image_id"].append(batch["image_id"].numpy()[valid])
+            out["keypoints"].append(k[valid])
+            out["keypoint_scores"].append(s[valid])
+            out["box_scores"].append(batch["score"].numpy()[valid])
+            out["areas"].append((scale[:, 0] * scale[:, 1])[valid])
     finally:
         model.train(was_training)
-    results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
-                               np.concatenate(bscores), np.concatenate(areas), gt, rescore_thr, nms_thr)
+    k = card.keypoints.num_keypoints
+    empty = {"index": ((0,), np.int64), "image_id": ((0,), np.int64), "keypoints": ((0, k, 2), np.float32),
+             "keypoint_scores": ((0, k), np.float32), "box_scores": ((0,), np.float32), "areas": ((0,), np.float32)}
+    arrays = {name: np.concatenate(v) if v else np.zeros(*empty[name]) for name, v in out.items()}
+    return RawPoses(**arrays, skipped_global=dict(given), skipped_local=dict(+local), damaged=damaged,
+                    seconds=time.perf_counter() - start, timings=timings)
+
+
+def score_poses(raw, gt: GroundTruth, rescore_thr: float = RESCORE_THRESHOLD,
+                nms_thr: float | None = OKS_NMS_THRESHOLD, backend: str = "pycocotools", score: bool = True) -> dict:
+    """Rescoring, OKS-NMS and COCOeval of raw poses (one process's, or the merged shards')."""
+    results = poses_to_results(raw.image_id, raw.keypoints, raw.keypoint_scores, raw.box_scores, raw.areas, gt,
+                               rescore_thr, nms_thr)
     # images libjpeg decoded with complaints (frpose_cli.images): used, and reported
-    return {**_finish(gt, results, skipped, backend, score), "damaged_images": len(damaged)}
+    return {**_finish(gt, results, raw.skipped, backend, score), "damaged_images": len(raw.damaged),
+            "timings": raw.timings, "seconds": raw.seconds, "shards": raw.shards}
 
 
 def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = False, flip_index=None,

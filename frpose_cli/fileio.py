@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,13 +26,16 @@ def apply_umask(path) -> None:
     os.chmod(path, 0o666 & ~current_umask())
 
 
-def _atomic(path, write, mode: str):
+@contextmanager
+def atomic_open(path, mode: str = "w"):
+    """A temp file beside ``path`` to write into, renamed to ``path`` when the block ends without
+    an error (files too large to build in memory: merged predictions, streamed lists)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         apply_umask(tmp)
@@ -39,7 +43,12 @@ def _atomic(path, write, mode: str):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def _atomic(path, write, mode: str):
+    with atomic_open(path, mode) as f:
+        write(f)
+    return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:

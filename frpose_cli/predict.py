@@ -1,49 +1,50 @@
 """`frpose predict` core: source → person boxes → batched crops → heatmaps → keypoints → files.
 
-One streaming pass: an image is read, its persons are detected and cropped, and the crops
-wait in a batch; when the batch is full the network runs (with the flip test), keypoints
-are decoded back into image pixels, and that batch's images get their records and
-overlays.  Only the current batch's images are in memory.
+One streaming pass per process (:mod:`frpose_cli.predict_loop`): files are decoded in DataLoader
+workers (:mod:`frpose_cli.predict_data`), persons are detected and cropped, crops wait in a
+batch, the network runs (with the flip test), keypoints are decoded back into image pixels, and
+each image's records are appended to the run's log.  Only the current batch's images (and the
+few the workers have ready) are in memory, however large the source.
 
-Outputs in the run folder (written by :mod:`frpose_cli.run_folder`)::
+Outputs in the run folder::
 
-    predictions.json   COCO keypoint results (+ file_name, frame, bbox, box_score)
-    images.json        every processed image (also those with no person) and every skipped file
+    parts/             the append-only logs of each process and session (frpose_cli.run_log)
+    predictions.json   COCO keypoint results (+ file_name, frame, bbox, box_score), merged from the logs
+    images.json        every processed image (also those with no person), every skipped file, the split
     vis/               overlays (images keep their relative path; a video → one .mp4)
     heatmaps/          heatmap overlays with --save-heatmaps
 
-Both JSON files are rewritten atomically (temp file + rename) every ``save_every`` images
-and at the end, so an interrupted run keeps everything it wrote and ``resume`` continues it.
+Sharded runs (torchrun, ``--shard i/n``; :mod:`frpose_cli.shards`) write one log per process into
+one folder; the two JSON files are merged from all logs (:mod:`frpose_cli.run_merge`), so they
+are the same whatever the split.  A one-process run merges at its end, also after Ctrl-C or an
+error; ``resume`` continues any of them.
 """
 from __future__ import annotations
 
-import itertools
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import zoo
+from . import shards, zoo
 from .codecs import codec_for_card
-from .detectors import coco_id_from_name, make_detector
-from .device import pick_device, synchronize
-from .draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
+from .detectors import make_detector
+from .device import pick_device
 from .errors import FrposeError
-from .geometry import box_to_center_scale, crop_image, warp_matrix
 from .inference import crops_to_input, decode_to_image, run_heatmaps
 from .optimize import input_memory_format
-from .oks_nms import oks_nms, rescore
 from .oks_sigmas import resolve_sigmas
 from .runtime import load_pose_model
-from .outputs import check_not_inside_inputs
-from .run_folder import PREDICTIONS, RunWriter, make_record, resolve_out_dir, run_options, safe_relative
-from .sources import Source, SourceItem
+from .outputs import check_not_inside_inputs, check_writable_dir
+from .predict_data import CropGeometry
+from .predict_loop import STAGES, WORKER_STAGES, PredictLoop, Progress, StageTimer
+from .run_folder import resolve_out_dir, run_options
+from .run_log import LogProgress, RunLog, done_state, finished_shards, list_logs, log_path, next_session
+from .run_merge import MergeReport, merge_logs
+from .sources import Source
 from .weights import default_weights_for
-
-STAGES = ("read", "detect", "crop", "pose", "decode", "write")
 
 
 @dataclass
@@ -72,6 +73,8 @@ class PredictOptions:
     save_heatmaps: bool = False
     save_every: int = 50
     progress: bool = True
+    workers: int = 2               # DataLoader processes decoding (and cropping) images
+    shard: str | None = None       # "i/n" without torchrun (shards.py)
 
 
 @dataclass
@@ -87,41 +90,24 @@ class PredictSummary:
     images_without_boxes: int = 0  # processed images for which --boxes had no box
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    worker_seconds: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STAGES, 0.0))
+    workers: int = 0
     detector: str = ""
+    shard: str = "0/1"             # this process's shard
+    merged: MergeReport | None = None   # the whole run, when this process merged it
+    waiting_for: list = field(default_factory=list)   # shards not finished yet (no merge)
+    torchrun: bool = False
 
     @property
     def exit_code(self) -> int:
-        """0 all good, 1 when some inputs were skipped or damaged (the CLI uses 2 for usage/fatal errors)."""
+        """0 all good, 1 when some inputs were skipped or damaged, or shards are missing from a merge
+        (the CLI uses 2 for usage/fatal errors)."""
+        m = self.merged
+        if m is None and self.torchrun:   # rank 0 reports this rank's files; a non-zero exit would stop the job
+            return 0
+        if m is not None:
+            return 1 if m.skipped or m.warnings or m.missing else 0
         return 1 if self.skipped or self.warnings else 0
-
-
-def image_id_for(item: SourceItem) -> int:
-    """COCO's id when the name is one (``000000000785.jpg`` → 785), else the stream position."""
-    coco_id = coco_id_from_name(item.file_name) if item.frame is None else None
-    return item.index if coco_id is None else coco_id
-
-
-def overlay_name(file_name: str, video: bool = False) -> str:
-    """Where the overlay of ``file_name`` goes, relative to ``vis/``: never outside the run folder."""
-    p = safe_relative(file_name)
-    if video:
-        return p.with_suffix(".mp4").as_posix()
-    return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
-
-
-class StageTimer:
-    def __init__(self, device):
-        self.device, self.seconds = device, dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if stage in ("detect", "pose"):
-                synchronize(self.device)
-            self.seconds[stage] += time.perf_counter() - start
 
 
 class PosePredictor:
@@ -149,20 +135,13 @@ class PosePredictor:
         self.flip, self.flip_index = flip and self.card.keypoints.can_flip, self.card.keypoints.flip_index()
         h, w = self.card.input_size
         self.input_wh, self.aspect = (w, h), w / h
+        self.geometry = CropGeometry(self.input_wh, self.codec.use_udp)
         # OKS-NMS with the σ the model was trained and scored with (recorded in checkpoints and exports).
         self.oks_sigmas = np.asarray(resolve_sigmas(self.card.keypoints).sigmas)
 
     def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
         """Affine crops of the boxes (uint8, N×H×W×3) and their centres and scales."""
-        centers, scales, crops = [], [], []
-        for box in boxes:
-            c, s = box_to_center_scale(box[:4], self.aspect)
-            centers.append(c)
-            scales.append(s)
-            crops.append(crop_image(image_rgb, c, s, 0, self.input_wh, udp=self.codec.use_udp))
-        h, w = self.input_wh[1], self.input_wh[0]
-        return (np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8),
-                np.array(centers, np.float32).reshape(-1, 2), np.array(scales, np.float32).reshape(-1, 2))
+        return self.geometry.crops(image_rgb, boxes)
 
     def heatmaps(self, crops_uint8: np.ndarray, batch_size: int = 16) -> torch.Tensor:
         """Normalised on the device (uint8 crosses the bus), run in chunks, flip test included."""
@@ -185,189 +164,89 @@ class PosePredictor:
 
 
 def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummary:
-    """Run the whole pipeline; ``log`` receives one-line warnings.  ``detector`` (Python API):
-    any callable ``SourceItem -> (M, 5) x, y, w, h, score`` used instead of the options' one."""
+    """Run the whole pipeline (this process's shard of it); ``log`` receives one-line warnings.
+    ``detector`` (Python API): any callable ``SourceItem -> (M, 5) x, y, w, h, score`` used instead
+    of the options' one."""
     if opts.batch_size < 1:
         raise FrposeError(f"--batch-size must be at least 1 (got {opts.batch_size})")
+    if opts.workers < 0:
+        raise FrposeError(f"--workers must be 0 or more (got {opts.workers})")
     # Cheap checks first, so a mistake is reported before any model is loaded.
     source = Source(opts.source, vid_stride=opts.vid_stride)
-    items = iter(source)
-    read_start = time.perf_counter()
-    first = next(items)   # raises for an empty source
-    first_read = time.perf_counter() - read_start
+    source.check_not_empty()
     options = run_options(opts)
-    out_dir = resolve_out_dir(opts.out, opts.resume, options, log=log)
+    shard = shards.shard_for(opts.shard, opts.device)
+    try:
+        return _run(opts, source, options, shard, log, detector)
+    finally:
+        shards.cleanup(shard)
+
+
+def _run(opts, source, options, shard, log, detector) -> PredictSummary:
+    def decide():
+        out = resolve_out_dir(opts.out, opts.resume, options, shard, log=log)
+        return str(out), next_session(out)
+    out, session = shards.agree(shard, decide)
+    out_dir = Path(out)
+    check_writable_dir(out_dir, "--out")   # from every node
     check_not_inside_inputs(out_dir, [source.root if source.kind in ("folder", "glob") else None], "--out")
-    writer = RunWriter(out_dir, opts.resume, {}, opts.save_every)
-    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, opts.device, opts.flip, opts.backend,
-                              log=log, progress=opts.progress, precision=opts.precision,
+    shards.check_shared_folder(out_dir, shard, "--out")
+    done, video_records = done_state(out_dir) if opts.resume else (set(), {})
+    predictor = PosePredictor(opts.weights, opts.model, opts.input_size, shards.device_for(shard, opts.device),
+                              opts.flip, opts.backend, log=log if shard.is_main else _quiet,
+                              progress=opts.progress and shard.is_main, precision=opts.precision,
                               calib_data=opts.calib_data)
-    if opts.flip and not predictor.flip:
+    if opts.flip and not predictor.flip and shard.is_main:
         log(f"flip test off: {predictor.card.keypoints.flip_problem()}")
     if detector is None:
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
-                                 opts.det_thr, opts.det_size, warn=log, progress=opts.progress)
-    writer.meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
-                   "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
-                   "backend": predictor.backend, "precision": predictor.precision,
-                   "detector": getattr(detector, "name", type(detector).__name__), "flip": predictor.flip,
-                   "options": options}
-    summary = PredictSummary(out_dir=out_dir, detector=writer.meta["detector"])
+                                 opts.det_thr, opts.det_size, warn=log if shard.is_main else _quiet,
+                                 progress=opts.progress and shard.is_main)
+    meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
+            "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
+            "backend": predictor.backend, "precision": predictor.precision, "detector": getattr(detector, "name", type(detector).__name__),
+            "flip": predictor.flip}
+    header = {"session": session, "shard": shard.label, "options": options, "meta": meta,
+              "split_rule": f"files of the source in order (ignored ones included): {shards.SHARD_RULE}",
+              "torchrun": shard.torchrun, "workers": opts.workers}
+    runlog = RunLog(log_path(out_dir, session, shard.index, shard.count), header, opts.save_every)
+    others = LogProgress({r: log_path(out_dir, session, r, shard.count) for r in range(1, shard.count)}) \
+        if shard.torchrun and shard.index == 0 else None
+    progress = Progress(opts.progress and shard.is_main, others, str(shard.index))
+    summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
+                             torchrun=shard.torchrun)
     timer = StageTimer(predictor.device)
-    timer.seconds["read"] += first_read
-    run = _Run(opts, predictor, detector, writer, summary, timer)
+    loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress)
     start = time.perf_counter()
     try:
-        run.loop(itertools.chain([first], items))
+        loop.run(source, shard)
     finally:
-        run.close()
-        summary.timings = timer.seconds
-        summary.seconds = time.perf_counter() - start
+        loop.close()
+        summary.timings, summary.seconds = timer.seconds, time.perf_counter() - start
+        stats = {"images": summary.images, "persons": summary.persons, "resumed": summary.resumed,
+                 "seconds": round(summary.seconds, 3), "timings": {k: round(v, 3) for k, v in timer.seconds.items()},
+                 "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()}}
+        if loop.finished or runlog.lines or runlog.file is not None:   # no empty run folders
+            runlog.close(stats, loop.finished)
+        if not shard.sharded and list_logs(out_dir):    # one process: its results are merged even when it stops
+            summary.merged = merge_logs(list_logs(out_dir), out_dir)
+        progress.poll()
+        if not loop.finished:
+            progress.close()
+    if shard.torchrun and shard.index == 0:   # rank 0 merges once every rank has finished its part
+        shards.wait_until(lambda: others.poll() or others.all_finished, tick=progress.poll)
+        progress.poll()
+        summary.merged = merge_logs(list_logs(out_dir), out_dir)
+    elif shard.sharded and not shard.torchrun:   # an array job: the last one to finish merges
+        _, summary.waiting_for = finished_shards(out_dir)
+        if not summary.waiting_for and shards.take_merge_lock(out_dir / "parts"):
+            try:
+                summary.merged = merge_logs(list_logs(out_dir), out_dir)
+            finally:
+                shards.release_merge_lock(out_dir / "parts")
+    progress.close()
     return summary
 
 
-class _Run:
-    """The streaming loop's state: pending batch, open overlay videos, counters."""
-
-    def __init__(self, opts, predictor: PosePredictor, detector, writer: RunWriter, summary, timer):
-        self.opts, self.pred, self.detector = opts, predictor, detector
-        self.writer, self.summary, self.timer = writer, summary, timer
-        self.pending, self.pending_crops, self.bar = [], 0, None
-        self.videos: dict[str, VideoOverlayWriter] = {}
-        self.done_records = None   # (file_name, frame) → records, for redrawing resumed video frames
-
-    def loop(self, items) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(desc="predict", unit="img", disable=not self.opts.progress, dynamic_ncols=True)
-        try:
-            while True:
-                with self.timer("read"):
-                    item = next(items, None)
-                if item is None:
-                    break
-                self.handle(item)
-            self.flush()
-        finally:
-            self.bar.close()
-
-    def handle(self, item: SourceItem) -> None:
-        if item.ignored:
-            self.writer.ignore(item.file_name, item.ignored)
-            self.summary.ignored.append((item.file_name, item.ignored))
-            return
-        if item.warning:   # damaged but usable, or (no image) a note on a whole file such as a short video
-            self.writer.warn(item.file_name, item.warning)
-            self.summary.warnings.append((item.file_name, item.warning))
-        if item.error:
-            self.writer.skip(item.file_name, item.error)
-            self.summary.skipped.append((item.file_name, item.error))
-            self.bar.update(1)
-            return
-        if item.image is None:
-            return
-        if item.key in self.writer.done:
-            self.summary.resumed += 1
-            self.bar.update(1)
-            if item.frame is not None and self.opts.save_vis:
-                self.redraw_done_frame(item)
-            return
-        with self.timer("detect"):
-            boxes = self.detector(item)
-        if len(boxes) == 0 and getattr(self.detector, "name", "") == "boxes":
-            self.summary.images_without_boxes += 1
-        with self.timer("crop"):
-            crops, centers, scales = self.pred.crops(item.image, boxes)
-        self.pending.append((item, boxes, crops, centers, scales))
-        self.pending_crops += len(crops)
-        if self.pending_crops >= self.opts.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        crops = np.concatenate([p[2] for p in self.pending])
-        centers = np.concatenate([p[3] for p in self.pending])
-        scales = np.concatenate([p[4] for p in self.pending])
-        with self.timer("pose"):
-            heatmaps = self.pred.heatmaps(crops, self.opts.batch_size)
-        with self.timer("decode"):
-            kpts = self.pred.decode(heatmaps, centers, scales) if len(crops) else np.zeros((0, 0, 3))
-        start = 0
-        for item, boxes, item_crops, item_centers, item_scales in self.pending:
-            n = len(item_crops)
-            with self.timer("write"):
-                self.finish_image(item, boxes, kpts[start:start + n], heatmaps[start:start + n],
-                                  item_centers, item_scales)
-            start += n
-        self.pending, self.pending_crops = [], 0
-
-    def finish_image(self, item, boxes, kpts, heatmaps, centers, scales) -> None:
-        scores = rescore(boxes[:, 4], kpts[:, :, 2]) if len(boxes) else np.zeros(0)
-        keep = list(range(len(boxes)))
-        if len(boxes) > 1 and self.opts.nms_thr < 1.0:   # two boxes on one person → one pose
-            keep = oks_nms(kpts, scores, scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
-        image_id = image_id_for(item)
-        records = [make_record(item, image_id, kpts[i], boxes[i], scores[i]) for i in keep]
-        self.writer.add(item, image_id, records)
-        self.summary.images += 1
-        self.summary.persons += len(records)
-        self.bar.update(1)
-        try:
-            if self.opts.save_vis:
-                self.save_overlay(item, kpts[keep], boxes[keep])
-            if self.opts.save_heatmaps and len(keep):
-                self.save_heatmap_overlay(item, heatmaps[keep].numpy(), centers[keep], scales[keep])
-        except OSError as e:
-            reason = f"overlay not written ({e})"
-            self.writer.skip(item.file_name, reason)
-            self.summary.skipped.append((item.file_name, reason))
-
-    def save_overlay(self, item, kpts, boxes) -> None:
-        canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
-        vis_dir = self.writer.out_dir / "vis"
-        if item.frame is None:
-            write_image(vis_dir / overlay_name(item.file_name), canvas)
-            return
-        video = self.videos.get(item.file_name)
-        if video is None:
-            video = self.videos[item.file_name] = VideoOverlayWriter(
-                vis_dir / overlay_name(item.file_name, video=True), item.fps)
-        video.write(canvas)
-
-    def redraw_done_frame(self, item) -> None:
-        """A resumed video's overlay is rewritten whole, so frames done earlier are drawn from their records."""
-        if self.done_records is None:
-            self.done_records = {}
-            for r in self.writer.records:
-                self.done_records.setdefault((r["file_name"], r.get("frame")), []).append(r)
-        recs = self.done_records.get(item.key, [])
-        k = self.pred.card.keypoints.num_keypoints
-        kpts = np.array([r["keypoints"] for r in recs], np.float32).reshape(-1, k, 3)
-        boxes = np.array([r["bbox"] + [r.get("box_score", 1.0)] for r in recs], np.float32).reshape(-1, 5)
-        self.save_overlay(item, kpts, boxes)
-
-    def save_heatmap_overlay(self, item, heatmaps, centers, scales) -> None:
-        hh, hw = heatmaps.shape[-2:]
-        inv = [warp_matrix(c, s, 0, (hw, hh), inv=True, udp=self.pred.codec.use_udp)
-               for c, s in zip(centers, scales)]
-        heat = heatmap_to_image(heatmaps, inv, item.image.shape[:2])
-        name = overlay_name(item.file_name) if item.frame is None else \
-            f"{safe_relative(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
-        write_image(self.writer.out_dir / "heatmaps" / name, overlay_heatmap(item.image, stretch_heat(heat)))
-
-    def close(self) -> None:
-        for video in self.videos.values():
-            video.close()
-        self.summary.boxes_dropped = dict(getattr(self.detector, "dropped", {}))
-        self.writer.meta.update(boxes_dropped=self.summary.boxes_dropped,
-                                images_without_boxes=self.summary.images_without_boxes)
-        w = self.writer
-        if w.images or w.skipped or w.warnings or w.ignored or (w.out_dir / PREDICTIONS).exists():   # no empty run folders
-            w.save()
-
-
-def stretch_heat(heat: np.ndarray) -> np.ndarray:
-    """Stretch to the full colour range so weak (e.g. untrained) heatmaps are still visible."""
-    top = float(heat.max()) if heat.size else 0.0
-    return heat / top if top > 0 else heat
+def _quiet(*_args, **_kwargs) -> None:
+    """Ranks other than 0 keep the shared messages to themselves (rank 0 says them once)."""

@@ -101,7 +101,7 @@ def summary(results: list, gt: GroundTruth, skipped: dict, json_path: Path, zip_
     return "\n".join(lines)
 
 
-def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None, out, **protocol) -> dict:
+def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None, out, **protocol) -> dict | None:
     """The protocol on an image-info file → the server's JSON and zip; prints where they are.
 
     ``protocol``: the keyword arguments of :func:`frpose_cli.evaluate.evaluate_model`."""
@@ -112,6 +112,8 @@ def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None,
     zip_path = check_submission_paths(json_path)
     gt = load_image_info(info_file, card.keypoints)
     report = evaluate_model(model, card, info_file, image_dir, gt=gt, score=False, **protocol)
+    if report is None:   # a shard whose part another process merges
+        return None
     write_submission(report["results"], json_path, member)
     print(summary(report["results"], gt, report["skipped"], json_path, zip_path, split))
     return report

@@ -136,16 +136,16 @@ def test_interrupted_run_keeps_its_results_and_resume_finishes(ckpt, tmp_path, m
     out = tmp_path / "run"
     opts = PredictOptions(source=str(folder), weights=str(ckpt), detector="whole-image", out=str(out),
                           batch_size=1, save_every=1, progress=False, flip=False, save_vis=False)
-    real_crops = predict_core.PosePredictor.crops
+    real_heatmaps = predict_core.PosePredictor.heatmaps
     calls = []
 
-    def crops_then_interrupt(self, image, boxes):
+    def heatmaps_then_interrupt(self, crops, batch_size=16):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_crops(self, image, boxes)
+        return real_heatmaps(self, crops, batch_size)
 
-    monkeypatch.setattr(predict_core.PosePredictor, "crops", crops_then_interrupt)
+    monkeypatch.setattr(predict_core.PosePredictor, "heatmaps", heatmaps_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_predict(opts)
     monkeypatch.undo()

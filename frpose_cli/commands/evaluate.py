@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option
+from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option
 from .train import SIGMAS_HELP
 
 DET_FOLDER = "person_detection_results"
@@ -110,16 +110,16 @@ def evaluate(
                                       "analysis.json (default: a new runs/analyze/runN)"),
     alg: str = typer.Option(None, "--alg", help="test-dev: algorithm name in the server's file name "
                             "person_keypoints_SPLIT_ALG_results.json (default: the card name)"),
+    shard: str = shard_option("images"),
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
     from ..console import make_console
 
-    from ..cocoeval import METRIC_NAMES, load_ground_truth, metrics_table
+    from ..cocoeval import load_ground_truth
     from ..errors import FrposeError
-    from ..fileio import atomic_write_json
-    from ..oks_sigmas import describe as describe_sigmas
-    from ..pck import pck, reference_points
+    from ..pck import reference_points
+    from .. import shards
 
     apply_offline(offline)
     if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
@@ -144,18 +144,32 @@ def evaluate(
         reference_points(gt.keypoints, pck_ref)
         return gt
 
-    # Outputs are checked before any work, and results of another run are never overwritten.
-    from ..outputs import check_output_file
-    from ..run_folder import next_run_dir
-    if out is None and results is None and not is_image_info_file(ann_file):
-        out = next_run_dir(Path("runs/eval")) / ("oracle-results.json" if oracle else "results.json")
-    if out is not None and results is None and not is_image_info_file(ann_file):
-        check_output_file(out, "--out", overwrite=False)
-    if json_out is not None:
-        check_output_file(json_out, "--json", overwrite=False)
-    if analyze:
-        from ..analyze_report import check_analysis_dir
-        analysis_dir = check_analysis_dir(analysis_dir or next_run_dir(Path("runs/analyze")))
+    # Shards split the network's work (torchrun ranks or --shard i/n: frpose_cli.shards).
+    if (shard or shards.torchrun_world() > 1) and (results is not None or oracle):
+        raise FrposeError("--results and --oracle run no network: run them in one process, without --shard or torchrun")
+    job = shards.shard_for(shard, device) if results is None and not oracle else shards.Shard()
+    test_split = is_image_info_file(ann_file)
+    if job.sharded and not job.torchrun and out is None and not test_split:
+        raise FrposeError("--shard needs --out RESULTS.json: every shard writes its part beside it "
+                          "(OUT-parts/), and the last one merges into it")
+
+    def outputs():
+        """Outputs are checked before any work, and results of another run are never overwritten."""
+        from ..outputs import check_output_file
+        from ..run_folder import next_run_dir
+        where, folder = out, analysis_dir
+        if where is None and results is None and not test_split:
+            where = next_run_dir(Path("runs/eval")) / ("oracle-results.json" if oracle else "results.json")
+        if where is not None and results is None and not test_split:
+            check_output_file(where, "--out", overwrite=False)
+        if json_out is not None:
+            check_output_file(json_out, "--json", overwrite=False)
+        if analyze:
+            from ..analyze_report import check_analysis_dir
+            folder = check_analysis_dir(folder or next_run_dir(Path("runs/analyze")))
+        return where, folder
+    out, analysis_dir = shards.agree(job, outputs)
+    say = _log if job.is_main else _quiet
     start = time.perf_counter()
     if results is not None:
         if model or weights or oracle:
@@ -183,11 +197,10 @@ def evaluate(
         if image_dir is None:
             raise FrposeError("give --data COCO_ROOT or --images DIR")
         from ..cards import parse_input_size
-        from ..device import pick_device
         from ..evaluate import evaluate_model, resolve_codec
         from ..inference import flip_shift_for_codec
         from ..runtime import load_pose_model
-        dev = pick_device(device)
+        dev = shards.device_for(job, device)
         from ..testdev import check_submission_paths, is_image_info, results_name
         test_dev = is_image_info(ann_file)
         if test_dev and (gt_boxes or analyze):
@@ -199,7 +212,7 @@ def evaluate(
             check_submission_paths(Path(out))
         size = parse_input_size(input_size) if input_size else None
         net = load_pose_model(weights, model_name=model, backend=backend, device=dev, input_size=size,
-                              progress=progress, precision=precision, calib_data=calib_data, log=_log)
+                              progress=progress and job.is_main, precision=precision, calib_data=calib_data, log=say)
         card = net.card
         gt = None if test_dev else ground_truth(card.keypoints)
         box_source = None if gt_boxes else (boxes or _default_boxes(data, split))
@@ -207,21 +220,74 @@ def evaluate(
         shift = flip_shift_for_codec(c) if flip_shift is None else flip_shift
         flip_off = f"off ({card.keypoints.flip_problem()})" if flip and not card.keypoints.can_flip else "off"
         flip = flip and card.keypoints.can_flip
-        _log(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
-        _log(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}) in "
+        say(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
+        say(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}) in "
              f"{net.precision}: boxes "
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
         kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=batch_size, workers=workers,
                       det_score_thr=det_thr, flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
+        title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
+        if job.sharded:
+            from ..eval_shards import parts_dir_for
+            from ..testdev import default_alg, results_name
+            where = out if out is not None else Path("runs") / "eval" / results_name(split, alg or default_alg(card.name))
+            kwargs.update(shard=job, parts=parts_dir_for(where), part_meta=part_record(
+                locals(), card, net, box_source, c, shift, ann_file, title, test_dev))
         if test_dev:
             from ..testdev import run_test_dev
-            run_test_dev(net, card, ann_file, image_dir, split, alg, out, **kwargs)
+            done = run_test_dev(net, card, ann_file, image_dir, split, alg, out, **kwargs)
+            if done is None:
+                print_shard_done(job, kwargs["parts"])
             return
         report = evaluate_model(net, card, ann_file, image_dir, gt=gt, **kwargs)
-        title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
+        if report is None:   # this shard's part is written; another process merges
+            print_shard_done(job, kwargs["parts"])
+            return
     seconds = time.perf_counter() - start
-    if results is None:
+    finish(report, gt, title, out if results is None else None, json_out, pck_alpha, pck_ref, seconds,
+           analyze=analyze, analysis_name=(results.stem if results is not None else
+                                           ("oracle " if oracle else "") + card.name),
+           ann_file=ann_file, compare=compare, analysis_dir=analysis_dir)
+
+
+def _quiet(msg: str) -> None:
+    """Ranks other than 0 keep the shared messages to themselves (rank 0 says them once)."""
+
+
+def part_record(params: dict, card, net, box_source, codec, shift, ann_file, title, test_dev) -> dict:
+    """What a shard's part records: the options the shards must share, and what scoring needs
+    (so `frpose merge` can finish the run without the command line)."""
+    options = {"weights": str(net.weights), "model": card.name, "input_size": list(card.input_size),
+               "precision": net.precision, "boxes": str(box_source), "flip": params["flip"], "codec": codec.name,
+               "flip_shift": shift, "det_thr": params["det_thr"], "ann": str(Path(ann_file).resolve())}
+    return {"options": options, "kind": "eval", "ann_file": str(Path(ann_file).resolve()),
+            "sigmas": params["sigmas"], "keypoints": card.keypoints.to_dict(), "nms_thr": params["nms_thr"],
+            "cocoeval": params["cocoeval"], "score": not test_dev,
+            "out": str(Path(params["where"]).absolute()),
+            "json_out": str(Path(params["json_out"]).absolute()) if params["json_out"] else None, "pck_alpha": params["pck_alpha"],
+            "pck_ref": params["pck_ref"], "title": title, "split": params["split"], "alg": params["alg"],
+            "card": card.name, "split_rule": "sorted ids of the images with person boxes: "
+            "image k belongs to shard k mod n"}
+
+
+def print_shard_done(job, parts) -> None:
+    from ..eval_shards import part_path
+    missing = [f"{i}/{job.count}" for i in range(job.count) if not part_path(parts, i, job.count).exists()]
+    print(f"eval shard {job.label}: part written to {part_path(parts, job.index, job.count)}"
+          + (f"; waiting for shard(s) {', '.join(missing)}: the last to finish merges, or run "
+             f"`frpose merge {parts}`" if missing and not job.torchrun else "; rank 0 merges"))
+
+
+def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyze=False, analysis_name="",
+           ann_file=None, compare=None, analysis_dir=None) -> None:
+    """Write, print and analyse a report (also what `frpose merge` does with an eval run's parts)."""
+    from ..cocoeval import METRIC_NAMES, metrics_table
+    from ..console import make_console
+    from ..fileio import atomic_write_json
+    from ..oks_sigmas import describe as describe_sigmas
+    from ..pck import pck
+    if out is not None:
         atomic_write_json(out, report["results"])
         _log(f"results: {out}")
     if report.get("damaged_images"):
@@ -234,12 +300,24 @@ def evaluate(
     console.print(metrics_table(report, title=title))
     print(pck_result.line())
     print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
+    print_timings(report)
     figures = {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict()}
     if analyze:
         from ..analyze_report import run_analysis
-        name = results.stem if results is not None else ("oracle " if oracle else "") + card.name
-        figures["analysis"] = run_analysis(report["results"], ann_file, name, compare, analysis_dir, console)
+        figures["analysis"] = run_analysis(report["results"], ann_file, analysis_name, compare, analysis_dir, console)
         _log(f"analysis: {analysis_dir}")
     if json_out is not None:
         atomic_write_json(json_out, figures, indent=2)
         _log(f"metrics: {json_out}")
+
+
+def print_timings(report) -> None:
+    """Where the time went (network runs) and, for sharded runs, each shard's throughput."""
+    t = report.get("timings")
+    if t:
+        print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items())
+              + " (load: waiting for the DataLoader's workers to read and crop)")
+    parts = report.get("shards") or []
+    for p in parts if len(parts) > 1 else []:
+        print(f"shard {p['shard']}: {p['crops']} crops in {p['seconds']:.1f} s "
+              f"({p['crops'] / p['seconds'] if p['seconds'] else 0:.1f} crops/s)")

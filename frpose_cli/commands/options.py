@@ -22,3 +22,13 @@ PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, f
                   "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")
 CALIB_DATA_HELP = ("COCO root whose people join the vendored ones: its train2017 calibrates int8, its val2017 "
                    "feeds the accuracy gate")
+
+
+def workers_option(what: str):
+    return typer.Option(2, "--workers", "-j", help=f"DataLoader worker processes {what} (0: in the main process)")
+
+
+def shard_option(unit: str):
+    return typer.Option(None, "--shard", help=f"i/n: do shard i (0 ≤ i < n) of n, split by {unit}, without torchrun "
+                        "(array jobs); the last shard to finish merges, or `frpose merge`. Under torchrun "
+                        "each rank is a shard by itself")

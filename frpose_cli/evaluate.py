@@ -69,13 +69,13 @@ def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, g
              "score": round(inst["score"], 6)} for inst in instances]
 
 
-def _finish(gt: GroundTruth, results: list, skipped: Counter, backend: str, score: bool = True) -> dict:
+def _finish(gt: GroundTruth, results: list, skipped: Counter, cocoeval: str, score: bool = True) -> dict:
     if not results:
         why = "; ".join(f"{n} {r}" for r, n in skipped.most_common()) or "no person boxes"
         raise FrposeError(f"no poses to evaluate ({why})")
     checked = validate_results(results, gt, source="predictions")
     skipped = skipped + checked.skipped
-    metrics = coco_keypoint_eval(gt, checked.results, backend) if score else {}
+    metrics = coco_keypoint_eval(gt, checked.results, cocoeval) if score else {}
     return {**metrics, "results": checked.results, "skipped": dict(skipped),
             "num_instances": len(checked.results)}
 
@@ -92,7 +92,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                    codec=None, batch_size: int = 32, workers: int = 2, device=None,
                    det_score_thr: float = 0.0, flip_shift: float | None = None,
                    rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD,
-                   backend: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
+                   cocoeval: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
                    max_instances: int | None = None, score: bool = True, shard=None, parts=None,
                    part_meta: dict | None = None) -> dict | None:
     """COCO keypoint AP of ``model`` (the full protocol above).
@@ -141,7 +141,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     else:
         raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size,
                           workers, device, flip_shift, progress)
-    return score_poses(raw, gt, rescore_thr, nms_thr, backend, score)
+    return score_poses(raw, gt, rescore_thr, nms_thr, cocoeval, score)
 
 
 def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size, workers,
@@ -215,12 +215,12 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
 
 
 def score_poses(raw, gt: GroundTruth, rescore_thr: float = RESCORE_THRESHOLD,
-                nms_thr: float | None = OKS_NMS_THRESHOLD, backend: str = "pycocotools", score: bool = True) -> dict:
+                nms_thr: float | None = OKS_NMS_THRESHOLD, cocoeval: str = "pycocotools", score: bool = True) -> dict:
     """Rescoring, OKS-NMS and COCOeval of raw poses (one process's, or the merged shards')."""
     results = poses_to_results(raw.image_id, raw.keypoints, raw.keypoint_scores, raw.box_scores, raw.areas, gt,
                                rescore_thr, nms_thr)
     # images libjpeg decoded with complaints (frpose_cli.images): used, and reported
-    return {**_finish(gt, results, raw.skipped, backend, score), "damaged_images": len(raw.damaged),
+    return {**_finish(gt, results, raw.skipped, cocoeval, score), "damaged_images": len(raw.damaged),
             "timings": raw.timings, "seconds": raw.seconds, "shards": raw.shards}
 
 
@@ -242,7 +242,7 @@ def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = F
 
 
 def evaluate_oracle(card, ann_file, codec=None, flip: bool = False, flip_shift: float | None = None,
-                    batch_size: int = 64, backend: str = "pycocotools", gt: GroundTruth | None = None,
+                    batch_size: int = 64, cocoeval: str = "pycocotools", gt: GroundTruth | None = None,
                     rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD) -> dict:
     """AP when the network is replaced by the codec applied to the ground truth.
 
@@ -281,18 +281,18 @@ def evaluate_oracle(card, ann_file, codec=None, flip: bool = False, flip_shift: 
         areas.append(scales[:, 0] * scales[:, 1])
     results = poses_to_results(np.concatenate(ids), np.concatenate(kpts), np.concatenate(kscores),
                                np.ones(len(instances)), np.concatenate(areas), gt, rescore_thr, nms_thr)
-    out = _finish(gt, results, Counter(instances.skipped), backend)
+    out = _finish(gt, results, Counter(instances.skipped), cocoeval)
     # Mean distance, decoded to labelled ground truth, in image pixels: finer than AP, which saturates.
     errors = np.concatenate(errors)
     out["mean_error_px"], out["median_error_px"] = float(errors.mean()), float(np.median(errors))
     return out
 
 
-def evaluate_results_file(results_path, ann_file, backend: str = "pycocotools",
+def evaluate_results_file(results_path, ann_file, cocoeval: str = "pycocotools",
                           gt: GroundTruth | None = None) -> dict:
     """COCOeval of an existing COCO keypoint results file (bad entries skipped and counted)."""
     gt = _ground_truth(ann_file, gt)
     loaded = load_results(results_path, gt)
-    metrics = coco_keypoint_eval(gt, loaded.results, backend)
+    metrics = coco_keypoint_eval(gt, loaded.results, cocoeval)
     return {**metrics, "results": loaded.results, "skipped": dict(loaded.skipped),
             "num_instances": len(loaded.results)}

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import run_cli
 
-VERBS = ["train", "eval", "predict", "export", "bench", "models"]
+VERBS = ["train", "eval", "predict", "export", "bench", "merge", "models"]
 
 
 def test_version_is_the_installed_distribution_version(capsys):

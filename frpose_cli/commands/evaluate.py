@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option
+from .options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option
 from .train import SIGMAS_HELP
 
 DET_FOLDER = "person_detection_results"
@@ -84,12 +84,11 @@ def evaluate(
     out: Path = typer.Option(None, "--out", "-o", help="Write the COCO-format results here, never over an existing file "
                              "(default: a new runs/eval/runN/results.json, oracle-results.json with --oracle)"),
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here (a new file)"),
-    backend: str = typer.Option("auto", "--backend", help="Network runtime: auto | torch | onnxruntime (auto: "
-                                "ONNX files on onnxruntime, the rest on torch)"),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
     calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
-    cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="Scoring: pycocotools | faster "
-                                 "(faster-coco-eval); `--backend pycocotools|faster` is still accepted"),
+    cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="The COCOeval that scores: pycocotools (the "
+                                 "reference) | faster (faster-coco-eval, same figures, quicker)"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Person crops per network batch"),
     workers: int = typer.Option(2, "--workers", "-j", help="DataLoader worker processes"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
@@ -114,16 +113,12 @@ def evaluate(
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
-    from ..console import make_console
-
     from ..cocoeval import load_ground_truth
     from ..errors import FrposeError
     from ..pck import reference_points
     from .. import shards
 
     apply_offline(offline)
-    if backend in ("pycocotools", "faster"):   # the name this option had before --cocoeval existed
-        backend, cocoeval = "auto", backend
     if batch_size < 1 or workers < 0:
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if boxes is not None and gt_boxes:
@@ -187,7 +182,7 @@ def evaluate(
         from ..evaluate import evaluate_oracle, resolve_codec
         card = load_card(model, input_size=input_size)
         gt = ground_truth(card.keypoints)
-        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, backend=cocoeval, gt=gt)
+        report = evaluate_oracle(card, ann_file, codec=codec, flip=False, cocoeval=cocoeval, gt=gt)
         c = resolve_codec(card, codec)
         title = (f"oracle {card.name} {card.input_size[0]}x{card.input_size[1]}: codec {c.name}, stride "
                  f"{c.stride}, σ {c.sigma:g} (median error {report['median_error_px']:.2f} px)")
@@ -226,7 +221,7 @@ def evaluate(
              f"{'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
              + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
         kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=batch_size, workers=workers,
-                      det_score_thr=det_thr, flip_shift=shift, nms_thr=nms_thr, backend=cocoeval, progress=progress)
+                      det_score_thr=det_thr, flip_shift=shift, nms_thr=nms_thr, cocoeval=cocoeval, progress=progress)
         title = f"{card.name} on {ann_file.name} ({'GT' if box_source is None else 'detector'} boxes)"
         if job.sharded:
             from ..eval_shards import parts_dir_for

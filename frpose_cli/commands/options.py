@@ -17,6 +17,9 @@ def apply_offline(offline: bool) -> None:
         set_offline(True)
 
 
+BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime. auto: ONNX files on onnxruntime, TorchScript "
+                "on torch, checkpoints on the set-up --precision chooses (on the CPU: onnxruntime for float32, or "
+                "the faster precision that passes the accuracy gate; docs/deployment.md)")
 PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, fp32 on GPUs; $FRPOSE_PRECISION "
                   "overrides). auto runs the fastest precision this machine has natively that passes the "
                   "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .options import CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option, workers_option
+from .options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option, workers_option
 
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
                "a video, or a .txt file listing paths")
@@ -18,8 +18,7 @@ def predict(
                                 "a published Simple Baselines / mmpose file, an `frpose export` ONNX/TorchScript "
                                 "file, a zoo name (`frpose models`) or an http(s) URL. Default: the zoo's sbn-r50 "
                                 "(Simple Baselines, downloaded once), or MODEL's zoo weights with --model"),
-    backend: str = typer.Option("auto", "--backend", help="auto | torch | onnxruntime. auto: ONNX files run on "
-                                "onnxruntime, the rest on torch (see docs/deployment.md)"),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
     calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "

@@ -9,11 +9,11 @@ Python use::
     from frpose_cli import load_pose_model
     pose = load_pose_model("sbn-r50")   # a checkpoint, zoo name or URL → PoseModel (downloads once)
 """
-from .cards import ModelCard, list_cards, load_card, parse_input_size
-from .errors import FrposeError
-from .keypoints import COCO17, KeypointSpec
-from .net.network import ArchSpec, PoseNet
-from .runtime import PoseModel, load_pose_model
+from frpose_cli.cards import ModelCard, list_cards, load_card, parse_input_size
+from frpose_cli.errors import FrposeError
+from frpose_cli.data.keypoints import COCO17, KeypointSpec
+from frpose_cli.net.network import ArchSpec, PoseNet
+from frpose_cli.inference.runtime import PoseModel, load_pose_model
 
 __version__ = "0.1.0"
 __all__ = ["ArchSpec", "COCO17", "FrposeError", "KeypointSpec", "ModelCard", "PoseModel", "PoseNet",

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import FrposeError
-from .keypoints import KeypointSpec
-from .net.network import ArchSpec, PoseNet
+from frpose_cli.errors import FrposeError
+from frpose_cli.data.keypoints import KeypointSpec
+from frpose_cli.net.network import ArchSpec, PoseNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

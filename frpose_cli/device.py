@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import FrposeError
+from frpose_cli.errors import FrposeError
 
 
 def pick_device(name: str | None = None) -> torch.device:

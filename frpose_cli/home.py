@@ -1,7 +1,7 @@
 """Where frpose keeps what it caches: ``$FRPOSE_HOME``, else ``$XDG_CACHE_HOME/frpose``, else
 ``~/.cache/frpose`` (the precision choices of ``--precision auto``, the accuracy gate's trained
 weights).  Downloaded weights go to ``$FRPOSE_HOME/weights`` when it is set, else to torch's own
-checkpoint cache (:mod:`frpose_cli.download`)."""
+checkpoint cache (:mod:`frpose_cli.weights.download`)."""
 from __future__ import annotations
 
 import os

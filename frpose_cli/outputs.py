@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import FrposeError
+from frpose_cli.errors import FrposeError
 
 MIN_FREE_BYTES = 16 << 20    # below this a run cannot even keep its results files safely
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.codecs import codec_for_card
-from frpose_cli.dataset import CocoPoseDataset
-from frpose_cli.geometry import box_to_center_scale, crop_image
+from frpose_cli.data.codecs import codec_for_card
+from frpose_cli.data.dataset import CocoPoseDataset
+from frpose_cli.data.geometry import box_to_center_scale, crop_image
 
 
 def per_sample(ds, n):

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from frpose_cli.cards import load_card, parse_input_size
-from frpose_cli.checkpoint import save_checkpoint
-from frpose_cli.detectors import TorchvisionDetector, clip_boxes
-from frpose_cli.predict import STAGES, PredictOptions, run_predict
+from frpose_cli.weights.checkpoint import save_checkpoint
+from frpose_cli.inference.detectors import TorchvisionDetector, clip_boxes
+from frpose_cli.inference.predict import STAGES, PredictOptions, run_predict
 
 
 def annotated_boxes(folder: Path, annotations: Path | None) -> dict:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from frpose_cli.train import TrainConfig, run
+from frpose_cli.training.train import TrainConfig, run
 
 
 def fit(data, model, input_size, epochs, people, batch_size, workers=1, pretrained="auto", out="runs/learnability",
@@ -71,7 +71,7 @@ def main():
     print(f"train loss: first epoch {first:.3g} → last epoch {last:.3g} ({first / last:.1f}× lower); "
           f"first step {steps[0]['loss']:.3g} → last step {steps[-1]['loss']:.3g}")
     print(f"curve: {out / 'training_curve.png'}, records: {out / 'metrics.jsonl'}")
-    cmd = [sys.executable, "-m", "frpose_cli.cli", "eval", "--weights", str(out / "last.pt"), "--ann", str(ann),
+    cmd = [sys.executable, "-m", "frpose_cli.cli.app", "eval", "--weights", str(out / "last.pt"), "--ann", str(ann),
            "--images", images, "--gt-boxes"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode == 0:

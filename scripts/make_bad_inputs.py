@@ -26,7 +26,7 @@ def main() -> None:
         sys.exit(f"{args.out} is not empty; give a new folder")
     import torch
     from frpose_cli.cards import load_card
-    from frpose_cli.checkpoint import save_checkpoint
+    from frpose_cli.weights.checkpoint import save_checkpoint
 
     args.out.mkdir(parents=True, exist_ok=True)
     card = load_card("sbn-r18", (64, 64))

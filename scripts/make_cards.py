@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from frpose_cli.keypoints import COCO17
+from frpose_cli.data.keypoints import COCO17
 
 OUT = Path(__file__).resolve().parent.parent / "models"
 FR_WIDTHS = [256, 256, 256, 128, 32]

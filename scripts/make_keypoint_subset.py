@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from frpose_cli.keypoints import COCO17, COCO17_NAMES, COCO17_SIGMA_BY_NAME  # noqa: E402
+from frpose_cli.data.keypoints import COCO17, COCO17_NAMES, COCO17_SIGMA_BY_NAME  # noqa: E402
 
 DEFAULT_KEYPOINTS = ("nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip")
 SPLITS = ("train2017", "val2017")

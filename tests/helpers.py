@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from frpose_cli import cli
+from frpose_cli.cli import app as cli
 
 
 def run_cli(args, capsys):

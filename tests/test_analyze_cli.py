@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
+from frpose_cli.weights.checkpoint import save_checkpoint
 from helpers import run_cli
 from test_analyze import as_result, injected, people
 from test_eval_cli import assert_one_line_error

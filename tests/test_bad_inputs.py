@@ -11,7 +11,7 @@ import torch
 
 from bad_inputs import CASES, Ctx
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
+from frpose_cli.weights.checkpoint import save_checkpoint
 from helpers import run_cli
 
 
@@ -57,7 +57,7 @@ def small_ckpt(tmp_path_factory):
 def train_run(tmp_path_factory):
     """A finished one-epoch run of a few instances (what `--resume` cases start from)."""
     from test_train import COCO_DIR, small_split
-    from frpose_cli.train import TrainConfig, run
+    from frpose_cli.training.train import TrainConfig, run
     tmp = tmp_path_factory.mktemp("trainrun")
     run(TrainConfig(model="sbn-r18", input_size=[64, 32], epochs=1, batch_size=2, workers=0, device="cpu",
                     pretrained="none", out=str(tmp / "run"), seed=1, quiet=True,

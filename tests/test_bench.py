@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from frpose_cli.bench import count_macs, latency_ratios
+from frpose_cli.deploy.bench import count_macs, latency_ratios
 from frpose_cli.cards import load_card
 
 import pytest
@@ -44,7 +44,7 @@ def test_bench_cli_errors_are_one_line():
 
 def _row(model, size, setup, ms, paper_ms=None):
     from dataclasses import fields
-    from frpose_cli.bench import BenchResult
+    from frpose_cli.deploy.bench import BenchResult
     values = {f.name: None for f in fields(BenchResult)}
     values.update(model=model, input_size=list(size), setup=setup, latency_ms=ms,
                   paper={"latency_ms": paper_ms} if paper_ms else {})
@@ -71,7 +71,7 @@ def test_macs_are_counted_for_convolutions_and_deconvolutions():
 def test_bench_reports_precision_ceiling_and_gate(tmp_path):
     """int8 beside fp32: each row set against its own precision's measured ceiling; the int8 row
     carries the gate's figures measured on the given trained weights; auto names its choice."""
-    from frpose_cli.checkpoint import save_checkpoint
+    from frpose_cli.weights.checkpoint import save_checkpoint
     from helpers import randomised
     card = load_card("sbn-r18", (64, 64))
     torch.manual_seed(0)
@@ -100,8 +100,8 @@ def test_bench_reports_precision_ceiling_and_gate(tmp_path):
 def test_bench_weights_times_the_loaded_network(tmp_path, capsys, monkeypatch):
     """--weights goes through the one loader: the card and input size come from the checkpoint and the
     network timed is the loaded one, not a random one."""
-    from frpose_cli import bench as bench_core
-    from frpose_cli.checkpoint import save_checkpoint
+    from frpose_cli.deploy import bench as bench_core
+    from frpose_cli.weights.checkpoint import save_checkpoint
     from helpers import run_cli as run_in_process
     card = load_card("sbn-r18", (64, 32))
     torch.manual_seed(3)

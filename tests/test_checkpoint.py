@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import read_checkpoint_file, save_checkpoint
+from frpose_cli.weights.checkpoint import read_checkpoint_file, save_checkpoint
 from frpose_cli.errors import FrposeError
-from frpose_cli.weights import load_network, resolve_weights
+from frpose_cli.weights.loader import load_network, resolve_weights
 
 
 def model_from_checkpoint(path, model_name=None, input_size=None):

@@ -9,9 +9,9 @@ import torch
 from pycocotools.coco import COCO
 
 from frpose_cli.cards import load_card
-from frpose_cli.codecs import codec_for_card, make_codec
+from frpose_cli.data.codecs import codec_for_card, make_codec
 from frpose_cli.errors import FrposeError
-from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
+from frpose_cli.data.geometry import box_to_center_scale, transform_points, warp_matrix
 
 ANN = Path(__file__).parent / "data" / "coco" / "annotations" / "person_keypoints_train2017.json"
 

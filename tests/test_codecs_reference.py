@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frpose_cli.codecs import make_codec
-from frpose_cli.subpixel import blur_kernel_size, opencv_sigma, quarter_offset
+from frpose_cli.data.codecs import make_codec
+from frpose_cli.data.subpixel import blur_kernel_size, opencv_sigma, quarter_offset
 
 
 def gaussian_kernel(taps):

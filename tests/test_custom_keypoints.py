@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import load_checkpoint
-from frpose_cli.codecs import codec_for_card
-from frpose_cli.dataset import CocoPoseDataset, keypoint_spec, load_coco
-from frpose_cli.keypoints import COCO17_OKS_SIGMAS
-from frpose_cli.oks_sigmas import FROM_COCO, FROM_DEFAULT, FROM_FLAG
+from frpose_cli.weights.checkpoint import load_checkpoint
+from frpose_cli.data.codecs import codec_for_card
+from frpose_cli.data.dataset import CocoPoseDataset, keypoint_spec, load_coco
+from frpose_cli.data.keypoints import COCO17_OKS_SIGMAS
+from frpose_cli.data.oks_sigmas import FROM_COCO, FROM_DEFAULT, FROM_FLAG
 from helpers import run_cli
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_keypoint_subset.py"

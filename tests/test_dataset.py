@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.codecs import codec_for_card
-from frpose_cli.dataset import (NO_AUGMENT, Augment, CocoPoseDataset, detection_instances, gt_instances,
+from frpose_cli.data.codecs import codec_for_card
+from frpose_cli.data.dataset import (NO_AUGMENT, Augment, CocoPoseDataset, detection_instances, gt_instances,
                                 keypoint_spec, load_coco)
 from frpose_cli.errors import FrposeError
-from frpose_cli.geometry import box_to_center_scale, crop_image, transform_points, warp_matrix
+from frpose_cli.data.geometry import box_to_center_scale, crop_image, transform_points, warp_matrix
 
 COCO_DIR = Path(__file__).parent / "data" / "coco"
 TRAIN_ANN = COCO_DIR / "annotations" / "person_keypoints_train2017.json"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli import zoo
-from frpose_cli.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
+from frpose_cli.weights import zoo
+from frpose_cli.inference.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
                                   make_detector)
 from frpose_cli.errors import FrposeError
-from frpose_cli.sources import SourceItem
+from frpose_cli.data.sources import SourceItem
 
 DATA = Path(__file__).parent / "data" / "coco"
 DET_JSON = DATA / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person_subset.json"

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import load_checkpoint
-from frpose_cli.train import TrainConfig, run
+from frpose_cli.weights.checkpoint import load_checkpoint
+from frpose_cli.training.train import TrainConfig, run
 
 COCO_DIR = Path(__file__).parent / "data" / "coco"
 LR, STEPS = 1e-3, 2
@@ -42,7 +42,7 @@ def config(ann, out, batch_size, sync_bn):
 
 SCRIPT = """
 import sys, torch
-from frpose_cli.train import TrainConfig, run
+from frpose_cli.training.train import TrainConfig, run
 cfg, grads_file = {cfg!r}, {grads!r}
 def keep_first_gradients(epoch, step, model):
     if epoch == 0 and step == 0 and torch.distributed.get_rank() == 0:
@@ -70,9 +70,9 @@ def float64_gradients(ann):
     """The first step's gradient of the 4-person batch, computed in float64 in one process."""
     from torch.utils.data import DistributedSampler, default_collate
 
-    from frpose_cli.codecs import codec_for_card
-    from frpose_cli.dataset import CocoPoseDataset
-    from frpose_cli.losses import JointsMSELoss
+    from frpose_cli.data.codecs import codec_for_card
+    from frpose_cli.data.dataset import CocoPoseDataset
+    from frpose_cli.training.losses import JointsMSELoss
     card = load_card("sbn-r18", "64x32")
     ds = CocoPoseDataset(ann, COCO_DIR / "train2017", card, codec_for_card(card), train=True, seed=3)
     torch.manual_seed(3)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from frpose_cli import zoo
-from frpose_cli.download import fetch
+from frpose_cli.weights import zoo
+from frpose_cli.weights.download import fetch
 from frpose_cli.errors import FrposeError
 from helpers import run_cli
 from test_weights import mmpose_checkpoint, reference_sbn
@@ -66,7 +66,7 @@ def online(monkeypatch, tmp_path):
     """Downloads allowed (conftest turns them off), into a fresh cache."""
     monkeypatch.delenv("FRPOSE_OFFLINE", raising=False)
     monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("frpose_cli.download._offline_flag", False)
+    monkeypatch.setattr("frpose_cli.weights.download._offline_flag", False)
     return tmp_path / "home" / "weights"
 
 
@@ -128,7 +128,7 @@ def test_offline_makes_no_connection(server, online, capsys, monkeypatch):
     url = server.add(named_with_hash("tiny", body), body)
     code, _, err = run_cli(["predict", IMAGE, "--weights", url, "--offline"], capsys)
     assert code == 2 and "downloads are off (--offline / FRPOSE_OFFLINE)" in err and "copy it there from" in err
-    monkeypatch.setattr("frpose_cli.download._offline_flag", False)
+    monkeypatch.setattr("frpose_cli.weights.download._offline_flag", False)
     monkeypatch.setenv("FRPOSE_OFFLINE", "1")
     code, _, err = run_cli(["eval", "--weights", url, "--data", IMAGE.parent.parent, "--gt-boxes"], capsys)
     assert code == 2 and "downloads are off" in err

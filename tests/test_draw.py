@@ -2,10 +2,10 @@
 import cv2
 import numpy as np
 
-from frpose_cli.draw import (CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, VideoOverlayWriter, draw_poses,
+from frpose_cli.inference.draw import (CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, VideoOverlayWriter, draw_poses,
                              heatmap_to_image, limb_color, overlay_heatmap, write_image)
-from frpose_cli.geometry import warp_matrix
-from frpose_cli.keypoints import COCO17
+from frpose_cli.data.geometry import warp_matrix
+from frpose_cli.data.keypoints import COCO17
 
 # A standing person in a 200×300 image (x, y), COCO-17 order.
 POSE = np.array([

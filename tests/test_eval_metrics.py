@@ -12,10 +12,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frpose_cli.cards import load_card
-from frpose_cli.cocoeval import (METRIC_NAMES, coco_keypoint_eval, load_ground_truth, load_results,
+from frpose_cli.evaluation.cocoeval import (METRIC_NAMES, coco_keypoint_eval, load_ground_truth, load_results,
                                  validate_results)
 from frpose_cli.errors import FrposeError
-from frpose_cli.evaluate import evaluate_model, evaluate_oracle, evaluate_results_file, resolve_codec
+from frpose_cli.evaluation.evaluate import evaluate_model, evaluate_oracle, evaluate_results_file, resolve_codec
 
 DATA = Path(__file__).parent / "data" / "coco"
 ANN = DATA / "annotations" / "person_keypoints_val2017.json"
@@ -160,9 +160,9 @@ class ReplayNet(torch.nn.Module):
 def test_model_path_with_perfect_heatmaps_equals_the_oracle(flip):
     """Crop → heatmaps → decode → image → rescoring → NMS → COCOeval: with the codec's own
     targets as the network output the model path must give exactly the oracle's figures."""
-    from frpose_cli.dataset import CocoPoseDataset
-    from frpose_cli.evaluate import oracle_heatmaps
-    from frpose_cli.geometry import flip_points_in_crop
+    from frpose_cli.data.dataset import CocoPoseDataset
+    from frpose_cli.evaluation.evaluate import oracle_heatmaps
+    from frpose_cli.data.geometry import flip_points_in_crop
 
     card = load_card("sbn-r18", input_size=SIZE)
     codec = resolve_codec(card, "dark")

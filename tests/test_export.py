@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
+from frpose_cli.weights.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
-from frpose_cli.export import export_model, parity_check
-from frpose_cli.export_format import METADATA_KEY
-from frpose_cli.runtime import load_pose_model
-from frpose_cli.weights import detect_file_kind
+from frpose_cli.deploy.export import export_model, parity_check
+from frpose_cli.deploy.export_format import METADATA_KEY
+from frpose_cli.inference.runtime import load_pose_model
+from frpose_cli.weights.loader import detect_file_kind
 from helpers import randomised, run_cli
 
 SIZE = (64, 64)

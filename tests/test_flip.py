@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli.codecs import make_codec
-from frpose_cli.inference import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
+from frpose_cli.data.codecs import make_codec
+from frpose_cli.inference.topdown import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
                                   run_heatmaps, shift_heatmaps_x)
 
 SIZE = (128, 96)
@@ -89,7 +89,7 @@ def test_flip_test_with_derived_shift_recovers_positions(codec_name, stride, sig
 
 
 def test_decode_to_image_inverts_the_crop():
-    from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
+    from frpose_cli.data.geometry import box_to_center_scale, transform_points, warp_matrix
     for name in ("sbn", "dark", "udp"):
         codec = make_codec(name, SIZE, 4, 2.0)
         center, scale = box_to_center_scale([100, 50, 80, 200], SIZE[1] / SIZE[0])

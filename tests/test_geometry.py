@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from frpose_cli.geometry import (box_to_center_scale, crop_image, flip_points_in_crop, transform_points,
+from frpose_cli.data.geometry import (box_to_center_scale, crop_image, flip_points_in_crop, transform_points,
                                  warp_matrix)
 
 

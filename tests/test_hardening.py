@@ -7,7 +7,7 @@ import stat
 
 import torch
 
-from frpose_cli.checkpoint import load_checkpoint
+from frpose_cli.weights.checkpoint import load_checkpoint
 from helpers import run_cli
 from test_train import COCO_DIR, small_split
 

@@ -25,19 +25,19 @@ setattr(os, point, killer)
 # name → (file it writes, Python that writes it there; TARGET is the path)
 WRITERS = {
     "json": ("out.json", "from frpose_cli.fileio import atomic_write_json; atomic_write_json(TARGET, [1, 2, 3])"),
-    "text": ("metrics.jsonl", "from frpose_cli.train_log import MetricsLog; log = MetricsLog(TARGET.parent); "
+    "text": ("metrics.jsonl", "from frpose_cli.training.train_log import MetricsLog; log = MetricsLog(TARGET.parent); "
                               "log.path = TARGET; log.add({'kind': 'epoch', 'epoch': 1, 'train_loss': 1.0}); log.flush()"),
-    "checkpoint": ("last.pt", "from frpose_cli.cards import load_card; from frpose_cli.checkpoint import save_checkpoint; "
+    "checkpoint": ("last.pt", "from frpose_cli.cards import load_card; from frpose_cli.weights.checkpoint import save_checkpoint; "
                               "c = load_card('sbn-r18', (64, 64)); save_checkpoint(TARGET, c.build_model(), c)"),
-    "overlay": ("vis.jpg", "import numpy as np; from frpose_cli.draw import write_image; "
+    "overlay": ("vis.jpg", "import numpy as np; from frpose_cli.inference.draw import write_image; "
                            "write_image(TARGET, np.zeros((20, 30, 3), np.uint8))"),
-    "plot": ("curve.png", "from frpose_cli.train_log import MetricsLog; log = MetricsLog(TARGET.parent); "
+    "plot": ("curve.png", "from frpose_cli.training.train_log import MetricsLog; log = MetricsLog(TARGET.parent); "
                           "[log.add({'kind': 'epoch', 'epoch': e, 'train_loss': 1.0 / e}) for e in (1, 2)]; log.draw(TARGET)"),
-    "video": ("clip.mp4", "import numpy as np; from frpose_cli.draw import VideoOverlayWriter; "
+    "video": ("clip.mp4", "import numpy as np; from frpose_cli.inference.draw import VideoOverlayWriter; "
                           "v = VideoOverlayWriter(TARGET, 10); [v.write(np.zeros((32, 32, 3), np.uint8)) for _ in range(3)]; v.close()"),
-    "onnx": ("m.onnx", "from frpose_cli.cards import load_card; from frpose_cli.export import export_model; "
+    "onnx": ("m.onnx", "from frpose_cli.cards import load_card; from frpose_cli.deploy.export import export_model; "
                        "c = load_card('sbn-r18', (64, 64)); export_model(c.build_model(), c, 'onnx', TARGET)"),
-    "torchscript": ("m.ts", "from frpose_cli.cards import load_card; from frpose_cli.export import export_model; "
+    "torchscript": ("m.ts", "from frpose_cli.cards import load_card; from frpose_cli.deploy.export import export_model; "
                             "c = load_card('sbn-r18', (64, 64)); export_model(c.build_model(), c, 'torchscript', TARGET)"),
     "submission-zip": ("r.zip", "from frpose_cli.fileio import atomic_write_binary; import zipfile; "
                                 "atomic_write_binary(TARGET, lambda f: zipfile.ZipFile(f, 'w').writestr('a.json', '[]'))"),
@@ -71,13 +71,13 @@ def test_a_killed_writer_leaves_the_previous_file(writer, point, tmp_path):
 def test_predict_killed_while_saving_a_resumed_run_keeps_its_results(tmp_path):
     from bad_inputs import Ctx
     from frpose_cli.cards import load_card
-    from frpose_cli.checkpoint import save_checkpoint
+    from frpose_cli.weights.checkpoint import save_checkpoint
     card = load_card("sbn-r18", (64, 64))
     ckpt = save_checkpoint(tmp_path / "w.pt", card.build_model(), card)
     folder = image_folder(Ctx(root=tmp_path, ckpt=ckpt), "in", count=2)
     args = ["predict", str(folder), "-w", str(ckpt), "--detector", "whole-image", "--no-flip", "--no-progress",
             "--out", str(tmp_path / "run")]
-    cli = "import sys; from frpose_cli.cli import main; sys.argv = ['frpose'] + {args!r}; main()"
+    cli = "import sys; from frpose_cli.cli.app import main; sys.argv = ['frpose'] + {args!r}; main()"
     done = subprocess.run([sys.executable, "-c", cli.format(args=args)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     files = sorted(p for p in (tmp_path / "run").rglob("*") if p.is_file())

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from frpose_cli.bench import count_macs, count_params
+from frpose_cli.deploy.bench import count_macs, count_params
 from frpose_cli.cards import list_cards, load_card
 from frpose_cli.net.gcb import GlobalContextBlock
 

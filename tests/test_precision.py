@@ -4,14 +4,15 @@ import json
 import pytest
 import torch
 
-from frpose_cli import autoselect, hardware
-from frpose_cli.autoselect import cache_key, choose, read_cache, select
+from frpose_cli.deploy import autoselect
+from frpose_cli.deploy import hardware
+from frpose_cli.deploy.autoselect import cache_key, choose, read_cache, select
 from frpose_cli.cards import load_card
 from frpose_cli.errors import FrposeError
-from frpose_cli.gate import GateReport
-from frpose_cli.hardware import CpuInfo, GpuInfo, Hardware
-from frpose_cli.autoselect import runnable_model
-from frpose_cli.precision import candidates, default_precision, unavailable_reason
+from frpose_cli.deploy.gate import GateReport
+from frpose_cli.deploy.hardware import CpuInfo, GpuInfo, Hardware
+from frpose_cli.deploy.autoselect import runnable_model
+from frpose_cli.deploy.precision import candidates, default_precision, unavailable_reason
 from helpers import randomised, run_cli
 
 AVX2 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2, 2.45),
@@ -140,7 +141,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 
 def test_predict_precision_option(tmp_path, capsys, monkeypatch, coco_root):
-    from frpose_cli.checkpoint import save_checkpoint
+    from frpose_cli.weights.checkpoint import save_checkpoint
     card = load_card("sbn-r18", (64, 64))
     ckpt = save_checkpoint(tmp_path / "m.pt", card.build_model(), card)
     image = coco_root / "val2017" / "000000000785.jpg"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli import predict as predict_core
+from frpose_cli.inference import predict as predict_core
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
-from frpose_cli.codecs import codec_for_card
-from frpose_cli.draw import LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR
-from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
-from frpose_cli.predict import PredictOptions, run_predict
+from frpose_cli.weights.checkpoint import save_checkpoint
+from frpose_cli.data.codecs import codec_for_card
+from frpose_cli.inference.draw import LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR
+from frpose_cli.data.geometry import box_to_center_scale, transform_points, warp_matrix
+from frpose_cli.inference.predict import PredictOptions, run_predict
 from helpers import run_cli
 
 DATA = Path(__file__).parent / "data" / "coco"
@@ -237,7 +237,7 @@ def test_overlay_of_a_known_pose_lands_on_the_person(ckpt, tmp_path, monkeypatch
     in_crop = transform_points(kpts[:, :2], warp_matrix(center, scale, 0, (SIZE[1], SIZE[0])))
     heatmaps, _ = codec.encode(in_crop, kpts[:, 2])
     oracle = OracleModel(heatmaps, card.keypoints.flip_index())
-    monkeypatch.setattr("frpose_cli.precision.prepare_for_inference", lambda model, device, setup, *a: oracle)
+    monkeypatch.setattr("frpose_cli.deploy.precision.prepare_for_inference", lambda model, device, setup, *a: oracle)
     out = tmp_path / "run"
     code, stdout, _ = run_cli(["predict", VAL / "000000000785.jpg", "-w", ckpt, "--boxes", boxes,
                                "--out", out, "--no-progress", "--backend", "torch"], capsys)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from frpose_cli.cocoeval import GroundTruth, check_annotation_records, load_ground_truth, validate_results
-from frpose_cli.codecs import make_codec
-from frpose_cli.detectors import BoxFileDetector, clip_boxes
+from frpose_cli.evaluation.cocoeval import GroundTruth, check_annotation_records, load_ground_truth, validate_results
+from frpose_cli.data.codecs import make_codec
+from frpose_cli.inference.detectors import BoxFileDetector, clip_boxes
 from frpose_cli.errors import FrposeError
-from frpose_cli.geometry import box_to_center_scale, transform_points, warp_matrix
-from frpose_cli.run_folder import safe_relative
+from frpose_cli.data.geometry import box_to_center_scale, transform_points, warp_matrix
+from frpose_cli.inference.run_folder import safe_relative
 
 ANN = Path(__file__).parent / "data" / "coco" / "annotations" / "person_keypoints_val2017.json"
 finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False)

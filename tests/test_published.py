@@ -5,16 +5,16 @@ import torchvision
 
 from frpose_cli.cards import load_card
 from frpose_cli.errors import FrposeError
-from frpose_cli.published import detect_layout, frpose_key_to_sbn, infer_depth, published_to_sbn
-from frpose_cli.runtime import load_pose_model
-from frpose_cli.init_weights import apply_pretrained
+from frpose_cli.weights.published import detect_layout, frpose_key_to_sbn, infer_depth, published_to_sbn
+from frpose_cli.inference.runtime import load_pose_model
+from frpose_cli.weights.init_weights import apply_pretrained
 from helpers import randomised_all
 
 SIZE = (64, 64)
 
 
 def sbn_names(model) -> dict:
-    """PoseNet keys → the original Simple Baselines names (written independently of frpose_cli.published)."""
+    """PoseNet keys → the original Simple Baselines names (written independently of frpose_cli.weights.published)."""
     out = {}
     for key, value in model.state_dict().items():
         parts = key.split(".")

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli.bench import bench_card
+from frpose_cli.deploy.bench import bench_card
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
+from frpose_cli.weights.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
-from frpose_cli.export import export_model
-from frpose_cli.optimize import input_memory_format, prepare_for_inference
-from frpose_cli.runtime import load_pose_model
-from frpose_cli.weights import detect_file_kind
+from frpose_cli.deploy.export import export_model
+from frpose_cli.deploy.optimize import input_memory_format, prepare_for_inference
+from frpose_cli.inference.runtime import load_pose_model
+from frpose_cli.weights.loader import detect_file_kind
 from helpers import randomised, run_cli
 
 DATA = Path(__file__).parent / "data" / "coco"
@@ -104,7 +104,7 @@ def test_file_kinds_are_detected_from_content(files, tmp_path):
 def test_bench_times_the_setup_it_names(monkeypatch):
     """bench_card prepares exactly the set-up asked for (checked by running what it timed against
     eager), and its derived figures follow from its measurements."""
-    from frpose_cli import bench as bench_core
+    from frpose_cli.deploy import bench as bench_core
     card = load_card("sbn-r18", (64, 64))
     timed = {}
     real = bench_core.prepare_for_inference

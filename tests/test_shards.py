@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from frpose_cli import cli
+from frpose_cli.cli import app as cli
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import save_checkpoint
+from frpose_cli.weights.checkpoint import save_checkpoint
 from helpers import randomised, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def fsync(fd):
         if calls[0] == int(os.environ["KILL_AT"]) and os.environ.get("RANK") == os.environ["KILL_RANK"]:
             os.kill(os.getpid(), signal.SIGKILL)
 os.fsync = fsync
-from frpose_cli.cli import main
+from frpose_cli.cli.app import main
 sys.argv = ["frpose"] + sys.argv[1:]
 main()
 """
@@ -183,7 +183,7 @@ def test_a_killed_rank_resumes_without_duplicates_or_losses(single, ckpt, folder
     _, err = killed.communicate(timeout=300)
     assert killed.returncode != 0 and "exitcode: -9" in err, err[-3000:]   # rank 1 died by SIGKILL
     assert not (out / "predictions.json").exists()   # nothing merged from a broken run
-    from frpose_cli.run_log import list_logs, read_entries
+    from frpose_cli.inference.run_log import list_logs, read_entries
     rank1 = [log for log in list_logs(out) if log.index == 1]
     assert len(rank1) == 1 and sum("image" in e for e in read_entries(rank1[0].path)) == 2   # killed mid-run
 

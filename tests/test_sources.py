@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.images import ImageReadError, read_image, to_rgb8
-from frpose_cli.images import decode_image_bytes as decode_with_warning
-from frpose_cli.sources import Source, natural_key
+from frpose_cli.data.images import ImageReadError, read_image, to_rgb8
+from frpose_cli.data.images import decode_image_bytes as decode_with_warning
+from frpose_cli.data.sources import Source, natural_key
 
 
 def decode_image_bytes(data):
@@ -116,8 +116,8 @@ def test_exif_orientation_is_ignored_by_every_reader(tmp_path, coco_root):
     """One policy: pixels as stored (COCO's convention), in predict's and train/eval's reader alike."""
     import json
     from frpose_cli.cards import load_card
-    from frpose_cli.codecs import codec_for_card
-    from frpose_cli.dataset import CocoPoseDataset
+    from frpose_cli.data.codecs import codec_for_card
+    from frpose_cli.data.dataset import CocoPoseDataset
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "rot.jpg").write_bytes(_jpeg_with_exif_orientation(6))   # "rotate 90° to view"
     [item] = list(Source(str(tmp_path / "images" / "rot.jpg")))

@@ -10,12 +10,12 @@ import torch
 import torchvision
 
 from frpose_cli.cards import load_card
-from frpose_cli.checkpoint import load_checkpoint
+from frpose_cli.weights.checkpoint import load_checkpoint
 from frpose_cli.errors import FrposeError
-from frpose_cli.losses import JointsMSELoss
-from frpose_cli.train import TrainConfig, run
-from frpose_cli.init_weights import apply_pretrained
-from frpose_cli.weights import load_network, resolve_weights
+from frpose_cli.training.losses import JointsMSELoss
+from frpose_cli.training.train import TrainConfig, run
+from frpose_cli.weights.init_weights import apply_pretrained
+from frpose_cli.weights.loader import load_network, resolve_weights
 
 COCO_DIR = Path(__file__).parent / "data" / "coco"
 
@@ -60,7 +60,7 @@ def test_train_leaves_a_self_describing_checkpoint_and_logs(data, tmp_path):
     epoch = [r for r in records if r["kind"] == "epoch"]
     assert len(epoch) == 1 and epoch[0]["val_loss"] == pytest.approx(summary["val_loss"])
     # Validation AP (GT boxes, flip test) is that of the saved weights, and picks best.pt.
-    from frpose_cli.evaluate import evaluate_model
+    from frpose_cli.evaluation.evaluate import evaluate_model
     again = evaluate_model(model, card, data["val_ann"], data["val_images"], boxes=None, flip=True, workers=0)
     assert 0 <= epoch[0]["val_AP"] <= 1 and epoch[0]["val_AP"] == pytest.approx(again["AP"])
     assert ckpt["best"] == {"metric": "AP", "value": epoch[0]["val_AP"], "epoch": 1}
@@ -142,7 +142,7 @@ def test_joints_mse_loss_matches_sbn_semantics():
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "frpose_cli.cli", "train", "sbn-r18", "--data", str(tmp_path / "x")],
+    res = subprocess.run([sys.executable, "-m", "frpose_cli.cli.app", "train", "sbn-r18", "--data", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "no such folder" in res.stderr

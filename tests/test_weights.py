@@ -9,14 +9,14 @@ import torch
 import torchvision
 from torch import nn
 
-from frpose_cli import zoo
+from frpose_cli.weights import zoo
 from frpose_cli.cards import load_card
-from frpose_cli.codecs import codec_for_card
-from frpose_cli.dataset import CocoPoseDataset
+from frpose_cli.data.codecs import codec_for_card
+from frpose_cli.data.dataset import CocoPoseDataset
 from frpose_cli.errors import FrposeError
-from frpose_cli.init_weights import init_from
-from frpose_cli.predict import PosePredictor
-from frpose_cli.runtime import load_pose_model
+from frpose_cli.weights.init_weights import init_from
+from frpose_cli.inference.predict import PosePredictor
+from frpose_cli.inference.runtime import load_pose_model
 
 SIZE = (64, 64)
 COCO = Path(__file__).parent / "data" / "coco"
@@ -152,7 +152,7 @@ def test_zoo_names_torchvisions_own_files_and_carries_hashes():
     assert zoo.DETECTOR.url == detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
     for depth in (18, 34, 50, 101, 152):
         assert zoo.imagenet_entry(depth).url == getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1.url
-    from frpose_cli.download import hash_prefix_in_name
+    from frpose_cli.weights.download import hash_prefix_in_name
     for entry in zoo.ENTRIES.values():
         assert hash_prefix_in_name(entry.file_name), entry.name
         if entry.kind == "pose":
@@ -195,8 +195,8 @@ def test_init_copies_exactly_the_shared_tensors(reference, tmp_path):
 
 def test_train_init_is_reported_and_recorded(reference, tmp_path):
     from test_train import config, small_split
-    from frpose_cli.checkpoint import load_checkpoint
-    from frpose_cli.train import run
+    from frpose_cli.weights.checkpoint import load_checkpoint
+    from frpose_cli.training.train import run
 
     path = tmp_path / "sbn18.pth"
     torch.save(mmpose_checkpoint(reference), path)

@@ -27,9 +27,9 @@ import torch
 import torchvision
 from torch import nn
 
-from .gcb import GlobalContextBlock
-from .layers import deconv_bn_relu
-from .sa_mfcd import SAMFCD, DecoderFusion
+from frpose_cli.net.gcb import GlobalContextBlock
+from frpose_cli.net.layers import deconv_bn_relu
+from frpose_cli.net.sa_mfcd import SAMFCD, DecoderFusion
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 FUSIONS = ("none", "skip", "sa_mfcd")
@@ -76,7 +76,7 @@ class ArchSpec:
 
 def _resnet(depth: int) -> nn.Module:
     # weights=None: nothing is downloaded here; ImageNet weights are loaded explicitly
-    # from a file by frpose_cli.weights when the user asks for them.
+    # from a file by frpose_cli.weights.loader when the user asks for them.
     return getattr(torchvision.models, f"resnet{depth}")(weights=None)
 
 

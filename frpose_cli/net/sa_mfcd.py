@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bn_relu, resize_to
+from frpose_cli.net.layers import conv_bn_relu, resize_to
 
 
 class SAMFCD(nn.Module):

@@ -1,0 +1,94 @@
+"""The ``frpose`` command: one verb per mode over one model core (ultralytics-style).
+
+Each verb lives in ``frpose_cli/cli/<verb>.py`` and only parses options and calls
+the core; every user-facing failure is a :class:`FrposeError`, printed here as one
+line with a non-zero exit code.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from frpose_cli.cli import bench, export, evaluate, merge, predict, train
+from frpose_cli.errors import FrposeError
+
+# typer shows on/off flags with a "<bool>" type placeholder; a flag takes no value, so show none.
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+
+app = typer.Typer(
+    name="frpose", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD).",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from frpose_cli import __version__
+        print(f"frpose {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit")) -> None:
+    """Full-resolution encoder-decoder human pose estimation (FR-SBN + GCB + SA-MFCD)."""
+
+
+app.command("train")(train.train)
+app.command("eval")(evaluate.evaluate)
+app.command("predict")(predict.predict)
+app.command("export")(export.export)
+app.command("bench")(bench.bench)
+app.command("merge")(merge.merge)
+
+
+@app.command("models")
+def models() -> None:
+    """List the model cards (models/*.yaml) and the zoo's published weights, with what is cached."""
+    from rich.table import Table
+
+    from frpose_cli.weights import zoo
+    from frpose_cli.cards import list_cards, load_card
+    from frpose_cli.console import make_console
+    from frpose_cli.weights.download import cache_dir
+
+    console = make_console()
+    table = Table("model", "encoder", "decoders", "GCB", "fusion", "input", "stride", "σ", "zoo weights",
+                  "description", title="model cards")
+    for name in list_cards():
+        c = load_card(name)
+        weights = ", ".join(e.name for e in zoo.pose_entries_for(name)) or "-"
+        table.add_row(name, f"ResNet-{c.arch.depth}", str(len(c.arch.decoder_widths)),
+                      "yes" if c.arch.gcb else "no", c.arch.fusion, f"{c.input_size[0]}x{c.input_size[1]}",
+                      str(c.stride), f"{c.sigma:g}", weights, c.description)
+    console.print(table)
+    zoo_table = Table("weights", "kind", "card", "input", "COCO val AP", "cached", "source",
+                      title=f"zoo (cache: {cache_dir()})")
+    for e in zoo.ENTRIES.values():
+        zoo_table.add_row(e.name, e.kind, e.card or "-",
+                          f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "-",
+                          f"{e.ap:.1f}" if e.ap is not None else "-", "yes" if e.cached() else "no", e.source)
+    console.print(zoo_table)
+    console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
+                  "network has no published weights)", markup=False)
+    console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "
+                  "`frpose train frpose-r34 --data ROOT` takes the keypoint names, flip pairs, skeleton and OKS σ "
+                  "from the annotation file's category (README: Your own keypoints; docs/keypoints.md).",
+                  highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except FrposeError as e:
+        print(f"frpose: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("frpose: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""`frpose merge`: finish a sharded run from its parts (thin: the work is in run_merge / eval_shards).
+
+Shards merge by themselves (rank 0 under torchrun, the last ``--shard`` job to finish); this verb
+is for when that did not happen — a job was lost, or the shards wrote into several folders — and
+for merging what a stopped predict run has so far.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+
+def _log(msg: str) -> None:
+    print(f"frpose: {msg}", file=sys.stderr)
+
+
+def merge(
+    run_dirs: list[Path] = typer.Argument(..., help="A predict run folder (its parts/ logs), several folders of one "
+                                          "run, or an eval run's OUT-parts folder (or the folder holding it)",
+                                          show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help="predict: the folder for predictions.json and images.json "
+                             "(default: the one RUN_DIR; needed for several)"),
+    partial: bool = typer.Option(False, "--partial", help="predict: merge what there is when shards have not "
+                                 "finished (a stopped run); eval parts are only merged whole"),
+) -> None:
+    """Merge the parts of a sharded `predict` or `eval` run into its results (exit 1 when shards are
+    missing or inputs were skipped, 2 on errors)."""
+    from frpose_cli.errors import FrposeError
+    from frpose_cli.inference.run_log import list_logs
+
+    for d in run_dirs:
+        if not d.is_dir():
+            raise FrposeError(f"{d}: no such folder")
+    if all(list_logs(d) for d in run_dirs):
+        raise typer.Exit(_merge_predict(run_dirs, out, partial))
+    parts = [_eval_parts(d) for d in run_dirs]
+    if len(parts) != 1 or parts[0] is None:
+        raise FrposeError("give one predict run folder (with parts/), several folders of one predict run, or "
+                          "one eval parts folder (OUT-parts/ with shard-I-of-N.npz)")
+    if partial:
+        raise FrposeError("--partial is for predict runs: AP over part of the images would be wrong")
+    raise typer.Exit(_merge_eval(parts[0]))
+
+
+def _eval_parts(folder: Path) -> Path | None:
+    if any(folder.glob("shard-*-of-*.npz")):
+        return folder
+    inside = [p for p in folder.glob("*-parts") if any(p.glob("shard-*-of-*.npz"))]
+    return inside[0] if len(inside) == 1 else None
+
+
+def _merge_predict(run_dirs, out, partial: bool) -> int:
+    from frpose_cli.outputs import check_writable_dir
+    from frpose_cli.inference.run_merge import merge_run
+    target = out if out is not None else (run_dirs[0] if len(run_dirs) == 1 else None)
+    if target is not None:
+        check_writable_dir(target, "--out")
+    m = merge_run(run_dirs, out, partial)
+    lines = [f"merge: {m.images} images, {m.persons} persons, {len(m.skipped)} skipped, {len(m.warnings)} with "
+             f"warnings, {len(m.ignored)} ignored, from {sum(len(s.sessions) for s in m.shards)} logs"]
+    for s in m.shards:
+        lines.append(f"shard {s.shard}: {s.images} images, {s.persons} persons in {s.seconds:.1f} s "
+                     f"({s.rate:.2f} images/s)" + ("" if s.finished else ", not finished"))
+    if m.missing:
+        lines.append(f"incomplete: shard(s) {', '.join(m.missing)} have not finished (resume them with "
+                     "--resume, then merge again); merged what is there")
+    for kind, entries in (("skipped", m.skipped), ("warning", m.warnings)):
+        for d in entries[:20]:
+            lines.append(f"{kind} {d['file_name']}: {d.get('reason', d.get('warning'))}")
+    lines.append(f"results: {m.out_dir / 'predictions.json'}")
+    print("\n".join(lines))
+    return 1 if m.missing or m.skipped or m.warnings else 0
+
+
+def _merge_eval(parts: Path) -> int:
+    import time
+
+    from frpose_cli.evaluation.cocoeval import load_ground_truth
+    from frpose_cli.errors import FrposeError
+    from frpose_cli.evaluation.eval_shards import load_parts
+    from frpose_cli.evaluation.evaluate import RESCORE_THRESHOLD, score_poses
+    from frpose_cli.data.keypoints import KeypointSpec
+    from frpose_cli.outputs import check_output_file
+    from frpose_cli.cli.evaluate import finish
+
+    start = time.perf_counter()
+    raw, info, missing = load_parts(parts)
+    if missing:
+        raise FrposeError(f"{parts}: shard(s) {', '.join(missing)} have no part yet; run them first "
+                          "(AP over part of the images would be wrong)")
+    out, json_out = Path(info["out"]), Path(info["json_out"]) if info.get("json_out") else None
+    if info["score"]:
+        check_output_file(out, "--out", overwrite=False)   # already merged: never overwritten
+        if json_out is not None:
+            check_output_file(json_out, "--json", overwrite=False)
+        gt = load_ground_truth(info["ann_file"], info.get("sigmas"), recorded=KeypointSpec.from_dict(info["keypoints"]),
+                               warn=_log)
+        report = score_poses(raw, gt, RESCORE_THRESHOLD, info["nms_thr"], info["cocoeval"])
+        finish(report, gt, info["title"], out, json_out, info["pck_alpha"], info["pck_ref"],
+               time.perf_counter() - start)
+        return 0
+    from frpose_cli.evaluation.testdev import check_submission_paths, default_alg, load_image_info, results_name, summary, \
+        write_submission
+    zip_path = check_submission_paths(out)
+    spec = KeypointSpec.from_dict(info["keypoints"])
+    gt = load_image_info(info["ann_file"], spec)
+    report = score_poses(raw, gt, RESCORE_THRESHOLD, info["nms_thr"], info["cocoeval"], score=False)
+    write_submission(report["results"], out, results_name(info["split"], info["alg"] or default_alg(info["card"])))
+    print(summary(report["results"], gt, report["skipped"], out, zip_path, info["split"]))
+    return 0

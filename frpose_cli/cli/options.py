@@ -1,0 +1,37 @@
+"""Options several verbs share, defined once so their names and help agree (no heavy imports here)."""
+from __future__ import annotations
+
+import typer
+
+OFFLINE_HELP = ("Never use the network: named weights must already be in the cache (same as FRPOSE_OFFLINE=1; "
+                "FRPOSE_MIRROR redirects downloads, FRPOSE_HOME moves the cache)")
+
+
+def offline_option():
+    return typer.Option(False, "--offline", help=OFFLINE_HELP)
+
+
+def apply_offline(offline: bool) -> None:
+    if offline:
+        from frpose_cli.weights.download import set_offline
+        set_offline(True)
+
+
+BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime. auto: ONNX files on onnxruntime, TorchScript "
+                "on torch, checkpoints on the set-up --precision chooses (on the CPU: onnxruntime for float32, or "
+                "the faster precision that passes the accuracy gate; docs/deployment.md)")
+PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, fp32 on GPUs; $FRPOSE_PRECISION "
+                  "overrides). auto runs the fastest precision this machine has natively that passes the "
+                  "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")
+CALIB_DATA_HELP = ("COCO root whose people join the vendored ones: its train2017 calibrates int8, its val2017 "
+                   "feeds the accuracy gate")
+
+
+def workers_option(what: str):
+    return typer.Option(2, "--workers", "-j", help=f"DataLoader worker processes {what} (0: in the main process)")
+
+
+def shard_option(unit: str):
+    return typer.Option(None, "--shard", help=f"i/n: do shard i (0 ≤ i < n) of n, split by {unit}, without torchrun "
+                        "(array jobs); the last shard to finish merges, or `frpose merge`. Under torchrun "
+                        "each rank is a shard by itself")

@@ -1,0 +1,125 @@
+"""`frpose predict`: thin option parsing over :func:`frpose_cli.inference.predict.run_predict`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option, workers_option
+
+SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
+               "a video, or a .txt file listing paths")
+
+
+def predict(
+    source: str = typer.Argument(..., help=SOURCE_HELP, show_default=False),
+    weights: str = typer.Option(None, "--weights", "-w", help="Pose weights: a checkpoint from `frpose train`, "
+                                "a published Simple Baselines / mmpose file, an `frpose export` ONNX/TorchScript "
+                                "file, a zoo name (`frpose models`) or an http(s) URL. Default: the zoo's sbn-r50 "
+                                "(Simple Baselines, downloaded once), or MODEL's zoo weights with --model"),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
+    calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
+    model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "
+                              "record it, must agree when given"),
+    input_size: str = typer.Option(None, "--input-size", help="HxW, e.g. 256x192; must agree with the checkpoint"),
+    detector: str = typer.Option("auto", "--detector", help="auto | torchvision | whole-image. auto uses "
+                                 "torchvision's Faster R-CNN when its weights are cached or can be downloaded, "
+                                 "else the whole image (with a warning)"),
+    detector_weights: str = typer.Option(None, "--detector-weights", help="fasterrcnn_resnet50_fpn COCO state "
+                                         "dict, file or URL (default: torchvision's own file, downloaded once)"),
+    boxes: Path = typer.Option(None, "--boxes", help="COCO detection results JSON (bbox, score, image_id or "
+                               "file_name) to use instead of a detector"),
+    det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes)"),
+    det_size: int = typer.Option(800, "--det-size", help="Detector's shorter image side in pixels "
+                                 "(smaller is faster on a CPU)"),
+    nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold between poses of one image; "
+                                  "1 keeps every box's pose"),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Person crops per network batch"),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test: average with the mirrored crop"),
+    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Draw keypoints whose score is at least this"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: a new runs/predict/runN)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: the latest "
+                                "matching runs/predict/runN), skipping images its logs (OUT/parts/) hold"),
+    vid_stride: int = typer.Option(1, "--vid-stride", help="Use every n-th video frame"),
+    save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
+    save_heatmaps: bool = typer.Option(False, "--heatmaps", help="Also write heatmap overlays to OUT/heatmaps/"),
+    save_every: int = typer.Option(50, "--save-every", help="Append results to the run's log every N images "
+                                   "(and every 10 s)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
+    offline: bool = offline_option(),
+    workers: int = workers_option("decoding and cropping images"),
+    shard: str = shard_option("files"),
+) -> None:
+    """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.
+
+    Exit code: 0 when every input was processed, 1 when some inputs were skipped
+    (unreadable, corrupt or not images; listed in the summary and OUT/images.json),
+    2 for usage or fatal errors.
+    """
+    from frpose_cli.cards import parse_input_size
+    from frpose_cli.inference.predict import PredictOptions, run_predict
+
+    apply_offline(offline)
+    opts = PredictOptions(
+        source=source, weights=weights, model=model,
+        input_size=parse_input_size(input_size) if input_size else None, detector=detector,
+        detector_weights=detector_weights,
+        boxes=str(boxes) if boxes else None, det_thr=det_thr, det_size=det_size, nms_thr=nms_thr,
+        device=device, backend=backend, precision=precision, calib_data=str(calib_data) if calib_data else None,
+        batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
+        resume=resume, vid_stride=vid_stride, save_vis=save_vis, save_heatmaps=save_heatmaps,
+        save_every=save_every, progress=progress, workers=workers, shard=shard)
+    summary = run_predict(opts, log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))
+    print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def print_summary(s) -> None:
+    m = s.merged
+    if m is None and s.shard != "0/1":   # a shard whose results another process merges
+        print(f"predict shard {s.shard}: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped"
+              + (f", {s.resumed} already done (--resume)" if s.resumed else "")
+              + f" in {s.seconds:.1f} s ({s.images / s.seconds if s.seconds else 0:.2f} images/s); logged in "
+              f"{s.out_dir / 'parts'}" + (f"; waiting for shard(s) {', '.join(s.waiting_for)}: the last to finish "
+                                          f"merges, or run `frpose merge {s.out_dir}`" if s.waiting_for else ""))
+        return
+    skipped, warnings, ignored = (s.skipped, s.warnings, s.ignored) if m is None else \
+        ([(d["file_name"], d.get("reason", d.get("warning"))) for d in entries]
+         for entries in (m.skipped, m.warnings, m.ignored))
+    per_image = s.seconds / s.images * 1000 if s.images else 0.0
+    lines = [f"predict: {s.images} images, {s.persons} persons, {len(skipped)} skipped, "
+             f"{len(warnings)} with warnings, {len(ignored)} ignored"
+             + (f", {s.resumed} already done (--resume)" if s.resumed else "")
+             + f" in {s.seconds:.1f} s ({per_image:.0f} ms/image, detector {s.detector})"]
+    busy = sum(s.timings.values())
+    if s.images and busy > 0:
+        lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items())
+                     + (f"; in {s.workers} workers meanwhile: " + ", ".join(
+                         f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.worker_seconds.items()) if s.workers else ""))
+    if m is not None and len(m.shards) > 1:
+        for st in m.shards:
+            lines.append(f"shard {st.shard}: {st.images} images, {st.persons} persons in {st.seconds:.1f} s "
+                         f"({st.rate:.2f} images/s)" + ("" if st.finished else ", not finished"))
+        lines.append(f"run: {m.images} images, {m.persons} persons in {m.out_dir}")
+    if m is not None and m.missing:
+        lines.append(f"incomplete: shard(s) {', '.join(m.missing)} have not finished; merged what is there")
+    listed = 0
+    for kind, entries in (("skipped", skipped), ("warning", warnings), ("ignored", ignored)):
+        for name, reason in entries:
+            if listed < 20:
+                lines.append(f"{kind} {name}: {reason}")
+            listed += 1
+    if listed > 20:
+        lines.append(f"... and {listed - 20} more (every one is listed in {s.out_dir / 'images.json'})")
+    dropped = dict(m.boxes_dropped) if m is not None else s.boxes_dropped
+    if dropped:
+        lines.append("boxes dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())))
+    if s.images_without_boxes:
+        lines.append(f"{s.images_without_boxes} of {s.images} images matched no box of --boxes"
+                     + (" (none matched: do its image_id / file_name values name these images?)"
+                        if s.images_without_boxes == s.images else ""))
+    lines.append(f"results: {s.out_dir / 'predictions.json'}")
+    print("\n".join(lines))

@@ -1,0 +1,1 @@
+"""Data: COCO keypoint files, images and video sources, crop geometry, heatmap codecs."""

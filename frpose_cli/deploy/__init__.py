@@ -1,0 +1,1 @@
+"""Deployment and speed: export, precisions, the accuracy gate, hardware, benchmarks."""

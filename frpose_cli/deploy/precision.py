@@ -1,0 +1,129 @@
+"""Number formats: which precision may run where, and the one call that turns a loaded float32
+network + card into the runnable model of a precision (``--precision fp32|bf16|fp16|int8|auto``).
+
+Where each precision runs (:func:`unavailable_reason` says why not, in one line):
+
+=========  ===============================================  =========================
+precision  CPU                                              CUDA
+=========  ===============================================  =========================
+fp32       everywhere (``onnxruntime``, or ``fused`` torch)  ``fused``
+bf16       only with AVX512-BF16 or AMX-BF16 (torch          compute capability ≥ 8.0
+           autocast); elsewhere oneDNN emulates it ~60×
+           slower, so it is never tried
+fp16       —                                                ≥ 7.0 (and 6.0)
+int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
+=========  ===============================================  =========================
+
+``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
+per model, input size and machine (:mod:`frpose_cli.deploy.autoselect`, whose ``runnable_model`` is the
+entry point every verb uses).  ``FRPOSE_PRECISION``
+sets the default for every verb (e.g. ``fp32`` on machines whose results must not move).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+
+import torch
+
+from frpose_cli.errors import FrposeError
+from frpose_cli.deploy.optimize import SETUP_PRECISION, default_setup, prepare_for_inference
+from frpose_cli.inference.pose_model import PoseModel
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+CHOICES = PRECISIONS + ("auto",)
+ENV_DEFAULT = "FRPOSE_PRECISION"
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def default_precision(device) -> str:
+    """``$FRPOSE_PRECISION`` if set, else ``auto`` on the CPU and ``fp32`` on GPUs."""
+    env = os.environ.get(ENV_DEFAULT, "").strip().lower()
+    if env:
+        return check_precision(env, f"${ENV_DEFAULT}")
+    return "auto" if torch.device(device).type == "cpu" else "fp32"
+
+
+def check_precision(name: str, what: str = "--precision") -> str:
+    if name not in CHOICES:
+        raise FrposeError(f"unknown {what} {name!r}; choose from {', '.join(CHOICES)}")
+    return name
+
+
+def _has_onnxruntime() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+
+
+def unavailable_reason(precision: str, device, hw, backend: str = "auto") -> str | None:
+    """Why ``precision`` cannot run natively on ``device`` with ``backend``; None when it can."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        gpu = hw.gpu
+        if backend == "onnxruntime":
+            return "the onnxruntime backend runs on the CPU here; drop --device or use --backend torch"
+        if precision == "int8":
+            return "int8 runs on ONNX Runtime's CPU provider; use --device cpu"
+        if precision == "bf16" and not (gpu and gpu.native_bf16):
+            return f"{gpu.describe() if gpu else 'this GPU'} has no native bf16 (needs compute capability 8.0+)"
+        if precision == "fp16" and not (gpu and gpu.native_fp16):
+            return f"{gpu.describe() if gpu else 'this GPU'} has no fast fp16 (needs 6.0 or 7.0+)"
+        return None
+    isa = f"this CPU ({hw.cpu.describe()})"
+    if precision == "fp16":
+        return "fp16 runs on CUDA GPUs; on the CPU use fp32, bf16 (where native) or int8"
+    if precision == "bf16":
+        if backend == "onnxruntime":
+            return "bf16 runs on torch: use --backend torch or auto"
+        if not hw.cpu.native_bf16:
+            return (f"{isa} has no native bf16 (AVX512-BF16 or AMX-BF16): oneDNN would emulate it, "
+                    "about 60x slower than float32")
+    if precision == "int8":
+        if backend == "torch":
+            return "int8 runs on ONNX Runtime: use --backend onnxruntime or auto"
+        if not _has_onnxruntime():
+            return "int8 needs the onnx and onnxruntime packages: pip install onnx onnxruntime"
+        if hw.cpu.int8_dot is None:
+            return f"{isa} has no SIMD int8 path (needs AVX2, VNNI or AMX on x86, or 64-bit ARM)"
+    return None
+
+
+def candidates(device, hw, backend: str = "auto") -> list[str]:
+    """The precisions ``auto`` may consider on this machine, float32 first."""
+    return [p for p in PRECISIONS if unavailable_reason(p, device, hw, backend) is None]
+
+
+def setup_for(precision: str, device, backend: str = "auto") -> str:
+    """The inference set-up (:data:`~frpose_cli.deploy.optimize.SETUPS`) that runs ``precision``."""
+    if precision != "fp32":
+        return precision
+    if backend == "torch":
+        return "fused"
+    if backend == "onnxruntime":
+        return "onnxruntime"
+    return default_setup(torch.device(device))
+
+
+def weights_fingerprint(net: torch.nn.Module) -> str:
+    """A short hash of the network's tensors: the cache tells trained networks apart by it."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def build_setup(net, card, device, setup: str, calib_data=None, gate_ids=(), codec_name=None) -> torch.nn.Module:
+    """``net`` prepared as ``setup``; int8 is calibrated on real crops (:mod:`frpose_cli.deploy.crops`)
+    other than the gate's people ``gate_ids``."""
+    calibration = None
+    if setup == "int8":
+        from frpose_cli.deploy.crops import calibration_crops
+        calibration = calibration_crops(card, calib_data, exclude_ids=gate_ids, codec_name=codec_name).inputs
+    return prepare_for_inference(net, torch.device(device), setup, calibration)
+
+
+def wrap(module, setup: str, card, codec_name=None, source: str = ""):
+    """A prepared module → the :class:`~frpose_cli.inference.pose_model.PoseModel` every verb runs."""
+    backend = "onnxruntime" if setup in ("onnxruntime", "int8") else "torch"
+    return PoseModel(module, card, codec_name, backend, setup, precision=SETUP_PRECISION[setup], what=source)

@@ -1,0 +1,1 @@
+"""Evaluation: the COCO protocol, COCOeval, error analysis, PCK, test-dev files."""

@@ -1,0 +1,199 @@
+"""`frpose eval` in shards (:mod:`frpose_cli.inference.shards`): each process runs the network on its images
+and writes its poses as one part, atomically; one process merges the parts and scores them.
+
+A part is ``OUT-parts/shard-{i}-of-{n}.npz`` beside the results file ``OUT.json``: the raw poses
+of the shard's person crops (before rescoring and OKS-NMS, which work per image) with each
+crop's place in the full instance list, so the merged arrays are the single-process arrays in
+the single-process order, and the results and AP are the same.  It also records how the run
+was made and what scoring needs (annotation file, σ, thresholds, output paths), so
+``frpose merge`` can finish a run whose merging process was lost.  A shard whose part is
+already there with the same options is not run again (a requeued array job).
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frpose_cli.errors import FrposeError
+from frpose_cli.fileio import atomic_write_binary
+
+ARRAYS = ("index", "image_id", "keypoints", "keypoint_scores", "box_scores", "areas")
+
+
+@dataclass
+class RawPoses:
+    """Poses of person crops before rescoring and NMS, with their place in the full instance list."""
+    index: np.ndarray
+    image_id: np.ndarray
+    keypoints: np.ndarray           # (N, K, 2) image pixels
+    keypoint_scores: np.ndarray     # (N, K)
+    box_scores: np.ndarray
+    areas: np.ndarray
+    skipped_global: dict = field(default_factory=dict)   # instance selection: the same in every shard
+    skipped_local: dict = field(default_factory=dict)    # missing and unreadable images of these crops
+    damaged: set = field(default_factory=set)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+    shards: list = field(default_factory=list)           # per shard: {"shard", "crops", "seconds"}
+
+    @property
+    def skipped(self) -> Counter:
+        return Counter(self.skipped_global) + Counter(self.skipped_local)
+
+
+def own_instances(instances, shard):
+    """The shard's instances (images by position among the sorted image ids) and their positions."""
+    order = {image_id: i for i, image_id in enumerate(sorted({inst.image_id for inst in instances}))}
+    mine = [(g, inst) for g, inst in enumerate(instances) if shard.owns(order[inst.image_id])]
+    return type(instances)([inst for _, inst in mine], getattr(instances, "skipped", {})), [g for g, _ in mine]
+
+
+def parts_dir_for(out) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}-parts")
+
+
+def part_path(parts: Path, index: int, count: int) -> Path:
+    return Path(parts) / f"shard-{index}-of-{count}.npz"
+
+
+def write_part(path: Path, raw: RawPoses, meta: dict, shard_label: str) -> None:
+    info = {**meta, "shard": shard_label, "skipped_global": raw.skipped_global,
+            "skipped_local": dict(raw.skipped_local), "damaged": sorted(raw.damaged),
+            "seconds": raw.seconds, "timings": raw.timings}
+    arrays = {name: getattr(raw, name) for name in ARRAYS}
+
+    def write(f):
+        buf = io.BytesIO()
+        np.savez(buf, info=np.array(json.dumps(info)), **arrays)
+        f.write(buf.getvalue())
+    atomic_write_binary(path, write)
+
+
+def read_part(path: Path) -> tuple[RawPoses, dict]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            arrays = {name: z[name] for name in ARRAYS}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise FrposeError(f"{path}: not a readable eval part ({type(e).__name__}); move it away and rerun "
+                          "that shard") from None
+    raw = RawPoses(**arrays, skipped_global=info["skipped_global"], skipped_local=info["skipped_local"],
+                   damaged=set(info["damaged"]), seconds=info["seconds"], timings=info["timings"],
+                   shards=[{"shard": info["shard"], "crops": int(len(arrays["index"])),
+                            "seconds": info["seconds"], "timings": info["timings"]}])
+    return raw, info
+
+
+def check_same_options(infos: list, what: str) -> None:
+    first = infos[0].get("options", {})
+    for info in infos[1:]:
+        other = info.get("options", {})
+        diff = [f"{k} {first.get(k)!r} ≠ {other.get(k)!r}" for k in sorted(set(first) | set(other))
+                if first.get(k) != other.get(k)]
+        if diff:
+            raise FrposeError(f"{what}: parts made with different options ({'; '.join(diff)})")
+
+
+def merge_parts(parts: list[RawPoses]) -> RawPoses:
+    """One RawPoses in the single-process order (by place in the full instance list)."""
+    cat = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ARRAYS}
+    order = np.argsort(cat["index"], kind="stable")
+    cat = {name: a[order] for name, a in cat.items()}
+    if len(np.unique(cat["index"])) != len(cat["index"]):
+        raise FrposeError("eval parts overlap (the same person crop in two parts); merge the parts of one split")
+    local = Counter()
+    for p in parts:
+        local.update(p.skipped_local)
+    timings = Counter()
+    for p in parts:
+        timings.update(p.timings)
+    return RawPoses(**cat, skipped_global=parts[0].skipped_global, skipped_local=dict(local),
+                    damaged=set().union(*(p.damaged for p in parts)), seconds=max(p.seconds for p in parts),
+                    timings=dict(timings), shards=[s for p in parts for s in p.shards])
+
+
+def load_parts(parts: Path, count: int | None = None) -> tuple[RawPoses, dict, list[str]]:
+    """Every part in ``parts`` (of the newest split): merged poses, the first part's record, missing shards."""
+    found = sorted(Path(parts).glob("shard-*-of-*.npz")) if Path(parts).is_dir() else []
+    if not found:
+        raise FrposeError(f"{parts}: no eval parts (shard-I-of-N.npz) to merge")
+    counts = {int(p.stem.rsplit("-", 1)[1]) for p in found}
+    count = count or max(counts)
+    mine = [p for p in found if p.stem.endswith(f"-of-{count}")]
+    loaded = [read_part(p) for p in mine]
+    check_same_options([info for _, info in loaded], str(parts))
+    present = {int(p.stem.split("-")[1]) for p in mine}
+    missing = [f"{i}/{count}" for i in range(count) if i not in present]
+    return merge_parts([raw for raw, _ in loaded]), loaded[0][1], missing
+
+
+class EvalProgress:
+    """Person crops done.  Each process counts its own; under torchrun the other ranks rewrite a
+    one-number file (``progress-I-of-N``) about once a second and rank 0's bar shows the total
+    over all ranks with each rank's count (no collective: ranks finish at different times)."""
+
+    def __init__(self, enabled: bool, shard, parts: Path, total_all: int, total_mine: int):
+        from tqdm import tqdm
+        self.shard, self.parts, self.own, self.mine, self.last = shard, Path(parts), 0, total_mine, 0.0
+        self.rank0 = shard.torchrun and shard.index == 0
+        self.shows = bool(enabled) and (self.rank0 or not shard.torchrun)
+        self.bar = tqdm(total=total_all if self.rank0 else total_mine, desc=f"eval {shard.label}", unit="crop",
+                        disable=not self.shows, leave=False, dynamic_ncols=True)
+        self.others = {i: self.parts / f"progress-{i}-of-{shard.count}" for i in range(1, shard.count)} \
+            if self.rank0 else {}
+
+    def update(self, n: int) -> None:
+        self.own += n
+        if not self.shard.torchrun or self.shard.index == 0:
+            self.bar.update(n)
+        if self.shard.torchrun and (time.monotonic() - self.last >= 1.0 or self.own >= self.mine):
+            self.poll()     # the last count is written before the part, so rank 0 never misses it
+
+    def poll(self) -> None:
+        """Rank 0: read the others' counts; the others: write their own."""
+        self.last = time.monotonic()
+        if not self.shard.torchrun:
+            return
+        if not self.rank0:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            (self.parts / f"progress-{self.shard.index}-of-{self.shard.count}").write_text(str(self.own))
+            return
+        counts = {0: self.own}
+        for i, path in self.others.items():
+            try:
+                counts[i] = int(path.read_text() or 0)
+            except (OSError, ValueError):   # not written yet, or read while being rewritten
+                counts[i] = 0
+        self.bar.n = sum(counts.values())
+        self.bar.set_postfix_str(" ".join(f"rank{i} {c}" for i, c in counts.items()), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        for path in self.others.values():      # rank 0 is the last to need them
+            path.unlink(missing_ok=True)
+
+
+def collect(parts: Path, shard, tick=None) -> RawPoses | None:
+    """After this shard's part is written: the merged poses in the process that merges, else None.
+    Under torchrun rank 0 waits for every part; an array job merges when it is the last to finish."""
+    from frpose_cli.inference import shards as sh
+    paths = [part_path(parts, i, shard.count) for i in range(shard.count)]
+    if shard.torchrun:
+        if shard.index != 0:
+            return None
+        sh.wait_until(lambda: all(p.exists() for p in paths), tick)
+    elif not all(p.exists() for p in paths) or not sh.take_merge_lock(parts):
+        return None
+    try:
+        raw, _, _ = load_parts(parts, shard.count)
+    finally:
+        if not shard.torchrun:
+            sh.release_merge_lock(parts)
+    return raw

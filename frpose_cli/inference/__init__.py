@@ -1,0 +1,1 @@
+"""Inference: person boxes, the pose model runtime, predict runs and their outputs."""

@@ -1,0 +1,248 @@
+"""Person boxes for top-down pose estimation.
+
+Three ways to get them, one interface (``detector(item) -> (M, 5) array of x, y, w, h, score``):
+
+- :class:`TorchvisionDetector`: torchvision's Faster R-CNN ResNet-50 FPN, the detector
+  family the paper uses.  Its weights come from ``--detector-weights FILE|URL`` or are the
+  zoo's ``fasterrcnn-r50-fpn`` (torchvision's own COCO file), downloaded into the weights
+  cache on first use (:mod:`frpose_cli.weights.download`; never with ``--offline``).
+- :class:`BoxFileDetector`: boxes from a COCO detection-results JSON (``--boxes``), e.g. the
+  detector output Simple Baselines / HRNet / mmpose evaluate with.
+- :class:`WholeImageDetector`: the whole image is one person (for person crops, or when no
+  detector is available).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from frpose_cli.weights import zoo
+from frpose_cli.weights.checkpoint import read_checkpoint_file
+from frpose_cli.weights.download import fetch, is_url
+from frpose_cli.errors import FrposeError
+from frpose_cli.data.sources import SourceItem
+
+COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
+DETECTOR_CHOICES = ("auto", "torchvision", "whole-image")
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0,
+               dropped: Counter | None = None) -> np.ndarray:
+    """Clip x,y,w,h boxes to the image and drop unusable ones, counting each in ``dropped`` by
+    reason: non-finite values, zero or negative size, entirely outside the image, or under
+    ``min_size`` px once clipped."""
+    if len(boxes) == 0:
+        return _empty_boxes()
+    boxes = np.asarray(boxes, np.float64)
+    finite = np.isfinite(boxes[:, :5]).all(1)
+    safe = np.where(finite[:, None], boxes[:, :5], 0.0)
+    positive = (safe[:, 2] > 0) & (safe[:, 3] > 0)
+    x1 = np.clip(safe[:, 0], 0, width)
+    y1 = np.clip(safe[:, 1], 0, height)
+    x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
+    y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
+    inside = (x2 > x1) & (y2 > y1)
+    big = ((x2 - x1) >= min_size) & ((y2 - y1) >= min_size)
+    if dropped is not None:
+        dropped["non-finite values (NaN or inf)"] += int((~finite).sum())
+        dropped["zero or negative width/height"] += int((finite & ~positive).sum())
+        dropped["outside the image"] += int((finite & positive & ~inside).sum())
+        dropped[f"under {min_size:g} px once clipped to the image"] += int((finite & positive & inside & ~big).sum())
+        for reason in [r for r, n in dropped.items() if n == 0]:
+            del dropped[reason]
+    out = np.stack([x1, y1, x2 - x1, y2 - y1, safe[:, 4]], 1).astype(np.float32)
+    return out[finite & positive & inside & big]
+
+
+class WholeImageDetector:
+    name = "whole-image"
+    in_worker = True     # needs no network: runs in predict's DataLoader workers (predict_data.py)
+
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        h, w = item.image.shape[:2]
+        return np.array([[0, 0, w, h, 1.0]], np.float32)
+
+
+def coco_id_from_name(file_name: str) -> int | None:
+    """COCO names images by id (``000000000785.jpg`` → 785)."""
+    m = re.fullmatch(r"(?:COCO_\w+?_)?0*(\d+)", Path(file_name).stem)
+    return int(m.group(1)) if m else None
+
+
+class BoxFileDetector:
+    """Person boxes read from a COCO detection-results file.
+
+    Accepted layouts: a list of ``{"image_id" or "file_name", "bbox": [x, y, w, h], "score",
+    "category_id"}`` records (optionally ``"frame"`` for video frames), or a mapping from
+    image id / file name to such a list.  Records whose ``category_id`` is not 1 (person) are
+    ignored.  An image is matched by its file name relative to the source, its base name,
+    or the COCO id in its name; an image without boxes simply has no persons.
+    """
+    name = "boxes"
+    in_worker = True
+
+    def __init__(self, path, score_thr: float = 0.0):
+        path = Path(path)
+        if not path.is_file():
+            raise FrposeError(f"--boxes file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FrposeError(f"--boxes {path}: not a readable JSON file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120]})") from None
+        records = []
+        if isinstance(data, dict):
+            for key, recs in data.items():
+                if not isinstance(recs, list):
+                    raise FrposeError(f"--boxes {path}: entry {key!r} should be a list of box records")
+                for r in recs:
+                    records.append({**r, "_key": str(key)} if isinstance(r, dict) else r)
+        elif isinstance(data, list):
+            records = data
+        else:
+            raise FrposeError(f"--boxes {path}: expected a list of COCO detection results")
+        self.path, self.score_thr = path, score_thr
+        self.dropped: Counter = Counter()   # reason → boxes dropped (reported in the run summary)
+        self.by_key: dict = defaultdict(list)
+        kept = 0
+        for i, r in enumerate(records):
+            try:
+                if int(r.get("category_id", COCO_PERSON_LABEL)) != COCO_PERSON_LABEL:
+                    continue
+                x, y, w, h = (float(v) for v in r["bbox"])
+                score = float(r.get("score", 1.0))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise FrposeError(f"--boxes {path}: record {i} is not a COCO detection "
+                                  "(needs bbox [x, y, w, h] and image_id or file_name)") from None
+            keys = [r[k] for k in ("image_id", "file_name", "_key") if k in r]
+            if not keys:
+                raise FrposeError(f"--boxes {path}: record {i} has neither image_id nor file_name")
+            frame = r.get("frame")
+            for key in keys:
+                self.by_key[(self._norm(key), frame)].append((x, y, w, h, score))
+            kept += 1
+        if kept == 0:
+            raise FrposeError(f"--boxes {path}: no person boxes in it (category_id 1)")
+
+    @staticmethod
+    def _norm(key) -> str:
+        key = str(key).replace("\\", "/")
+        return str(int(key)) if key.isdigit() else key
+
+    def boxes_for(self, file_name: str, frame: int | None = None) -> np.ndarray:
+        candidates = [file_name, Path(file_name).name]
+        coco_id = coco_id_from_name(file_name)
+        if coco_id is not None:
+            candidates.append(str(coco_id))
+        for key in candidates:
+            found = self.by_key.get((self._norm(key), frame))
+            if found:
+                boxes = np.array(found, np.float32)
+                low = np.isfinite(boxes[:, 4]) & (boxes[:, 4] < self.score_thr)
+                if low.any():
+                    self.dropped["score under --det-thr"] += int(low.sum())
+                return boxes[~low]
+        return _empty_boxes()
+
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        h, w = item.image.shape[:2]
+        return clip_boxes(self.boxes_for(item.file_name, item.frame), w, h, dropped=self.dropped)
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+class TorchvisionDetector:
+    """torchvision's ``fasterrcnn_resnet50_fpn`` built without any download, weights from a file.
+
+    ``min_size``/``max_size`` are the detector's own resize bounds (800/1333 as trained);
+    a smaller ``min_size`` trades recall on small people for speed on a CPU.
+    """
+    name = "torchvision"
+
+    def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
+                 min_size: int = 800, max_size: int = 1333):
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        weights_path = Path(weights_path)
+        state = read_checkpoint_file(weights_path)
+        if isinstance(state, dict):
+            for wrapper in ("model", "state_dict"):   # common training-checkpoint wrappers
+                if wrapper in state and isinstance(state[wrapper], dict):
+                    state = state[wrapper]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise FrposeError(f"--detector-weights {weights_path}: not a state dict of tensors")
+        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        head = state.get("roi_heads.box_predictor.cls_score.weight")
+        if head is None:
+            raise FrposeError(f"--detector-weights {weights_path}: not Faster R-CNN weights "
+                              "(no roi_heads.box_predictor); expected fasterrcnn_resnet50_fpn (COCO)")
+        num_classes = int(head.shape[0])
+        if num_classes <= COCO_PERSON_LABEL:
+            raise FrposeError(f"--detector-weights {weights_path}: {num_classes} classes, no person class")
+        self.model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
+                                             min_size=min_size, max_size=max_size,
+                                             box_score_thresh=min(score_thr, 0.05))
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise FrposeError(f"--detector-weights {weights_path} does not fit fasterrcnn_resnet50_fpn "
+                              f"({str(e).splitlines()[0][:160]})") from None
+        self.device = torch.device(device)
+        self.model.eval().to(self.device)
+        self.score_thr, self.weights_path = score_thr, weights_path
+        self.dropped: Counter = Counter()
+
+    @torch.inference_mode()
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        image = item.image
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        out = self.model([tensor.to(self.device)])[0]   # RGB in 0..1, as torchvision's detectors expect
+        keep = (out["labels"] == COCO_PERSON_LABEL) & (out["scores"] >= self.score_thr)
+        xyxy = out["boxes"][keep].cpu().numpy()
+        scores = out["scores"][keep].cpu().numpy()
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1)
+        h, w = image.shape[:2]
+        return clip_boxes(boxes.astype(np.float32), w, h, dropped=self.dropped)
+
+
+def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",
+                  det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True):
+    """The person detector the user asked for.
+
+    ``--boxes`` wins; ``torchvision`` needs weights (cached or downloaded, error otherwise);
+    ``auto`` uses torchvision when its weights are cached or can be downloaded, and otherwise
+    falls back to the whole image with a one-line warning saying why.
+    """
+    if detector not in DETECTOR_CHOICES:
+        raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
+    if boxes is not None:
+        if detector == "torchvision" or detector_weights is not None:
+            raise FrposeError("--boxes gives the person boxes; do not combine it with "
+                              "--detector torchvision / --detector-weights")
+        return BoxFileDetector(boxes, score_thr=det_thr)
+    if detector == "whole-image":
+        return WholeImageDetector()
+    if detector_weights is not None:
+        weights = fetch(str(detector_weights), what="detector weights", progress=progress) \
+            if is_url(str(detector_weights)) else Path(detector_weights)
+        if not weights.is_file():
+            raise FrposeError(f"--detector-weights file not found: {weights}")
+    elif zoo.DETECTOR.cached() or detector == "torchvision":
+        weights = zoo.DETECTOR.fetch(progress)   # a one-line error when it cannot be had
+    else:   # auto: download when allowed, else the whole image
+        try:
+            weights = zoo.DETECTOR.fetch(progress)
+        except FrposeError as e:
+            warn(f"warning: no person detector, using the whole image as one person ({e})")
+            return WholeImageDetector()
+    return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
+                               max_size=max(det_size, round(det_size * 1333 / 800)))

@@ -1,0 +1,263 @@
+"""The streaming loop of `frpose predict` (one process, one shard): items → boxes → batched crops →
+heatmaps → keypoints → log entries and overlays.
+
+Items arrive in source order (:mod:`frpose_cli.inference.predict_data`); a person crop waits in the batch
+until ``--batch-size`` crops are ready, then the network runs (with the flip test) and the
+batch's images get their log entries and overlays.  Every event of the stream — an image, a
+skipped, damaged or ignored file — goes through the same queue, so the log is written in
+stream order (:mod:`frpose_cli.inference.run_merge` relies on it).  Only the current batch's images are
+in memory.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from frpose_cli.device import synchronize
+from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
+from frpose_cli.data.geometry import warp_matrix
+from frpose_cli.inference.oks_nms import oks_nms, rescore
+from frpose_cli.inference.predict_data import Loaded, ShardStream, detect_counting, loader
+from frpose_cli.inference.run_folder import make_record, safe_relative
+from frpose_cli.data.sources import SourceItem
+
+STAGES = ("read", "detect", "crop", "pose", "decode", "write")
+WORKER_STAGES = ("read", "detect", "crop")
+
+
+def overlay_name(file_name: str, video: bool = False) -> str:
+    """Where the overlay of ``file_name`` goes, relative to ``vis/``: never outside the run folder."""
+    p = safe_relative(file_name)
+    if video:
+        return p.with_suffix(".mp4").as_posix()
+    return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
+
+
+class StageTimer:
+    def __init__(self, device):
+        self.device, self.seconds = device, dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if stage in ("detect", "pose"):
+                synchronize(self.device)
+            self.seconds[stage] += time.perf_counter() - start
+
+
+class Progress:
+    """A bar of this process's items; under torchrun rank 0's bar counts every rank's images
+    (read from their logs) and shows each rank's count."""
+
+    def __init__(self, enabled: bool, others=None, label: str = ""):
+        from tqdm import tqdm
+        self.bar = tqdm(desc="predict", unit="img", disable=not enabled, dynamic_ncols=True)
+        self.others, self.label, self.own, self.counted, self.last = others, label, 0, 0, 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.own += n
+        self.bar.update(n)
+        if self.others is not None and time.monotonic() - self.last > 1.0:
+            self.poll()
+
+    def poll(self) -> None:
+        if self.others is None:
+            return
+        self.last = time.monotonic()
+        self.others.poll()
+        total = sum(self.others.images.values())
+        self.bar.update(total - self.counted)
+        self.counted = total
+        self.bar.set_postfix_str(" ".join(f"rank{k} {v}" for k, v in [(self.label, self.own),
+                                                                        *self.others.images.items()]))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class PredictLoop:
+    """The loop's state: pending batch (and the events queued behind it), open overlay videos, counters."""
+
+    def __init__(self, opts, out_dir, predictor, detector, log, summary, timer, done: set, video_records: dict,
+                 progress: Progress):
+        self.opts, self.out_dir, self.pred, self.detector, self.log = opts, out_dir, predictor, detector, log
+        self.summary, self.timer, self.done, self.video_records = summary, timer, done, video_records
+        self.progress = progress
+        self.pending, self.pending_crops = [], 0
+        self.videos: dict[str, VideoOverlayWriter] = {}
+        self.finished = False
+
+    def run(self, source, shard) -> None:
+        stream = ShardStream(source, shard, self.done, self.detector, self.pred.geometry)
+        workers = self.opts.workers
+        items = loader(stream, workers)
+        while True:
+            start = time.perf_counter()
+            loaded: Loaded | None = next(items, None)
+            wait = time.perf_counter() - start
+            if loaded is None:
+                break
+            for stage, seconds in loaded.seconds.items():   # decoding: here, or in the workers meanwhile
+                (self.summary.worker_seconds if workers else self.timer.seconds)[stage] += seconds
+            if workers:
+                self.timer.seconds["read"] += wait
+            if loaded.video is not None:
+                self.run_video(source, loaded.video)
+            else:
+                self.handle(loaded.item, loaded)
+        self.flush()
+        self.finished = True
+
+    def run_video(self, source, video) -> None:
+        frames = source.read(video)
+        while True:
+            with self.timer("read"):
+                item = next(frames, None)
+            if item is None:
+                return
+            self.handle(item)
+
+    def event(self, item: SourceItem, kind: str, **fields) -> None:
+        entry = {"o": [item.position, item.sub], kind: {"file_name": item.file_name, **fields}}
+        if self.pending:
+            self.pending.append(("event", entry))
+        else:
+            self.log.add(entry)
+
+    def handle(self, item: SourceItem, loaded: Loaded | None = None) -> None:
+        if item.ignored:
+            self.event(item, "ignored", reason=item.ignored)
+            self.summary.ignored.append((item.file_name, item.ignored))
+            return
+        if item.warning:   # damaged but usable, or (no image) a note on a whole file such as a short video
+            self.event(item, "warning", warning=item.warning)
+            self.summary.warnings.append((item.file_name, item.warning))
+        if item.error:
+            self.event(item, "skipped", reason=item.error)
+            self.summary.skipped.append((item.file_name, item.error))
+            self.progress.update()
+            return
+        if (loaded is not None and loaded.done) or (item.image is not None and item.key in self.done):
+            self.summary.resumed += 1
+            self.progress.update()
+            if item.frame is not None and self.opts.save_vis:
+                if self.pending:   # drawn in order with the frames waiting in the batch
+                    self.pending.append(("redraw", item))
+                else:
+                    self.redraw_done_frame(item)
+            return
+        if item.image is None:
+            return
+        if loaded is not None and loaded.prepared is not None:
+            boxes, crops, centers, scales, dropped = loaded.prepared
+        else:
+            with self.timer("detect"):
+                boxes, dropped = detect_counting(self.detector, item)
+            with self.timer("crop"):
+                crops, centers, scales = self.pred.crops(item.image, boxes)
+        self.pending.append(("image", item, boxes, crops, centers, scales, dropped))
+        self.pending_crops += len(crops)
+        if self.pending_crops >= self.opts.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        images = [p for p in self.pending if p[0] == "image"]
+        crops = np.concatenate([p[3] for p in images]) if images else np.zeros((0,), np.uint8)
+        with self.timer("pose"):
+            heatmaps = self.pred.heatmaps(crops, self.opts.batch_size) if len(crops) else None
+        with self.timer("decode"):
+            kpts = self.pred.decode(heatmaps, np.concatenate([p[4] for p in images]),
+                                    np.concatenate([p[5] for p in images])) if len(crops) else None
+        start = 0
+        pending, self.pending, self.pending_crops = self.pending, [], 0
+        for p in pending:
+            if p[0] == "event":
+                self.log.add(p[1])
+            elif p[0] == "redraw":
+                self.redraw_done_frame(p[1])
+            else:
+                _, item, boxes, item_crops, centers, scales, dropped = p
+                n = len(item_crops)
+                with self.timer("write"):
+                    self.finish_image(item, boxes, kpts[start:start + n] if n else np.zeros((0, 0, 3)),
+                                      heatmaps[start:start + n] if n else None, centers, scales, dropped)
+                start += n
+
+    def finish_image(self, item, boxes, kpts, heatmaps, centers, scales, dropped) -> None:
+        scores = rescore(boxes[:, 4], kpts[:, :, 2]) if len(boxes) else np.zeros(0)
+        keep = list(range(len(boxes)))
+        if len(boxes) > 1 and self.opts.nms_thr < 1.0:   # two boxes on one person → one pose
+            keep = oks_nms(kpts, scores, scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
+        records = [make_record(item, kpts[i], boxes[i], scores[i]) for i in keep]
+        image = {"file_name": item.file_name, "width": int(item.image.shape[1]),
+                 "height": int(item.image.shape[0]), "persons": len(records)}
+        if item.frame is not None:
+            image["frame"] = item.frame
+        entry = {"o": [item.position, item.sub], "image": image, "records": records}
+        if dropped:
+            entry["dropped"] = dropped
+            for reason, n in dropped.items():
+                self.summary.boxes_dropped[reason] = self.summary.boxes_dropped.get(reason, 0) + n
+        if len(boxes) == 0 and getattr(self.detector, "name", "") == "boxes":
+            entry["unmatched"] = True
+            self.summary.images_without_boxes += 1
+        self.log.add(entry)
+        self.summary.images += 1
+        self.summary.persons += len(records)
+        self.progress.update()
+        try:
+            if self.opts.save_vis:
+                self.save_overlay(item, kpts[keep], boxes[keep])
+            if self.opts.save_heatmaps and len(keep):
+                self.save_heatmap_overlay(item, heatmaps[keep].numpy(), centers[keep], scales[keep])
+        except OSError as e:
+            reason = f"overlay not written ({e})"
+            self.log.add({"o": [item.position, item.sub], "skipped": {"file_name": item.file_name, "reason": reason}})
+            self.summary.skipped.append((item.file_name, reason))
+
+    def save_overlay(self, item, kpts, boxes) -> None:
+        canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
+        vis_dir = self.out_dir / "vis"
+        if item.frame is None:
+            write_image(vis_dir / overlay_name(item.file_name), canvas)
+            return
+        video = self.videos.get(item.file_name)
+        if video is None:
+            video = self.videos[item.file_name] = VideoOverlayWriter(
+                vis_dir / overlay_name(item.file_name, video=True), item.fps)
+        video.write(canvas)
+
+    def redraw_done_frame(self, item) -> None:
+        """A resumed video's overlay is rewritten whole, so frames done earlier are drawn from their records."""
+        recs = self.video_records.get(item.file_name, {}).get(item.frame, [])
+        k = self.pred.card.keypoints.num_keypoints
+        kpts = np.array([r["keypoints"] for r in recs], np.float32).reshape(-1, k, 3)
+        boxes = np.array([r["bbox"] + [r.get("box_score", 1.0)] for r in recs], np.float32).reshape(-1, 5)
+        self.save_overlay(item, kpts, boxes)
+
+    def save_heatmap_overlay(self, item, heatmaps, centers, scales) -> None:
+        hh, hw = heatmaps.shape[-2:]
+        inv = [warp_matrix(c, s, 0, (hw, hh), inv=True, udp=self.pred.codec.use_udp)
+               for c, s in zip(centers, scales)]
+        heat = heatmap_to_image(heatmaps, inv, item.image.shape[:2])
+        name = overlay_name(item.file_name) if item.frame is None else \
+            f"{safe_relative(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
+        out = self.out_dir / "heatmaps" / name
+        write_image(out, overlay_heatmap(item.image, stretch_heat(heat)))
+
+    def close(self) -> None:
+        for video in self.videos.values():
+            video.close()
+
+
+def stretch_heat(heat: np.ndarray) -> np.ndarray:
+    """Stretch to the full colour range so weak (e.g. untrained) heatmaps are still visible."""
+    top = float(heat.max()) if heat.size else 0.0
+    return heat / top if top > 0 else heat

@@ -1,0 +1,123 @@
+"""One way to load and run a pose model, whatever the weights: ``load_pose_model`` → ``PoseModel``.
+
+The weights argument is resolved by :mod:`frpose_cli.weights.loader` (file, zoo name or URL; the kind
+of file is read from its content), then put behind a backend:
+
+=============  ===============================================================================
+backend        what runs
+=============  ===============================================================================
+torch          the PoseNet in an inference set-up of :mod:`frpose_cli.deploy.optimize` (``fused`` by
+               default: BatchNorm folded, channels_last), or a TorchScript export
+onnxruntime    an ONNX export, or a PyTorch network exported to ONNX in memory
+               (:mod:`frpose_cli.deploy.onnxrt`); CPU only
+auto           ONNX files → onnxruntime, TorchScript → torch, PyTorch weights → the fastest set-up
+               measured for the device (:func:`frpose_cli.deploy.optimize.default_setup`)
+=============  ===============================================================================
+
+A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_float)``, with
+``.card`` (input size, keypoints, normalisation and channel order), ``.codec_name``,
+``.backend``, ``.setup``, ``.precision`` and ``.weights``, so ``run_heatmaps`` and
+``evaluate_model`` take it as they take a plain network.  PyTorch weights run in the precision
+``--precision`` asks for (:mod:`frpose_cli.deploy.precision`: fp32, bf16, fp16, int8, or ``auto``, gated
+and timed once per model and machine); exported files run in the precision they were exported in.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from frpose_cli.errors import FrposeError
+from frpose_cli.deploy.export_format import METADATA_KEY, card_from_metadata
+from frpose_cli.deploy.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
+from frpose_cli.deploy.autoselect import runnable_model
+from frpose_cli.inference.pose_model import PoseModel
+from frpose_cli.deploy.optimize import SETUP_PRECISION, prepare_for_inference
+from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def _cpu_only(backend: str, device: torch.device) -> None:
+    if device.type != "cpu":
+        raise FrposeError(f"the {backend} backend runs on the CPU here; drop --device or use --backend torch")
+
+
+def load_onnx(weights: WeightsFile, model_name=None, input_size=None, threads=None) -> PoseModel:
+    session = ort_session(str(weights.path), threads)
+    meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if meta is None:
+        raise FrposeError(f"{weights.path}: an ONNX file without frpose metadata; export it with `frpose export`")
+    card, codec_name, meta = card_from_metadata(meta, str(weights.path))
+    check_card_agrees(card, model_name, input_size, str(weights.path))
+    precision = meta.get("precision", "fp32")
+    return PoseModel(OnnxRuntimeNet(session), card, codec_name, "onnxruntime", "int8" if precision == "int8"
+                     else "onnxruntime", weights, "ONNX file", precision)
+
+
+def load_torchscript(weights: WeightsFile, model_name=None, input_size=None, device=None) -> PoseModel:
+    extra = {f"{METADATA_KEY}.json": ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # "torch.jit.load is deprecated"
+            module = torch.jit.load(str(weights.path), map_location=device or "cpu", _extra_files=extra)
+    except Exception as e:
+        raise FrposeError(f"{weights.path}: not a readable TorchScript file ({type(e).__name__})") from None
+    if not extra[f"{METADATA_KEY}.json"]:
+        raise FrposeError(f"{weights.path}: a TorchScript file without frpose metadata; export it with `frpose export`")
+    card, codec_name, meta = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(weights.path))
+    check_card_agrees(card, model_name, input_size, str(weights.path))
+    return PoseModel(module.eval(), card, codec_name, "torchscript", "eager", weights, "TorchScript file",
+                     meta.get("precision", "fp32"))
+
+
+def check_file_precision(model: PoseModel, precision: str | None) -> PoseModel:
+    """An exported file runs in the precision it was exported in; asking for another is an error."""
+    if precision not in (None, "auto", model.precision):
+        raise FrposeError(f"{model.source} was exported in {model.precision}; it runs as it is: drop "
+                          f"--precision {precision}, or export the checkpoint with --precision {precision}")
+    return model
+
+
+def load_pose_model(weights, model_name: str | None = None, input_size=None, backend: str = "auto",
+                    device: torch.device | str | None = None, setup: str | None = None,
+                    threads: int | None = None, progress: bool = True, precision: str | None = None,
+                    calib_data=None, log=None) -> PoseModel:
+    """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
+
+    ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
+    ``setup``: an inference set-up of :data:`frpose_cli.deploy.optimize.SETUPS`, used as it is (benchmarks);
+    without it ``precision`` decides (:func:`frpose_cli.deploy.autoselect.runnable_model`; None: the device's
+    default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
+    and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
+    """
+    if backend not in BACKENDS:
+        raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
+    kind = weights.kind
+    if kind == "onnx":
+        if backend == "torch":
+            raise FrposeError(f"{weights.path} is an ONNX file: run it with --backend onnxruntime")
+        _cpu_only("onnxruntime", device)
+        return check_file_precision(load_onnx(weights, model_name, input_size, threads), precision)
+    if kind == "torchscript":
+        if backend == "onnxruntime":
+            raise FrposeError(f"{weights.path} is a TorchScript file: it runs with --backend torch; export an "
+                              "ONNX file for onnxruntime")
+        return check_file_precision(load_torchscript(weights, model_name, input_size, device), precision)
+    loaded = load_network(weights, model_name, input_size)
+    if setup is None:
+        model = runnable_model(loaded.net, loaded.card, device, precision, backend, loaded.codec_name,
+                               str(weights.path), calib_data, log)
+        model.weights, model.what = weights, loaded.what
+        return model
+    if backend == "onnxruntime" and setup != "onnxruntime":
+        raise FrposeError(f"set-up {setup} is a torch set-up; it does not run with --backend onnxruntime")
+    if setup == "onnxruntime":
+        _cpu_only("onnxruntime", device)
+        net = onnxruntime_net(loaded.net, threads)
+    else:
+        net = prepare_for_inference(loaded.net, device, setup)
+    return PoseModel(net, loaded.card, loaded.codec_name, "onnxruntime" if setup == "onnxruntime" else "torch",
+                     setup, weights, loaded.what, SETUP_PRECISION[setup])

@@ -1,0 +1,1 @@
+"""Weights: the model zoo, downloads, the one loader, checkpoints, warm starts."""

@@ -1,0 +1,153 @@
+"""frpose checkpoints: a plain dict that ``torch.load(..., weights_only=True)`` can read.
+
+Layout (format ``frpose-checkpoint/1``)::
+
+    {"format": "frpose-checkpoint/1",
+     "card": ModelCard.to_dict() with the trained input size,
+     "codec": {"name": "sbn", "sigma": 8.0, "stride": 1},
+     "state_dict": model weights (no "module." prefix),
+     # training state, present in checkpoints written by `frpose train`:
+     "epoch": int, "optimizer": ..., "scheduler": ..., "scaler": ..., "rng": ..., "metrics": {...}}
+
+The card carries input size, keypoint names, flip pairs and skeleton, so every later
+verb needs only ``--weights``.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from frpose_cli.cards import ModelCard
+from frpose_cli.errors import FrposeError
+from frpose_cli.fileio import atomic_torch_save
+
+FORMAT = "frpose-checkpoint/1"
+
+
+def save_checkpoint(path, model: torch.nn.Module, card: ModelCard, codec: dict | None = None,
+                    **training_state) -> Path:
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {"format": FORMAT, "card": card.to_dict(),
+            "codec": codec or {"name": card.codec, "sigma": card.sigma, "stride": card.stride},
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    ckpt.update(training_state)
+    return atomic_torch_save(path, ckpt)
+
+
+def check_weights_path(path) -> Path:
+    """``path`` as a Path when it is an existing file, else a one-line error."""
+    path = Path(path)
+    if path.is_dir():
+        raise FrposeError(f"{path} is a folder, not a model file")
+    if not path.is_file():
+        raise FrposeError(f"checkpoint not found: {path}")
+    return path
+
+
+def _numpy_globals() -> list:
+    """What rebuilding numpy arrays and scalars needs, under numpy 1.x and 2.x names: mmpose and
+    mmengine store dataset metadata (sigmas, colours, flip indices) as arrays next to the weights."""
+    import numpy as np
+    core = getattr(np, "_core", None) or np.core
+    out = [np.ndarray, np.dtype]
+    for fn in (core.multiarray._reconstruct, core.multiarray.scalar):
+        out += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
+    out += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    return out
+
+
+def _global_name(item) -> str:
+    return item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+
+
+ALLOWED_GLOBALS = _numpy_globals()
+ALLOWED_GLOBAL_NAMES = frozenset(_global_name(g) for g in ALLOWED_GLOBALS)
+
+
+def _refuse(path, name: str) -> FrposeError:
+    return FrposeError(f"{path}: refused to load: it needs the Python global {name}, which could run code, and "
+                       "frpose loads checkpoints with weights_only=True (tensors, containers and numpy arrays "
+                       "only). If you trust the file, re-save its weights as a plain state dict: "
+                       "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
+
+
+def read_checkpoint_file(path) -> object:
+    """``torch.load(weights_only=True)`` with numpy arrays allowed and nothing else beyond torch's
+    defaults; one-line errors for every failure.  A file that needs any other Python global is
+    refused *before* unpickling, naming the global (its code never runs)."""
+    path = check_weights_path(path)
+    try:   # zip-format files (torch >= 1.6): list the globals without unpickling anything
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:   # legacy format or damaged: torch.load below decides
+        needed = []
+    refused = [g for g in needed if g not in ALLOWED_GLOBAL_NAMES]
+    if refused:
+        raise _refuse(path, refused[0])
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if wanted:   # legacy-format files reach this: the weights-only unpickler stopped at the global
+            raise _refuse(path, wanted.group(1)) from None
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
+    except Exception:  # torch raises RuntimeError/EOFError/KeyError/zipfile errors for other files
+        raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
+
+
+def _what_file(path) -> str:
+    """What a file that torch cannot read looks like, in words (not the unpickler's opcodes)."""
+    import zipfile
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if size == 0:
+        return "an empty file"
+    if zipfile.is_zipfile(path):
+        return f"a zip archive of {size} bytes that is not a torch.save file, or a damaged one"
+    if head[:1] == b"\x80":
+        return f"a pickle of {size} bytes that ends early or is damaged"
+    if head[:1] == b"\x08" or Path(path).suffix.lower() == ".onnx":
+        return "an ONNX file? give it to predict/eval as it is, it is read by ONNX Runtime"
+    try:
+        text = head.decode("utf-8")
+        return f"a text file of {size} bytes, starting {text[:24].strip()!r}"
+    except UnicodeDecodeError:
+        return f"{size} bytes that are neither a zip-format nor a legacy torch.save file"
+
+
+def load_checkpoint(path) -> dict:
+    """Read an frpose checkpoint written by :func:`save_checkpoint`."""
+    ckpt = read_checkpoint_file(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise FrposeError(f"{path}: not an frpose checkpoint (no '{FORMAT}' format tag)")
+    return ckpt
+
+
+def card_from_checkpoint(ckpt: dict, source="checkpoint") -> ModelCard:
+    return ModelCard.from_dict(ckpt["card"], source=str(source))
+
+
+def describe_key_mismatch(missing: list, unexpected: list, shapes: list) -> str:
+    """``"3 missing keys: a, b, c; 1 unexpected keys: d"`` (empty when everything fits)."""
+    def few(keys):
+        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+    parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
+             f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
+             f"{len(shapes)} shape mismatches: {few(shapes)}" if shapes else ""]
+    return "; ".join(p for p in parts if p)
+
+
+def load_state_into(model: torch.nn.Module, state_dict: dict, source="checkpoint") -> None:
+    """Strict load with one clear message naming missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    mismatch = describe_key_mismatch(
+        [k for k in own if k not in state_dict], [k for k in state_dict if k not in own],
+        [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)])
+    if mismatch:
+        raise FrposeError(f"{source} does not fit this model ({mismatch}); "
+                          "is it a checkpoint of another model or input size?")
+    model.load_state_dict(state_dict, strict=True)

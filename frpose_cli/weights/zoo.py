@@ -1,0 +1,106 @@
+"""The model zoo: named, published weights that frpose downloads on first use (:mod:`frpose_cli.weights.download`).
+
+Pose weights are the closest real weights to the paper: Simple Baselines (the paper's encoder and
+first three decoders) trained on COCO train2017 by OpenMMLab.  No weights of the paper's own
+network (FR-SBN + GCB + SA-MFCD) are published; ``frpose train MODEL --init sbn-r50`` starts one
+from these (:mod:`frpose_cli.weights.init_weights`).  ``ap`` is the source's published COCO val2017 AP
+(detector boxes with 56 person AP, flip test): what ``frpose eval sbn-r50 --data COCO`` should
+reproduce.  ``channel_order`` is the order the weights were trained on (mmpose converts to RGB;
+the original Simple Baselines code fed OpenCV's BGR, see :mod:`frpose_cli.weights.published`).
+
+Hashes: every file name carries the first hex digits of its SHA-256 (the publishers' convention),
+which :func:`frpose_cli.weights.download.fetch` checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from frpose_cli.weights.download import cached_file, fetch, file_name_of, mirror_url
+from frpose_cli.errors import FrposeError
+
+_MMPOSE = "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/topdown_heatmap/coco/"
+_TORCHVISION = "https://download.pytorch.org/models/"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    kind: str                     # "pose" | "detector" | "imagenet"
+    url: str
+    card: str | None = None       # model card the weights fit
+    input_size: tuple | None = None
+    layout: str = "mmpose"        # key layout (frpose_cli.weights.published.LAYOUTS)
+    channel_order: str = "rgb"
+    ap: float | None = None       # the source's published COCO val2017 AP (percent)
+    source: str = ""
+
+    @property
+    def file_name(self) -> str:
+        return file_name_of(self.url)
+
+    @property
+    def download_url(self) -> str:
+        return mirror_url(self.url)
+
+    def cached(self) -> bool:
+        return cached_file(self.file_name).is_file()
+
+    def fetch(self, progress: bool = True) -> Path:
+        return fetch(self.download_url, name=self.file_name, what=f"{self.kind} weights {self.name}",
+                     progress=progress)
+
+
+def _mmpose(name, card, size, file, ap):
+    return ZooEntry(name, "pose", _MMPOSE + file, card, size, "mmpose", "rgb", ap,
+                    "mmpose 1.x SimpleBaseline (td-hm_res*), COCO train2017")
+
+
+POSE = (
+    _mmpose("sbn-r50", "sbn-r50", (256, 192), "td-hm_res50_8xb64-210e_coco-256x192-04af38ce_20220923.pth", 71.8),
+    _mmpose("sbn-r50-384x288", "sbn-r50", (384, 288),
+            "td-hm_res50_8xb64-210e_coco-384x288-7b8db90e_20220923.pth", 73.1),
+    _mmpose("sbn-r101", "sbn-r101", (256, 192),
+            "td-hm_res101_8xb64-210e_coco-256x192-065d3625_20220926.pth", 72.8),
+    _mmpose("sbn-r152", "sbn-r152", (256, 192),
+            "td-hm_res152_8xb32-210e_coco-256x192-0345f330_20220928.pth", 73.6),
+    _mmpose("sbn-r152-384x288", "sbn-r152", (384, 288),
+            "td-hm_res152_8xb32-210e_coco-384x288-7fbb906f_20220927.pth", 75.0),
+)
+# The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1).
+DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+                    layout="torchvision", source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0)")
+IMAGENET = tuple(ZooEntry(f"imagenet-r{d}", "imagenet", _TORCHVISION + f, layout="resnet",
+                          source=f"torchvision ResNet-{d} IMAGENET1K_V1")
+                 for d, f in ((18, "resnet18-f37072fd.pth"), (34, "resnet34-b627a593.pth"),
+                              (50, "resnet50-0676ba61.pth"), (101, "resnet101-63fe2227.pth"),
+                              (152, "resnet152-394f9c45.pth")))
+ENTRIES = {e.name: e for e in (*POSE, DETECTOR, *IMAGENET)}
+DEFAULT_POSE = "sbn-r50"          # `frpose predict photo.jpg` with no --weights: fast on a CPU, AP 71.8
+
+
+def find(name: str) -> ZooEntry | None:
+    return ENTRIES.get(name)
+
+
+def get(name: str) -> ZooEntry:
+    entry = find(name)
+    if entry is None:
+        raise FrposeError(f"no zoo weights named {name!r}; known: {', '.join(ENTRIES)}")
+    return entry
+
+
+def imagenet_entry(depth: int) -> ZooEntry:
+    return get(f"imagenet-r{depth}")
+
+
+def pose_entries_for(card_name: str) -> list[ZooEntry]:
+    return [e for e in POSE if e.card == card_name]
+
+
+def pose_entry_for(card_name: str, input_size=None) -> ZooEntry | None:
+    """The zoo weights for ``card_name`` at ``input_size`` (default: the first published size)."""
+    entries = pose_entries_for(card_name)
+    if input_size is not None:
+        entries = [e for e in entries if tuple(e.input_size) == tuple(input_size)]
+    return entries[0] if entries else None

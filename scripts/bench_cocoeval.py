@@ -4,7 +4,7 @@ The ground truth is a real COCO keypoint file (default: ../shared/data/coco-mini
 with fresh image ids up to val2017's 5,000 images; the results are its persons' keypoints
 with pixel noise proportional to the person's size, random scores and some extra false
 poses, about 6,000 instances like a detector-box run on val2017.  Both implementations evaluate
-the same files through ``frpose_cli.evaluation.cocoeval.coco_keypoint_eval`` (ground-truth indexing
+the same files through ``frpose_cli.metrics.cocoeval.coco_keypoint_eval`` (ground-truth indexing
 excluded, results loading included), in one process, so their times compare directly.
 faster-coco-eval is offered only if all ten figures equal pycocotools' to 4 decimals.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from frpose_cli.evaluation.cocoeval import METRIC_NAMES, GroundTruth, coco_keypoint_eval, validate_results  # noqa: E402
+from frpose_cli.metrics.cocoeval import METRIC_NAMES, GroundTruth, coco_keypoint_eval, validate_results  # noqa: E402
 
 DEFAULT_ANN = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/annotations/person_keypoints_val2017.json"
 

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.evaluation.cocoeval import coco_keypoint_eval, load_ground_truth
+from frpose_cli.metrics.cocoeval import coco_keypoint_eval, load_ground_truth
 from frpose_cli.data.dataset import gt_instances
-from frpose_cli.evaluation.evaluate import oracle_heatmaps, poses_to_results, resolve_codec
+from frpose_cli.evaluation.evaluate import oracle_heatmaps, resolve_codec
+from frpose_cli.metrics.oks_nms import poses_to_results
 from frpose_cli.data.geometry import box_to_center_scale, transform_points, warp_matrix
-from frpose_cli.inference.topdown import decode_to_image
+from frpose_cli.runtime.topdown import decode_to_image
 
 
 def noisy(heat: torch.Tensor, level: float, sigma: float, rng) -> np.ndarray:

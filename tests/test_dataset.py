@@ -13,7 +13,7 @@ import torch
 from frpose_cli.cards import load_card
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.data.dataset import (NO_AUGMENT, Augment, CocoPoseDataset, detection_instances, gt_instances,
-                                keypoint_spec, load_coco)
+                                     keypoint_spec, load_coco)
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, crop_image, transform_points, warp_matrix
 

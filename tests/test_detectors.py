@@ -8,7 +8,7 @@ import torch
 
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
-                                  make_detector)
+                                            make_detector)
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
 

@@ -116,3 +116,54 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     # without SyncBatchNorm each process normalises with its own half batch: visibly different
     _, plain_grads = run_two_processes(tmp_path, ann, "plain", sync_bn=False)
     assert grad_error(plain_grads, grads) > 5e-2
+
+
+PARENT = """
+import os, sys, time, torch
+from frpose_cli.distributed import worker_init
+
+class Stuck(torch.utils.data.IterableDataset):
+    def __iter__(self):   # one item, then stuck inside the dataset (as a deadlocked decode would be)
+        yield os.getpid()
+        time.sleep(600)
+
+loader = torch.utils.data.DataLoader(Stuck(), batch_size=None, num_workers=2,
+                                     worker_init_fn=worker_init() if sys.argv[1] == "on" else None)
+it = iter(loader)   # kept: a dropped iterator shuts its workers down
+pids = set()
+while len(pids) < 2:
+    pids.add(next(it))
+print(" ".join(map(str, sorted(pids))), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+@pytest.mark.parametrize("init", ["on", "off"])
+def test_loader_workers_end_with_a_killed_parent(tmp_path, init):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    proc = subprocess.Popen([sys.executable, str(script), init], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait()
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    import time
+    deadline = time.time() + (10 if init == "on" else 3)   # "off": long enough to see them stay
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    left = [p for p in workers if alive(p)]
+    for p in left:
+        os.kill(p, 9)
+    if init == "on":
+        assert not left, "workers outlived their killed parent"
+    else:   # the defect it prevents: a stuck worker outlives the parent (torch's watchdog never runs)
+        assert left == workers

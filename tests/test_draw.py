@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 
 from frpose_cli.inference.draw import (CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, VideoOverlayWriter, draw_poses,
-                             heatmap_to_image, limb_color, overlay_heatmap, write_image)
+                                       heatmap_to_image, limb_color, overlay_heatmap, write_image)
 from frpose_cli.data.geometry import warp_matrix
 from frpose_cli.data.keypoints import COCO17
 

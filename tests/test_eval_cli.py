@@ -8,7 +8,7 @@ import torch
 
 from frpose_cli.cards import load_card
 from frpose_cli.weights.checkpoint import save_checkpoint
-from frpose_cli.evaluation.cocoeval import METRIC_NAMES
+from frpose_cli.metrics.cocoeval import METRIC_NAMES
 from helpers import run_cli
 
 from test_eval_metrics import gt_as_results, pycocotools_by_hand

@@ -12,8 +12,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frpose_cli.cards import load_card
-from frpose_cli.evaluation.cocoeval import (METRIC_NAMES, coco_keypoint_eval, load_ground_truth, load_results,
-                                 validate_results)
+from frpose_cli.metrics.cocoeval import (METRIC_NAMES, coco_keypoint_eval, load_ground_truth, load_results,
+                                         validate_results)
 from frpose_cli.errors import FrposeError
 from frpose_cli.evaluation.evaluate import evaluate_model, evaluate_oracle, evaluate_results_file, resolve_codec
 

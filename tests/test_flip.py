@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from frpose_cli.data.codecs import make_codec
-from frpose_cli.inference.topdown import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
-                                  run_heatmaps, shift_heatmaps_x)
+from frpose_cli.runtime.topdown import (decode_to_image, flip_back, flip_shift, flip_shift_for_codec,
+                                        run_heatmaps, shift_heatmaps_x)
 
 SIZE = (128, 96)
 

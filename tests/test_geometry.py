@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from frpose_cli.data.geometry import (box_to_center_scale, crop_image, flip_points_in_crop, transform_points,
-                                 warp_matrix)
+                                      warp_matrix)
 
 
 def test_box_to_center_scale_keeps_aspect_and_pads():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from frpose_cli.inference.draw import CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, draw_poses, side_color
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.keypoints import (COCO17, COCO17_OKS_SIGMAS, KeypointSpec, pairs_from_names, side_of,
-                                  spec_from_category)
+                                       spec_from_category)
 from frpose_cli.data.oks_sigmas import DEFAULT_OKS_SIGMA, FROM_COCO, FROM_DEFAULT, FROM_FLAG, parse_sigmas, resolve_sigmas
 
 FIVE = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]

@@ -50,17 +50,13 @@ def test_the_core_never_imports_the_command_line():
     assert not {m: d for m, d in offenders.items() if d}
 
 
-def test_no_import_cycle():
-    g = graph()
-    # A package's __init__ only hands names on; the arrows that matter are between modules.
-    g = {m: {d for d in deps if d in g and not (d == "frpose_cli" or m == "frpose_cli")}
-         for m, deps in g.items()}
+def find_cycles(g: dict[str, set[str]]) -> list[list[str]]:
     state, cycles = {}, []
 
     def visit(m, stack):
         state[m] = "open"
         stack.append(m)
-        for d in sorted(g[m]):
+        for d in sorted(g.get(m, ())):
             if state.get(d) == "open":
                 cycles.append(stack[stack.index(d):] + [d])
             elif d not in state:
@@ -71,5 +67,27 @@ def test_no_import_cycle():
     for m in sorted(g):
         if m not in state:
             visit(m, [])
+    return cycles
+
+
+def test_no_import_cycle_between_modules():
+    # A package's __init__ only hands names on; the arrows that matter are between modules.
+    g = {m: {d for d in deps if d != "frpose_cli"} for m, deps in graph().items() if m != "frpose_cli"}
+    cycles = find_cycles(g)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
     assert len(g) > 40   # the walk saw the package
+
+
+def test_packages_are_layered():
+    """cli > training > evaluation > inference, deploy > runtime > weights > cards > metrics, data, net:
+    no package imports one that imports it back (docs/architecture.md)."""
+    def package(m):
+        parts = m.split(".")
+        return parts[1] if len(parts) > 1 else m
+    g = {}
+    for m, deps in graph().items():
+        if m != "frpose_cli":
+            g.setdefault(package(m), set()).update(package(d) for d in deps if d != "frpose_cli" and package(d) != package(m))
+    cycles = find_cycles(g)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+    assert {"cli", "runtime", "metrics", "data", "net"} <= set(g)

@@ -9,8 +9,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from frpose_cli.evaluation.cocoeval import oks_sigmas_for
-from frpose_cli.inference.oks_nms import nms_by_image, oks_matrix, oks_nms, rescore
+from frpose_cli.metrics.cocoeval import oks_sigmas_for
+from frpose_cli.metrics.oks_nms import nms_by_image, oks_matrix, oks_nms, rescore
 
 ANN = Path(__file__).parent / "data" / "coco" / "annotations" / "person_keypoints_val2017.json"
 SIGMAS = oks_sigmas_for(17)

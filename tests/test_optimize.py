@@ -2,7 +2,7 @@
 import torch
 
 from frpose_cli.cards import load_card
-from frpose_cli.deploy.optimize import fold_batchnorm, input_memory_format, prepare_for_inference
+from frpose_cli.runtime.optimize import fold_batchnorm, input_memory_format, prepare_for_inference
 
 
 def _randomise_batchnorm(model):

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frpose_cli.evaluation.cocoeval import coco_keypoint_eval, load_ground_truth, oks_sigmas_for
+from frpose_cli.metrics.cocoeval import coco_keypoint_eval, load_ground_truth, oks_sigmas_for
 from frpose_cli.errors import FrposeError
-from frpose_cli.evaluation.pck import pck, reference_points
+from frpose_cli.metrics.pck import pck, reference_points
 
 NAMES = ["head_top", "neck", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 # One upright person: box 100 wide, 200 tall (reference "box" = 200).

@@ -4,15 +4,15 @@ import json
 import pytest
 import torch
 
-from frpose_cli.deploy import autoselect
-from frpose_cli.deploy import hardware
-from frpose_cli.deploy.autoselect import cache_key, choose, read_cache, select
+from frpose_cli.runtime import autoselect
+from frpose_cli.runtime import hardware
+from frpose_cli.runtime.autoselect import cache_key, choose, read_cache, select
 from frpose_cli.cards import load_card
 from frpose_cli.errors import FrposeError
-from frpose_cli.deploy.gate import GateReport
-from frpose_cli.deploy.hardware import CpuInfo, GpuInfo, Hardware
-from frpose_cli.deploy.autoselect import runnable_model
-from frpose_cli.deploy.precision import candidates, default_precision, unavailable_reason
+from frpose_cli.runtime.gate import GateReport
+from frpose_cli.runtime.hardware import CpuInfo, GpuInfo, Hardware
+from frpose_cli.runtime.autoselect import runnable_model
+from frpose_cli.runtime.precision import candidates, default_precision, unavailable_reason
 from helpers import randomised, run_cli
 
 AVX2 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2, 2.45),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from frpose_cli.evaluation.cocoeval import GroundTruth, check_annotation_records, load_ground_truth, validate_results
+from frpose_cli.data.annotations import check_annotation_records
+from frpose_cli.metrics.cocoeval import GroundTruth, load_ground_truth, validate_results
 from frpose_cli.data.codecs import make_codec
 from frpose_cli.inference.detectors import BoxFileDetector, clip_boxes
 from frpose_cli.errors import FrposeError

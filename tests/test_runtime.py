@@ -12,8 +12,8 @@ from frpose_cli.cards import load_card
 from frpose_cli.weights.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.deploy.export import export_model
-from frpose_cli.deploy.optimize import input_memory_format, prepare_for_inference
-from frpose_cli.inference.runtime import load_pose_model
+from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
+from frpose_cli.runtime.load import load_pose_model
 from frpose_cli.weights.loader import detect_file_kind
 from helpers import randomised, run_cli
 

@@ -52,7 +52,7 @@ def bench(
     from frpose_cli.fileio import atomic_write_json
     from frpose_cli.outputs import check_output_file
     from frpose_cli.weights.loader import load_network, resolve_weights
-    from frpose_cli.deploy.hardware import detect
+    from frpose_cli.runtime.hardware import detect
 
     apply_offline(offline)
     console = make_console()
@@ -106,7 +106,7 @@ def _print_table(console, results, dev, hw, ceilings, notes) -> None:
     from rich.table import Table
 
     from frpose_cli.deploy.bench import latency_ratios
-    from frpose_cli.deploy.gate import THRESHOLDS
+    from frpose_cli.runtime.gate import THRESHOLDS
 
     table = Table(title=f"frpose bench — {dev}, {torch.get_num_threads()} threads; (paper Table 2) in brackets",
                   caption="GMACs = multiply-accumulates: what the paper's Table 2 calls GFLOPs. "

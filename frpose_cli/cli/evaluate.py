@@ -113,9 +113,9 @@ def evaluate(
 ) -> None:
     """COCO keypoint AP with the official protocol: boxes → crops → flip test → decode →
     rescoring → OKS-NMS → COCOeval.  Or score a results file (--results), or the codec alone (--oracle)."""
-    from frpose_cli.evaluation.cocoeval import load_ground_truth
+    from frpose_cli.metrics.cocoeval import load_ground_truth
     from frpose_cli.errors import FrposeError
-    from frpose_cli.evaluation.pck import reference_points
+    from frpose_cli.metrics.pck import reference_points
     from frpose_cli.inference import shards
 
     apply_offline(offline)
@@ -193,8 +193,8 @@ def evaluate(
             raise FrposeError("give --data COCO_ROOT or --images DIR")
         from frpose_cli.cards import parse_input_size
         from frpose_cli.evaluation.evaluate import evaluate_model, resolve_codec
-        from frpose_cli.inference.topdown import flip_shift_for_codec
-        from frpose_cli.inference.runtime import load_pose_model
+        from frpose_cli.runtime.topdown import flip_shift_for_codec
+        from frpose_cli.runtime.load import load_pose_model
         dev = shards.device_for(job, device)
         from frpose_cli.evaluation.testdev import check_submission_paths, is_image_info, results_name
         test_dev = is_image_info(ann_file)
@@ -277,11 +277,11 @@ def print_shard_done(job, parts) -> None:
 def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyze=False, analysis_name="",
            ann_file=None, compare=None, analysis_dir=None) -> None:
     """Write, print and analyse a report (also what `frpose merge` does with an eval run's parts)."""
-    from frpose_cli.evaluation.cocoeval import METRIC_NAMES, metrics_table
+    from frpose_cli.metrics.cocoeval import METRIC_NAMES, metrics_table
     from frpose_cli.console import make_console
     from frpose_cli.fileio import atomic_write_json
     from frpose_cli.data.oks_sigmas import describe as describe_sigmas
-    from frpose_cli.evaluation.pck import pck
+    from frpose_cli.metrics.pck import pck
     if out is not None:
         atomic_write_json(out, report["results"])
         _log(f"results: {out}")

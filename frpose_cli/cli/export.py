@@ -45,7 +45,7 @@ def export(
     from frpose_cli.deploy.export import FORMATS, SUFFIXES, export_model, parity_check
     from frpose_cli.outputs import check_output_file
     from frpose_cli.deploy.export_precision import export_reduced, gate_exported, resolve_export_precision
-    from frpose_cli.inference.runtime import load_pose_model
+    from frpose_cli.runtime.load import load_pose_model
     from frpose_cli.weights.loader import default_weights_for, load_network, resolve_weights
 
     apply_offline(offline)

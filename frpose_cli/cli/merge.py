@@ -77,7 +77,7 @@ def _merge_predict(run_dirs, out, partial: bool) -> int:
 def _merge_eval(parts: Path) -> int:
     import time
 
-    from frpose_cli.evaluation.cocoeval import load_ground_truth
+    from frpose_cli.metrics.cocoeval import load_ground_truth
     from frpose_cli.errors import FrposeError
     from frpose_cli.evaluation.eval_shards import load_parts
     from frpose_cli.evaluation.evaluate import RESCORE_THRESHOLD, score_poses

@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO
 
 from frpose_cli.data.codecs import HeatmapCodec
-from frpose_cli.evaluation.cocoeval import read_keypoint_annotations
+from frpose_cli.data.annotations import read_keypoint_annotations
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.images import ImageReadError, read_image
 from frpose_cli.data.geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
@@ -94,7 +94,7 @@ NO_AUGMENT = Augment(flip=False, flip_prob=0.0, rotation=0.0, rotation_prob=0.0,
 
 
 def load_coco(ann_file) -> COCO:
-    """A COCO keypoint annotation file, read and checked by :func:`frpose_cli.evaluation.cocoeval.read_keypoint_annotations`."""
+    """A COCO keypoint annotation file, read and checked by :func:`frpose_cli.data.annotations.read_keypoint_annotations`."""
     path = Path(ann_file)
     data, _, _ = read_keypoint_annotations(path)
     try:

@@ -1,1 +1,1 @@
-"""Deployment and speed: export, precisions, the accuracy gate, hardware, benchmarks."""
+"""Deployment and speed: export to ONNX/TorchScript (also reduced precision), and ``frpose bench``."""

@@ -1,5 +1,5 @@
 """`frpose export` core: write a pose network as ONNX or TorchScript carrying its metadata
-(:mod:`frpose_cli.deploy.export_format` says what the file holds), then check parity against torch.
+(:mod:`frpose_cli.runtime.export_format` says what the file holds), then check parity against torch.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from frpose_cli.cards import ModelCard
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_write_binary
-from frpose_cli.deploy.export_format import DEFAULT_OPSET, METADATA_KEY, export_metadata, export_net, onnx_bytes
-from frpose_cli.inference.topdown import normalize_input
+from frpose_cli.runtime.export_format import DEFAULT_OPSET, METADATA_KEY, export_metadata, export_net, onnx_bytes
+from frpose_cli.runtime.topdown import normalize_input
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

@@ -39,7 +39,7 @@ from collections import Counter
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from frpose_cli.evaluation.cocoeval import GroundTruth, oks_sigmas_for
+from frpose_cli.metrics.cocoeval import GroundTruth, oks_sigmas_for
 
 ERROR_TYPES = ("miss", "swap", "inversion", "jitter")
 CLASSES = ("good", "jitter", "inversion", "swap", "miss")

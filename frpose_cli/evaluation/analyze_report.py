@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from frpose_cli.evaluation.analyze import CLASSES, ERROR_TYPES, STEPS, diagnose
-from frpose_cli.evaluation.cocoeval import GroundTruth, validate_results
+from frpose_cli.metrics.cocoeval import GroundTruth, validate_results
 from frpose_cli.errors import FrposeError
 from frpose_cli.outputs import check_writable_dir
 from frpose_cli.evaluation.plots import grid_figure, hex_bgr, save_png, stacked_bars, stacked_pr_panel
@@ -179,7 +179,7 @@ def check_analysis_dir(out_dir: Path) -> Path:
 def run_analysis(results: list, ann_file, name: str, compare, out_dir: Path, console) -> dict:
     """Diagnose ``results`` (and ``compare``), print the tables, write the PNGs and
     ``analysis.json`` into ``out_dir``; returns what ``--json`` records under ``analysis``."""
-    from frpose_cli.evaluation.cocoeval import load_ground_truth
+    from frpose_cli.metrics.cocoeval import load_ground_truth
     from frpose_cli.fileio import atomic_write_json
 
     gt = load_ground_truth(ann_file)

@@ -2,7 +2,7 @@
 
 1. person boxes: a detector's results (category 1, score ≥ threshold) or the ground-truth boxes;
 2. each box → centre/scale (aspect-ratio fix, ×1.25 padding) → affine crop;
-3. batched network inference with the flip test (:mod:`frpose_cli.inference.topdown`);
+3. batched network inference with the flip test (:mod:`frpose_cli.runtime.topdown`);
 4. heatmaps → keypoints with the card's codec (or sbn / dark / udp), mapped back to the image;
 5. rescoring: box score × mean keypoint score above 0.2; OKS-NMS at 0.9 per image;
 6. COCO-format results → COCOeval(keypoints) over every image of the annotation file.
@@ -11,7 +11,7 @@
 validate); ``evaluate_oracle`` puts the codec applied to the ground truth in the network's
 place, measuring what the heatmap representation alone loses; ``evaluate_results_file``
 scores an existing results file.  Each returns the ten COCOeval figures by name
-(:data:`~frpose_cli.evaluation.cocoeval.METRIC_NAMES`) plus ``results`` and ``skipped``.
+(:data:`~frpose_cli.metrics.cocoeval.METRIC_NAMES`) plus ``results`` and ``skipped``.
 """
 from __future__ import annotations
 
@@ -21,16 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frpose_cli.distributed import worker_init
 from frpose_cli.data.codecs import HeatmapCodec, codec_for_card
-from frpose_cli.evaluation.cocoeval import (GroundTruth, coco_keypoint_eval, load_ground_truth, load_results, oks_sigmas_for,
-                       validate_results)
+from frpose_cli.metrics.cocoeval import (GroundTruth, coco_keypoint_eval, load_ground_truth, load_results,
+                                         validate_results)
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, flip_points_in_crop, transform_points, warp_matrix
-from frpose_cli.inference.topdown import decode_to_image, flip_back, flip_shift_for_codec, run_heatmaps
-from frpose_cli.inference.oks_nms import nms_by_image, rescore
+from frpose_cli.runtime.topdown import decode_to_image, flip_back, flip_shift_for_codec, run_heatmaps
+from frpose_cli.metrics.oks_nms import OKS_NMS_THRESHOLD, RESCORE_THRESHOLD, poses_to_results
 
-RESCORE_THRESHOLD = 0.2
-OKS_NMS_THRESHOLD = 0.9
 
 
 def resolve_codec(card, codec=None) -> HeatmapCodec:
@@ -47,26 +46,6 @@ def _ground_truth(ann_file, gt: GroundTruth | None, card=None) -> GroundTruth:
 
 def _pycoco(gt: GroundTruth):
     return gt.coco("pycocotools")
-
-
-def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, gt: GroundTruth,
-                     rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD) -> list:
-    """Per-instance poses in image pixels → rescored, OKS-NMS'd COCO keypoint results.
-
-    ``keypoints`` (N, K, 2), ``keypoint_scores`` (N, K), ``box_scores`` (N,), ``areas`` (N,)
-    (the crop region's area, the OKS scale for NMS).  ``nms_thr=None`` skips NMS.
-    """
-    keypoints = np.asarray(keypoints, np.float64)
-    keypoint_scores = np.asarray(keypoint_scores, np.float64)
-    scores = rescore(box_scores, keypoint_scores, rescore_thr)
-    instances = [{"image_id": int(i), "keypoints": np.concatenate([k, s[:, None]], 1), "score": float(sc),
-                  "area": float(a)}
-                 for i, k, s, sc, a in zip(image_ids, keypoints, keypoint_scores, scores, areas)]
-    if nms_thr is not None:
-        instances = nms_by_image(instances, oks_sigmas_for(gt), nms_thr)
-    return [{"image_id": inst["image_id"], "category_id": gt.person_category,
-             "keypoints": [round(float(v), 3) for v in inst["keypoints"].reshape(-1)],
-             "score": round(inst["score"], 6)} for inst in instances]
 
 
 def _finish(gt: GroundTruth, results: list, skipped: Counter, cocoeval: str, score: bool = True) -> dict:
@@ -166,7 +145,7 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                         persistent_workers=False,
+                                         persistent_workers=False, worker_init_fn=worker_init(),
                                          pin_memory=next(model.parameters()).device.type == "cuda")
     flip_index = card.keypoints.flip_index()
     shift = flip_shift_for_codec(codec) if flip_shift is None else float(flip_shift)

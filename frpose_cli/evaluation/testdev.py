@@ -21,7 +21,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from frpose_cli.evaluation.cocoeval import GroundTruth, read_json
+from frpose_cli.data.annotations import read_json
+from frpose_cli.metrics.cocoeval import GroundTruth
 from frpose_cli.errors import FrposeError
 from frpose_cli.outputs import check_writable_dir
 from frpose_cli.fileio import atomic_write_binary, atomic_write_json

@@ -1,1 +1,2 @@
-"""Inference: person boxes, the pose model runtime, predict runs and their outputs."""
+"""Inference over many images: ``frpose predict`` (sources → boxes → crops → keypoints → run folder),
+person detectors, OKS-NMS, overlays, shards and their merge."""

@@ -34,10 +34,10 @@ from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.inference.detectors import make_detector
 from frpose_cli.device import pick_device
 from frpose_cli.errors import FrposeError
-from frpose_cli.inference.topdown import crops_to_input, decode_to_image, run_heatmaps
-from frpose_cli.deploy.optimize import input_memory_format
+from frpose_cli.runtime.topdown import crops_to_input, decode_to_image, run_heatmaps
+from frpose_cli.runtime.optimize import input_memory_format
 from frpose_cli.data.oks_sigmas import resolve_sigmas
-from frpose_cli.inference.runtime import load_pose_model
+from frpose_cli.runtime.load import load_pose_model
 from frpose_cli.outputs import check_not_inside_inputs, check_writable_dir
 from frpose_cli.inference.predict_data import CropGeometry
 from frpose_cli.inference.predict_loop import STAGES, WORKER_STAGES, PredictLoop, Progress, StageTimer
@@ -114,7 +114,7 @@ class PredictSummary:
 class PosePredictor:
     """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints.
 
-    ``weights``: anything :func:`frpose_cli.inference.runtime.load_pose_model` takes (file, zoo name, URL);
+    ``weights``: anything :func:`frpose_cli.runtime.load.load_pose_model` takes (file, zoo name, URL);
     ``None`` → the zoo's default pose model (:data:`frpose_cli.weights.zoo.DEFAULT_POSE`)."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
@@ -125,7 +125,7 @@ class PosePredictor:
             entry = zoo.get(weights)
             log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
                 f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
-        # precision and set-up: frpose_cli.deploy.precision (auto: gated and timed once per model and machine)
+        # precision and set-up: frpose_cli.runtime.precision (auto: gated and timed once per model and machine)
         self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress,
                                      precision=precision, calib_data=calib_data, log=log)
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from frpose_cli.distributed import worker_init
 from frpose_cli.data.geometry import box_to_center_scale, crop_image
 from frpose_cli.data.sources import Source, SourceFile, SourceItem, is_video
 
@@ -116,4 +117,4 @@ def loader(stream: ShardStream, workers: int):
     if workers <= 0:
         return iter(stream)
     return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_keep,
-                                            prefetch_factor=2))
+                                            prefetch_factor=2, worker_init_fn=worker_init()))

@@ -18,7 +18,7 @@ import numpy as np
 from frpose_cli.device import synchronize
 from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from frpose_cli.data.geometry import warp_matrix
-from frpose_cli.inference.oks_nms import oks_nms, rescore
+from frpose_cli.metrics.oks_nms import oks_nms, rescore
 from frpose_cli.inference.predict_data import Loaded, ShardStream, detect_counting, loader
 from frpose_cli.inference.run_folder import make_record, safe_relative
 from frpose_cli.data.sources import SourceItem

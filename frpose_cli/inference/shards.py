@@ -3,7 +3,7 @@
 Two ways to run shards, one code path:
 
 * ``torchrun --nproc-per-node N [--nnodes M ...] -m frpose_cli eval|predict ...``: each process
-  reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (:mod:`frpose_cli.training.distributed`), takes CUDA device
+  reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (:mod:`frpose_cli.distributed`), takes CUDA device
   ``LOCAL_RANK`` when CUDA is present, and joins a process group (NCCL on CUDA, gloo on the CPU)
   used only at the start: rank 0 picks the run folder and every rank checks it sees the same
   file system.  Rank 0 merges at the end.
@@ -84,7 +84,7 @@ def shard_for(shard: str | None, device: str | None) -> Shard:
     if world > 1:
         import atexit
 
-        from frpose_cli.training import distributed
+        from frpose_cli import distributed
         env = distributed.setup(device)
         atexit.register(distributed.cleanup, env)   # also after an error; a second cleanup does nothing
         return Shard(env.rank, env.world_size, True, env)
@@ -104,7 +104,7 @@ def device_for(shard: Shard, device: str | None):
 
 def cleanup(shard: Shard) -> None:
     if shard.torchrun:
-        from frpose_cli.training import distributed
+        from frpose_cli import distributed
         distributed.cleanup(shard.env)
 
 
@@ -113,7 +113,7 @@ def agree(shard: Shard, decide):
     the checks that pick it are made once, so all ranks write to the same place or all stop."""
     if not shard.torchrun:
         return decide()
-    from frpose_cli.training.distributed import broadcast_object
+    from frpose_cli.distributed import broadcast_object
     value = error = None
     if shard.index == 0:
         try:
@@ -131,7 +131,7 @@ def check_shared_folder(folder: Path, shard: Shard, what: str) -> None:
     Probed with a file in the nearest existing folder, so nothing is created for a failed run."""
     if not shard.torchrun:
         return
-    from frpose_cli.training.distributed import all_reduce_sum, broadcast_object
+    from frpose_cli.distributed import all_reduce_sum, broadcast_object
     from frpose_cli.outputs import _existing_ancestor
     base = _existing_ancestor(Path(folder))
     probe = None

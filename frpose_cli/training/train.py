@@ -24,16 +24,16 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from frpose_cli.training import distributed
+from frpose_cli import distributed
 from frpose_cli.weights.checkpoint import load_state_into, save_checkpoint
-from frpose_cli.evaluation.cocoeval import METRIC_NAMES, load_ground_truth
+from frpose_cli.metrics.cocoeval import METRIC_NAMES, load_ground_truth
 from frpose_cli.data.dataset import NO_AUGMENT, Augment, CocoPoseDataset
 from frpose_cli.errors import FrposeError
 from frpose_cli.evaluation.evaluate import evaluate_model
 from frpose_cli.training.losses import JointsMSELoss
 from frpose_cli.data.oks_sigmas import describe as describe_sigmas
 from frpose_cli.outputs import check_writable_dir
-from frpose_cli.evaluation.pck import pck
+from frpose_cli.metrics.pck import pck
 from frpose_cli.training.train_log import MetricsLog
 from frpose_cli.weights.init_weights import apply_pretrained, init_from
 from frpose_cli.training.train_setup import (TrainConfig, checkpoint_bytes, new_run_dir, prepare, rng_state,  # noqa: F401 (API)
@@ -49,7 +49,8 @@ def _loader(ds, cfg: TrainConfig, env, shuffle: bool) -> DataLoader:
     sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=shuffle,
                                  seed=cfg.seed, drop_last=False)
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      pin_memory=env.device.type == "cuda", persistent_workers=False)   # re-created each epoch so set_epoch reaches workers
+                      pin_memory=env.device.type == "cuda", persistent_workers=False,
+                      worker_init_fn=distributed.worker_init())   # re-created each epoch so set_epoch reaches workers
 
 
 def _targets(batch, codec, cfg, device):

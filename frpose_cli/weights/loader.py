@@ -13,7 +13,7 @@ an ``http(s)://`` URL  downloaded into the same cache (hash checked when the fil
 
 :func:`resolve_weights` turns the argument into a local file (:class:`WeightsFile`);
 :func:`load_network` reads a torch-kind file into a PoseNet with its card, codec and channel
-order; :func:`frpose_cli.inference.runtime.load_pose_model` puts a backend around either.  Every read goes
+order; :func:`frpose_cli.runtime.load.load_pose_model` puts a backend around either.  Every read goes
 through :func:`frpose_cli.weights.checkpoint.read_checkpoint_file` (``weights_only=True``).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from frpose_cli.weights.checkpoint import FORMAT as CHECKPOINT_FORMAT, card_from
 from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.weights.published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into, published_to_sbn,
-                        sbn_to_frpose, unwrap_state_dict)
+                                          sbn_to_frpose, unwrap_state_dict)
 
 
 @dataclass(frozen=True)

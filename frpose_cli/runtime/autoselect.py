@@ -2,10 +2,10 @@
 
 Once per (model, input size, machine signature, backend):
 
-1. the candidates are the precisions native here (:func:`frpose_cli.deploy.precision.candidates`:
+1. the candidates are the precisions native here (:func:`frpose_cli.runtime.precision.candidates`:
    never bf16 on a CPU without AVX512-BF16/AMX);
 2. each reduced-precision candidate is built and passes the accuracy gate
-   (:mod:`frpose_cli.deploy.gate`) against float32 on real crops, or is rejected with the reason;
+   (:mod:`frpose_cli.runtime.gate`) against float32 on real crops, or is rejected with the reason;
 3. float32 and the survivors are timed round-robin (``ROUNDS`` rounds at batch
    ``TIMING_BATCH``, so a noisy machine slows them alike) and the fastest is chosen — a
    reduced precision only if it is at least ``MIN_GAIN`` × float32's throughput, a margin
@@ -14,7 +14,7 @@ Once per (model, input size, machine signature, backend):
    user cache folder (written atomically), so later runs start at once.
 
 "Model" is the card name plus a hash of the network's tensors (the gate's verdict belongs to
-the trained weights), "machine signature" is :meth:`frpose_cli.deploy.hardware.Hardware.signature`
+the trained weights), "machine signature" is :meth:`frpose_cli.runtime.hardware.Hardware.signature`
 (CPU model, ISA flags, threads, torch and ONNX Runtime versions).
 """
 from __future__ import annotations
@@ -155,9 +155,9 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     times a random network and gates trained weights of the same card; None rejects every
     reduced precision).  Uses the cached choice when there is one for this model, input size,
     machine and backend."""
-    from frpose_cli.deploy.gate import run_gate
-    from frpose_cli.deploy.optimize import input_memory_format, prepare_for_inference
-    from frpose_cli.deploy.precision import build_setup, candidates, setup_for, unavailable_reason, weights_fingerprint
+    from frpose_cli.runtime.gate import run_gate
+    from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
+    from frpose_cli.runtime.precision import build_setup, candidates, setup_for, unavailable_reason, weights_fingerprint
     device = torch.device(device)
     path = Path(cache_path) if cache_path else cache_file()
     gate_net = net if gate_net is _SAME else gate_net
@@ -178,7 +178,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
 
     def gate_crops_once():
         if "crops" not in crops_cache:
-            from frpose_cli.deploy.crops import gate_crops
+            from frpose_cli.runtime.crops import gate_crops
             crops_cache["crops"] = gate_crops(card, calib_data, codec_name=codec_name)
         return crops_cache["crops"]
 
@@ -191,7 +191,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     reference = prepare_for_inference(gate_net, device, "eager") if len(cands) > 1 and gate_net is not None else None
 
     def gate(p, module):
-        from frpose_cli.deploy.precision import wrap
+        from frpose_cli.runtime.precision import wrap
         setup = setup_for(p, device, backend)
         if gate_net is not net:
             module = build_setup(gate_net, card, device, setup, calib_data, gate_crops_once().ann_ids, codec_name)
@@ -214,8 +214,8 @@ def runnable_model(net: torch.nn.Module, card, device, precision: str | None = N
                    codec_name: str | None = None, source: str = "", calib_data=None, log=None, hw=None):
     """The float32 network ``net`` (eval mode, any device) → a runnable PoseModel in ``precision``
     (None: :func:`default_precision`).  ``auto`` runs :func:`choose`."""
-    from frpose_cli.deploy.hardware import detect
-    from frpose_cli.deploy.precision import BACKENDS, build_setup, check_precision, default_precision, setup_for, \
+    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.runtime.precision import BACKENDS, build_setup, check_precision, default_precision, setup_for, \
         unavailable_reason, wrap
     device = torch.device(device)
     precision = check_precision(precision or default_precision(device))

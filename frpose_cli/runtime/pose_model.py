@@ -1,13 +1,13 @@
 """The common face of every loaded pose model, whatever runs it (torch set-ups, TorchScript, ONNX
 Runtime in float32 or int8): ``heatmaps = pose_model(images)`` plus what the model is.  Built by
-:func:`frpose_cli.inference.runtime.load_pose_model` and :func:`frpose_cli.deploy.precision.wrap`."""
+:func:`frpose_cli.runtime.load.load_pose_model` and :func:`frpose_cli.runtime.precision.wrap`."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from frpose_cli.cards import ModelCard
-from frpose_cli.deploy.optimize import input_memory_format
+from frpose_cli.runtime.optimize import input_memory_format
 
 
 class PoseModel(nn.Module):

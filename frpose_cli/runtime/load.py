@@ -6,19 +6,19 @@ of file is read from its content), then put behind a backend:
 =============  ===============================================================================
 backend        what runs
 =============  ===============================================================================
-torch          the PoseNet in an inference set-up of :mod:`frpose_cli.deploy.optimize` (``fused`` by
+torch          the PoseNet in an inference set-up of :mod:`frpose_cli.runtime.optimize` (``fused`` by
                default: BatchNorm folded, channels_last), or a TorchScript export
 onnxruntime    an ONNX export, or a PyTorch network exported to ONNX in memory
-               (:mod:`frpose_cli.deploy.onnxrt`); CPU only
+               (:mod:`frpose_cli.runtime.onnxrt`); CPU only
 auto           ONNX files → onnxruntime, TorchScript → torch, PyTorch weights → the fastest set-up
-               measured for the device (:func:`frpose_cli.deploy.optimize.default_setup`)
+               measured for the device (:func:`frpose_cli.runtime.optimize.default_setup`)
 =============  ===============================================================================
 
 A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_float)``, with
 ``.card`` (input size, keypoints, normalisation and channel order), ``.codec_name``,
 ``.backend``, ``.setup``, ``.precision`` and ``.weights``, so ``run_heatmaps`` and
 ``evaluate_model`` take it as they take a plain network.  PyTorch weights run in the precision
-``--precision`` asks for (:mod:`frpose_cli.deploy.precision`: fp32, bf16, fp16, int8, or ``auto``, gated
+``--precision`` asks for (:mod:`frpose_cli.runtime.precision`: fp32, bf16, fp16, int8, or ``auto``, gated
 and timed once per model and machine); exported files run in the precision they were exported in.
 """
 from __future__ import annotations
@@ -28,11 +28,11 @@ import warnings
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.deploy.export_format import METADATA_KEY, card_from_metadata
-from frpose_cli.deploy.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
-from frpose_cli.deploy.autoselect import runnable_model
-from frpose_cli.inference.pose_model import PoseModel
-from frpose_cli.deploy.optimize import SETUP_PRECISION, prepare_for_inference
+from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
+from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
+from frpose_cli.runtime.autoselect import runnable_model
+from frpose_cli.runtime.pose_model import PoseModel
+from frpose_cli.runtime.optimize import SETUP_PRECISION, prepare_for_inference
 from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
 
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -86,8 +86,8 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
-    ``setup``: an inference set-up of :data:`frpose_cli.deploy.optimize.SETUPS`, used as it is (benchmarks);
-    without it ``precision`` decides (:func:`frpose_cli.deploy.autoselect.runnable_model`; None: the device's
+    ``setup``: an inference set-up of :data:`frpose_cli.runtime.optimize.SETUPS`, used as it is (benchmarks);
+    without it ``precision`` decides (:func:`frpose_cli.runtime.autoselect.runnable_model`; None: the device's
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
     and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
     """

@@ -23,7 +23,7 @@ import torch
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, crop_image
-from frpose_cli.inference.topdown import crops_to_input
+from frpose_cli.runtime.topdown import crops_to_input
 
 VENDORED_ROOT = Path(__file__).resolve().parents[2] / "tests" / "data" / "coco"
 DEFAULT_LIMIT = 64          # people per source and split: enough for stable medians, quick on a CPU

@@ -108,7 +108,7 @@ def _match_distance(gt_kp, box_length, pred_xy) -> float:
 
 
 def pck(gt, results: list, alpha: float = DEFAULT_ALPHA, reference: str = "box") -> PCKResult:
-    """PCK@``alpha`` of COCO keypoint ``results`` against ``gt`` (a :class:`~frpose_cli.evaluation.cocoeval.GroundTruth`)."""
+    """PCK@``alpha`` of COCO keypoint ``results`` against ``gt`` (a :class:`~frpose_cli.metrics.cocoeval.GroundTruth`)."""
     if not alpha > 0:
         raise FrposeError(f"--pck must be a positive fraction (got {alpha})")
     spec: KeypointSpec = gt.keypoints

@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
-import math
 import numbers
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.data.keypoints import COCO17_OKS_SIGMAS, KeypointSpec, keypoint_category, spec_from_category
+from frpose_cli.data.annotations import finite_number, read_json, read_keypoint_annotations
+from frpose_cli.data.keypoints import COCO17_OKS_SIGMAS, KeypointSpec, spec_from_category
 
 # The ten figures of COCOeval's keypoint summary, in its order (stats[0..9]).
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -38,21 +36,6 @@ def _quiet():
     """pycocotools prints progress on stdout; keep the CLI's output ours."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
-
-
-def read_json(path, what: str):
-    path = Path(path)
-    if path.is_dir():
-        raise FrposeError(f"{what} {path} is a folder, not a JSON file")
-    if not path.is_file():
-        raise FrposeError(f"{what} not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise FrposeError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise FrposeError(f"{what} {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
 def _cocoeval_module(cocoeval: str):
@@ -93,20 +76,6 @@ class GroundTruth:
         return self._apis[cocoeval]
 
 
-def read_keypoint_annotations(ann_file) -> tuple[dict, dict, frozenset]:
-    """A COCO keypoint annotation file as JSON, checked: its keypoint category and image ids.
-
-    The one reader behind evaluation's ground truth and training's data (``dataset.load_coco``)."""
-    data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations"), list):
-        raise FrposeError(f"annotation file {ann_file} is not COCO format (needs 'images' and 'annotations' lists)")
-    cat = keypoint_category(data.get("categories"))
-    if cat is None:
-        raise FrposeError(f"annotation file {ann_file} has no keypoint category (is it a person_keypoints_*.json?)")
-    return data, cat, check_annotation_records(data, cat, f"annotation file {ann_file}")
-
-
 def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
     """Load and check a keypoint annotation file; its OKS σ are resolved by
     :func:`frpose_cli.data.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
@@ -115,56 +84,6 @@ def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = Non
     from frpose_cli.data.oks_sigmas import resolve_sigmas
     spec = resolve_sigmas(spec_from_category(cat, f"annotation file {ann_file}"), sigmas, recorded, warn)
     return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids, spec)
-
-
-def _int_id(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return int(number) if math.isfinite(number) and number.is_integer() else None
-
-
-def check_annotation_records(data: dict, category: dict, source: str) -> frozenset:
-    """Check every image and keypoint annotation record before pycocotools sees it (its failures are
-    bare asserts and IndexErrors, after the network has run); one error names the first bad record.
-    ``num_keypoints`` and ``area``, which COCOeval reads but some exporters omit, are filled in from
-    the keypoints and the box.  Returns the image ids."""
-    ids = []
-    for i, im in enumerate(data["images"]):
-        image_id = _int_id(im.get("id")) if isinstance(im, dict) else None
-        if image_id is None:
-            raise FrposeError(f"{source}: an image record has no integer 'id' (images[{i}])")
-        ids.append(image_id)
-    image_ids = frozenset(ids)
-    k, cat_id = len(category["keypoints"]), category.get("id")
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            raise FrposeError(f"{source}: annotations[{i}] is not an object")
-        if ann.get("category_id", cat_id) != cat_id:
-            continue
-        name = f"annotation {ann.get('id', f'#{i}')}"
-        if _int_id(ann.get("id")) is None:
-            raise FrposeError(f"{source}: {name} (annotations[{i}]) has no integer 'id'")
-        if _int_id(ann.get("image_id")) not in image_ids:
-            raise FrposeError(f"{source}: {name} refers to image {ann.get('image_id')!r}, which the file does not list")
-        kps = ann.get("keypoints")
-        if not isinstance(kps, list) or len(kps) != 3 * k:
-            got = len(kps) if isinstance(kps, list) else ("no" if kps is None else type(kps).__name__)
-            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has {got} keypoint values, "
-                              f"expected {3 * k} ({k} keypoints × x, y, v)")
-        if not all(_finite_number(v) for v in kps):
-            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has non-numeric or non-finite "
-                              "keypoint values")
-        ann.setdefault("num_keypoints", sum(1 for v in kps[2::3] if v > 0))
-        box = ann.get("bbox")
-        if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(_finite_number(v) for v in box)):
-            raise FrposeError(f"{source}: {name} (image {ann['image_id']}) has a bbox that is not 4 finite numbers")
-        if "area" not in ann and box is not None:
-            ann["area"] = float(box[2]) * float(box[3])
-    return image_ids
 
 
 def oks_sigmas_for(gt) -> np.ndarray:
@@ -185,10 +104,6 @@ class Results:
 
     def skipped_summary(self) -> str:
         return "; ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
-
-
-def _finite_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
 
 
 def validate_results(entries, gt: GroundTruth, source: str = "results") -> Results:
@@ -224,9 +139,9 @@ def validate_results(entries, gt: GroundTruth, source: str = "results") -> Resul
         elif not isinstance(kpts, list) or len(kpts) != n_values:
             got = len(kpts) if isinstance(kpts, list) else type(kpts).__name__
             skipped[f"with {got} keypoint values instead of {n_values} ({gt.num_keypoints} keypoints × x,y,score)"] += 1
-        elif not all(_finite_number(v) for v in kpts):
+        elif not all(finite_number(v) for v in kpts):
             skipped["with non-numeric or non-finite keypoint values"] += 1
-        elif not _finite_number(score):
+        elif not finite_number(score):
             skipped["without a finite numeric score"] += 1
         else:
             kept.append({"image_id": image_id, "category_id": gt.person_category,

@@ -1,7 +1,7 @@
 """The accuracy gate: may a reduced-precision set-up stand in for float32?
 
 The candidate and the float32 reference run the same *trained* network on the same real
-person crops (:mod:`frpose_cli.deploy.crops`, ground-truth boxes, flip test as ``eval`` and
+person crops (:mod:`frpose_cli.runtime.crops`, ground-truth boxes, flip test as ``eval`` and
 ``predict`` use it).  Measured:
 
 * **keypoint drift**: distance between the two decoded positions of every labelled
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from frpose_cli.data.codecs import codec_for_card
-from frpose_cli.inference.topdown import decode_to_image, run_heatmaps
+from frpose_cli.runtime.topdown import decode_to_image, run_heatmaps
 
 THRESHOLDS = {"median_px": 0.5, "p95_px": 2.0, "ap_drop": 0.5}
 
@@ -94,8 +94,8 @@ def _keypoints(model, crops, card, codec, flip: bool, batch: int):
 
 def _oks_ap(crops, in_image, scores) -> float | None:
     """COCO keypoint AP (points) of these poses on exactly the gated people, or None."""
-    from frpose_cli.evaluation.cocoeval import GroundTruth, coco_keypoint_eval
-    from frpose_cli.evaluation.evaluate import poses_to_results
+    from frpose_cli.metrics.cocoeval import GroundTruth, coco_keypoint_eval
+    from frpose_cli.metrics.oks_nms import poses_to_results
     from frpose_cli.data.keypoints import COCO17_OKS_SIGMAS, keypoint_category, spec_from_category
     from frpose_cli.data.oks_sigmas import resolve_sigmas
     if in_image.shape[1] != len(COCO17_OKS_SIGMAS) or not crops.categories:
@@ -114,7 +114,7 @@ def _oks_ap(crops, in_image, scores) -> float | None:
 def run_gate(reference: torch.nn.Module, candidate: torch.nn.Module, card, crops, precision: str = "",
              codec_name: str | None = None, flip: bool = True, batch: int = 8, thresholds=THRESHOLDS) -> GateReport:
     """Compare ``candidate`` with the float32 ``reference`` (both runnable modules of one trained
-    network) on ``crops`` (:class:`~frpose_cli.deploy.crops.CropSet`)."""
+    network) on ``crops`` (:class:`~frpose_cli.runtime.crops.CropSet`)."""
     codec = codec_for_card(card, codec_name)
     ref_crop, ref_image, ref_scores = _keypoints(reference, crops, card, codec, flip, batch)
     cand_crop, cand_image, cand_scores = _keypoints(candidate, crops, card, codec, flip, batch)
@@ -158,10 +158,10 @@ def load_gate_network(card, weights=None):
 
 def gate_setup(card, setup: str, gate_net, device="cpu", calib_data=None, crops=None, codec_name=None) -> GateReport:
     """Gate the inference set-up ``setup`` of the trained ``gate_net`` against its float32 self on
-    ``crops`` (default: :func:`frpose_cli.deploy.crops.gate_crops`); int8 calibrates on other people."""
-    from frpose_cli.deploy.crops import gate_crops
-    from frpose_cli.deploy.optimize import SETUP_PRECISION, prepare_for_inference
-    from frpose_cli.deploy.precision import build_setup, wrap
+    ``crops`` (default: :func:`frpose_cli.runtime.crops.gate_crops`); int8 calibrates on other people."""
+    from frpose_cli.runtime.crops import gate_crops
+    from frpose_cli.runtime.optimize import SETUP_PRECISION, prepare_for_inference
+    from frpose_cli.runtime.precision import build_setup, wrap
     crops = crops if crops is not None else gate_crops(card, calib_data, codec_name=codec_name)
     device = torch.device(device)
     reference = prepare_for_inference(gate_net, device, "eager")

@@ -15,7 +15,7 @@ int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
 =========  ===============================================  =========================
 
 ``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
-per model, input size and machine (:mod:`frpose_cli.deploy.autoselect`, whose ``runnable_model`` is the
+per model, input size and machine (:mod:`frpose_cli.runtime.autoselect`, whose ``runnable_model`` is the
 entry point every verb uses).  ``FRPOSE_PRECISION``
 sets the default for every verb (e.g. ``fp32`` on machines whose results must not move).
 """
@@ -28,8 +28,8 @@ import os
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.deploy.optimize import SETUP_PRECISION, default_setup, prepare_for_inference
-from frpose_cli.inference.pose_model import PoseModel
+from frpose_cli.runtime.optimize import SETUP_PRECISION, default_setup, prepare_for_inference
+from frpose_cli.runtime.pose_model import PoseModel
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CHOICES = PRECISIONS + ("auto",)
@@ -94,7 +94,7 @@ def candidates(device, hw, backend: str = "auto") -> list[str]:
 
 
 def setup_for(precision: str, device, backend: str = "auto") -> str:
-    """The inference set-up (:data:`~frpose_cli.deploy.optimize.SETUPS`) that runs ``precision``."""
+    """The inference set-up (:data:`~frpose_cli.runtime.optimize.SETUPS`) that runs ``precision``."""
     if precision != "fp32":
         return precision
     if backend == "torch":
@@ -114,16 +114,16 @@ def weights_fingerprint(net: torch.nn.Module) -> str:
 
 
 def build_setup(net, card, device, setup: str, calib_data=None, gate_ids=(), codec_name=None) -> torch.nn.Module:
-    """``net`` prepared as ``setup``; int8 is calibrated on real crops (:mod:`frpose_cli.deploy.crops`)
+    """``net`` prepared as ``setup``; int8 is calibrated on real crops (:mod:`frpose_cli.runtime.crops`)
     other than the gate's people ``gate_ids``."""
     calibration = None
     if setup == "int8":
-        from frpose_cli.deploy.crops import calibration_crops
+        from frpose_cli.runtime.crops import calibration_crops
         calibration = calibration_crops(card, calib_data, exclude_ids=gate_ids, codec_name=codec_name).inputs
     return prepare_for_inference(net, torch.device(device), setup, calibration)
 
 
 def wrap(module, setup: str, card, codec_name=None, source: str = ""):
-    """A prepared module → the :class:`~frpose_cli.inference.pose_model.PoseModel` every verb runs."""
+    """A prepared module → the :class:`~frpose_cli.runtime.pose_model.PoseModel` every verb runs."""
     backend = "onnxruntime" if setup in ("onnxruntime", "int8") else "torch"
     return PoseModel(module, card, codec_name, backend, setup, precision=SETUP_PRECISION[setup], what=source)

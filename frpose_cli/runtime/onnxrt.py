@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.deploy.export_format import onnx_bytes_any_size
+from frpose_cli.runtime.export_format import onnx_bytes_any_size
 
 
 def ort_session(model_bytes_or_path, threads: int | None = None):

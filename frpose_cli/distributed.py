@@ -1,4 +1,4 @@
-"""Multi-process training: torchrun environment, process group, SyncBatchNorm.
+"""Multi-process work: torchrun environment, process group, SyncBatchNorm, loader workers.
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; single-node multi-GPU and
 multi-node runs differ only in those numbers, so one code path serves both.  NCCL is used
@@ -10,7 +10,11 @@ single-process run with the doubled batch, and CPU-only clusters train with it.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import signal
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -129,3 +133,25 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         else:
             convert_sync_batchnorm(child, device)
     return module
+
+
+def _end_with(parent_pid: int, _worker_id: int | None = None) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        os._exit(1)
+
+
+def worker_init():
+    """``worker_init_fn`` for DataLoaders: each worker ends with the process that made it.
+
+    A rank killed mid-run (SIGKILL, the OOM killer) cannot stop its workers; a worker blocked on
+    a full result pipe would live on holding the run's stdout/stderr open, so torchrun and any
+    caller waiting on them never finish.  On Linux the kernel kills the worker with its parent.
+    """
+    return functools.partial(_end_with, os.getpid())
+

@@ -20,6 +20,11 @@ from collections import defaultdict
 
 import numpy as np
 
+from frpose_cli.metrics.cocoeval import GroundTruth, oks_sigmas_for
+
+RESCORE_THRESHOLD = 0.2
+OKS_NMS_THRESHOLD = 0.9
+
 
 def rescore(box_scores, keypoint_scores, threshold: float = 0.2) -> np.ndarray:
     """``box_scores`` (N,), ``keypoint_scores`` (N, K) → box × mean keypoint score above ``threshold``."""
@@ -84,3 +89,23 @@ def nms_by_image(instances: list[dict], sigmas, threshold: float = 0.9,
                        threshold, score_threshold)
         kept.extend(group[i] for i in keep)
     return kept
+
+
+def poses_to_results(image_ids, keypoints, keypoint_scores, box_scores, areas, gt: GroundTruth,
+                     rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD) -> list:
+    """Per-instance poses in image pixels → rescored, OKS-NMS'd COCO keypoint results.
+
+    ``keypoints`` (N, K, 2), ``keypoint_scores`` (N, K), ``box_scores`` (N,), ``areas`` (N,)
+    (the crop region's area, the OKS scale for NMS).  ``nms_thr=None`` skips NMS.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    keypoint_scores = np.asarray(keypoint_scores, np.float64)
+    scores = rescore(box_scores, keypoint_scores, rescore_thr)
+    instances = [{"image_id": int(i), "keypoints": np.concatenate([k, s[:, None]], 1), "score": float(sc),
+                  "area": float(a)}
+                 for i, k, s, sc, a in zip(image_ids, keypoints, keypoint_scores, scores, areas)]
+    if nms_thr is not None:
+        instances = nms_by_image(instances, oks_sigmas_for(gt), nms_thr)
+    return [{"image_id": inst["image_id"], "category_id": gt.person_category,
+             "keypoints": [round(float(v), 3) for v in inst["keypoints"].reshape(-1)],
+             "score": round(inst["score"], 6)} for inst in instances]

@@ -1,1 +1,1 @@
-"""Evaluation: the COCO protocol, COCOeval, error analysis, PCK, test-dev files."""
+"""Evaluation: the COCO keypoint protocol over a model (also sharded), error analysis, test-dev files."""

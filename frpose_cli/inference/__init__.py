@@ -1,2 +1,2 @@
 """Inference over many images: ``frpose predict`` (sources → boxes → crops → keypoints → run folder),
-person detectors, OKS-NMS, overlays, shards and their merge."""
+person detectors, overlays, shards and their merge."""

@@ -1,1 +1,1 @@
-"""Training: the loop, its set-up and records, the loss, multi-process scaling."""
+"""Training: the loop, its set-up and records, the loss."""

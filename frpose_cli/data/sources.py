@@ -82,25 +82,34 @@ def natural_key(text: str):
 
 # ----------------------------------------------------------------------------- enumeration
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in natural order, directory by directory (hidden entries skipped)."""
+def _entries(folder: Path) -> tuple[list, list]:
+    """A folder's visible files and sub-folders (``os.DirEntry``), each in natural order; an
+    unreadable folder or entry is passed over (a scan never stops on one bad entry)."""
     try:
-        entries = sorted(os.scandir(root), key=lambda e: natural_key(e.name))
+        entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
     except OSError:
-        return
-    subdirs = []
+        return [], []
+    files, subdirs = [], []
     for entry in entries:
         if entry.name.startswith("."):
             continue
         try:
             if entry.is_dir():
-                subdirs.append(Path(entry.path))
+                subdirs.append(entry)
             elif entry.is_file():
-                yield Path(entry.path)
+                files.append(entry)
         except OSError:
             continue
-    for sub in subdirs:
-        yield from _walk_files(sub)
+    return files, subdirs
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in natural order, directory by directory (hidden entries skipped)."""
+    files, subdirs = _entries(root)
+    for entry in files:
+        yield Path(entry.path)
+    for entry in subdirs:
+        yield from _walk_files(Path(entry.path))
 
 
 def _list_file_lines(list_file: Path) -> Iterator[Path]:
@@ -147,26 +156,16 @@ def _walk_glob(root: Path, pattern: list[str]) -> Iterator[Path]:
     fixed_depth = pattern.index("**") if recursive else len(pattern)
 
     def walk(folder: Path, rel: tuple) -> Iterator[Path]:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
-        except OSError:
+        files, subdirs = _entries(folder)
+        for entry in files:
+            if _match_parts(pattern, rel + (entry.name,)):
+                yield Path(entry.path)
+        depth = len(rel)   # this folder's component index in the pattern
+        if not (recursive or depth + 1 < len(pattern)):
             return
-        subdirs = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir():
-                    depth = len(rel)   # this folder's component index in the pattern
-                    if recursive or depth + 1 < len(pattern):
-                        if depth >= fixed_depth or fnmatch.fnmatchcase(entry.name, pattern[depth]):
-                            subdirs.append(entry)
-                elif entry.is_file() and _match_parts(pattern, rel + (entry.name,)):
-                    yield Path(entry.path)
-            except OSError:
-                continue
         for entry in subdirs:
-            yield from walk(Path(entry.path), rel + (entry.name,))
+            if depth >= fixed_depth or fnmatch.fnmatchcase(entry.name, pattern[depth]):
+                yield from walk(Path(entry.path), rel + (entry.name,))
 
     yield from walk(root, ())
 

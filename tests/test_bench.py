@@ -3,11 +3,12 @@ import json
 import subprocess
 import sys
 
-from frpose_cli.deploy.bench import count_macs, latency_ratios
-from frpose_cli.cards import load_card
-
 import pytest
 import torch
+
+from frpose_cli.cards import load_card
+from frpose_cli.deploy.bench import count_macs, latency_ratios
+from tests.helpers import run_cli as run_in_process
 
 
 def run_cli(*args):
@@ -33,13 +34,14 @@ def test_bench_cli_writes_json_per_model_and_size(tmp_path):
     assert "GMACs = multiply-accumulates" in res.stdout.replace("\n", " ")
 
 
-def test_bench_cli_errors_are_one_line():
-    for args, needle in ((["bench", "nope"], "unknown model"), (["bench", "sbn-r18", "--input-size", "100x64"], "multiples of 32"),
-                         (["bench", "sbn-r18", "--setup", "turbo"], "unknown --setup")):
-        res = run_cli(*args)
-        assert res.returncode == 2
-        assert needle in res.stderr and "Traceback" not in res.stderr
-        assert len(res.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize("args, needle", [(["bench", "nope"], "unknown model"),
+                                          (["bench", "sbn-r18", "--input-size", "100x64"], "multiples of 32"),
+                                          (["bench", "sbn-r18", "--setup", "turbo"], "unknown --setup")])
+def test_bench_cli_errors_are_one_line(args, needle, capsys):
+    code, _, err = run_in_process(args, capsys)   # the console script's own entry point, in-process
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def _row(model, size, setup, ms, paper_ms=None):

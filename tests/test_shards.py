@@ -278,6 +278,9 @@ def test_eval_array_jobs_equal_one_process_and_merge_when_the_merger_was_lost(ck
     two = [*args, "--out", tmp_path / "two.json", "--json", tmp_path / "two-m.json"]
     code, stdout, _ = run_cli([*two, "--shard", "1/2"], capsys)
     assert code == 0 and "waiting for shard(s) 0/2" in stdout
+    code, stdout, err = run_cli([*two, "--shard", "1/2"], capsys)   # a requeued job keeps its part
+    assert code == 0 and "waiting for shard(s) 0/2" in stdout
+    assert "eval shard 1/2: its part" in err and "kept, not run again" in err
     code, _, err = run_cli(["merge", tmp_path / "two-parts"], capsys)
     assert code == 2 and "shard(s) 0/2 have no part yet" in err
     code, stdout, _ = run_cli([*two, "--shard", "0/2"], capsys)

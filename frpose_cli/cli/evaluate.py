@@ -228,7 +228,7 @@ def evaluate(
             from frpose_cli.evaluation.testdev import default_alg, results_name
             where = out if out is not None else Path("runs") / "eval" / results_name(split, alg or default_alg(card.name))
             kwargs.update(shard=job, parts=parts_dir_for(where), part_meta=part_record(
-                locals(), card, net, box_source, c, shift, ann_file, title, test_dev))
+                locals(), card, net, box_source, c, shift, ann_file, title, test_dev), log=_log)
         if test_dev:
             from frpose_cli.evaluation.testdev import run_test_dev
             done = run_test_dev(net, card, ann_file, image_dir, split, alg, out, **kwargs)

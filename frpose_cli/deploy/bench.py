@@ -26,7 +26,6 @@ from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_fo
 
 TABLE2_SET = ("sbn-r50", "sbn-r101", "sbn-r152", "frpose-r34")
 TABLE2_SIZES = ((256, 192), (384, 288))
-BENCH_SETUPS = SETUPS   # torch set-ups, ONNX Runtime fp32 and int8 (exported in memory, CPU provider)
 
 
 @dataclass

@@ -73,7 +73,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                    rescore_thr: float = RESCORE_THRESHOLD, nms_thr: float | None = OKS_NMS_THRESHOLD,
                    cocoeval: str = "pycocotools", progress: bool = False, gt: GroundTruth | None = None,
                    max_instances: int | None = None, score: bool = True, shard=None, parts=None,
-                   part_meta: dict | None = None) -> dict | None:
+                   part_meta: dict | None = None, log=None) -> dict | None:
     """COCO keypoint AP of ``model`` (the full protocol above).
 
     ``boxes``: ``None`` for ground-truth boxes, else a detection-results JSON path or list.
@@ -106,6 +106,8 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
         if done and eval_shards.read_part(path)[1].get("options") != (part_meta or {}).get("options"):
             raise FrposeError(f"{path} holds shard {shard.label} of a run made with other options; "
                               "choose another --out (parts of different runs are never mixed)")
+        if done and log is not None:
+            log(f"eval shard {shard.label}: its part {path} is already there (same options): kept, not run again")
         bar = eval_shards.EvalProgress(progress, shard, parts, total, len(instances))
         try:
             if not done:

@@ -155,3 +155,24 @@ def test_predict_precision_option(tmp_path, capsys, monkeypatch, coco_root):
                             "--no-vis", "--no-progress"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "c" / "images.json").read_text())["precision"] == "int8"
+
+
+def test_predict_and_eval_choose_with_auto_and_say_so(tmp_path, capsys, monkeypatch, coco_root):
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", randomised(card.build_model()), card)
+    monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2)
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FRPOSE_PRECISION")                     # the CPU default: auto
+    code, _, err = run_cli(["predict", coco_root / "val2017" / "000000000785.jpg", "-w", ckpt, "--out",
+                            tmp_path / "p", "--no-vis", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "precision auto: gating and timing fp32, int8" in err and "precision auto: " in err.splitlines()[1]
+    chosen = json.loads((tmp_path / "p" / "images.json").read_text())["precision"]
+    entry, = read_cache(tmp_path / "home" / "precision.json").values()
+    assert entry["precision"] == chosen and "int8" in entry["gates"]
+    code, _, err = run_cli(["eval", "-w", ckpt, "--data", coco_root, "--gt-boxes", "--out", tmp_path / "e.json",
+                            "--workers", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "[cached choice]" in err and f"in {chosen}: boxes ground truth" in err

@@ -42,9 +42,17 @@ class DistEnv:
         return self.world_size > 1
 
 
+def world_size() -> int:
+    """Processes in this torchrun job (1 without torchrun, or when WORLD_SIZE is not a number)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
 def setup(device_name: str | None) -> DistEnv:
     """Read the torchrun environment, pick this process's device, join the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return DistEnv(device=pick_device(device_name))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))

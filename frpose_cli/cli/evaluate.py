@@ -116,6 +116,7 @@ def evaluate(
     from frpose_cli.metrics.cocoeval import load_ground_truth
     from frpose_cli.errors import FrposeError
     from frpose_cli.metrics.pck import reference_points
+    from frpose_cli.distributed import world_size
     from frpose_cli.inference import shards
 
     apply_offline(offline)
@@ -140,7 +141,7 @@ def evaluate(
         return gt
 
     # Shards split the network's work (torchrun ranks or --shard i/n: frpose_cli.inference.shards).
-    if (shard or shards.torchrun_world() > 1) and (results is not None or oracle):
+    if (shard or world_size() > 1) and (results is not None or oracle):
         raise FrposeError("--results and --oracle run no network: run them in one process, without --shard or torchrun")
     job = shards.shard_for(shard, device) if results is None and not oracle else shards.Shard()
     test_split = is_image_info_file(ann_file)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from pycocotools.coco import COCO
 
 from frpose_cli.data.codecs import HeatmapCodec
-from frpose_cli.data.annotations import read_keypoint_annotations
+from frpose_cli.data.annotations import read_json, read_keypoint_annotations
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.images import ImageReadError, read_image
 from frpose_cli.data.geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
@@ -154,13 +153,7 @@ def gt_instances(coco: COCO) -> InstanceList:
 def detection_instances(coco: COCO, detections, score_thr: float = 0.0) -> InstanceList:
     """Person boxes (category 1) from a COCO detection-results file or list."""
     if isinstance(detections, (str, Path)):
-        path = Path(detections)
-        if not path.is_file():
-            raise FrposeError(f"detection file not found: {path}")
-        try:
-            detections = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FrposeError(f"{path}: not a JSON detection-results file ({e})") from None
+        detections = read_json(detections, "detection file")
     if not isinstance(detections, list):
         raise FrposeError("detection results must be a JSON list of {image_id, category_id, bbox, score}")
     k = len(keypoint_spec(coco).names)

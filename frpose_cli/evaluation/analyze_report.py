@@ -6,11 +6,11 @@ so the ``--json`` file holds exactly the figures of the terminal tables.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from frpose_cli.data.annotations import read_json
 from frpose_cli.evaluation.analyze import CLASSES, ERROR_TYPES, STEPS, diagnose
 from frpose_cli.metrics.cocoeval import GroundTruth, validate_results
 from frpose_cli.errors import FrposeError
@@ -152,12 +152,7 @@ def load_other(path, gt: GroundTruth) -> dict:
     """``--compare``: a COCO keypoint results file (diagnosed here) or the ``--json`` of an
     earlier ``--analyze`` run (its diagnosis is reused)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FrposeError(f"--compare file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FrposeError(f"--compare {path} is not readable JSON ({type(e).__name__})") from None
+    data = read_json(path, "--compare file")
     if isinstance(data, dict) and isinstance(data.get("analysis"), dict) and "diagnosis" in data["analysis"]:
         return data["analysis"]["diagnosis"]
     if isinstance(data, list):

@@ -69,16 +69,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def torchrun_world() -> int:
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
-
-
 def shard_for(shard: str | None, device: str | None) -> Shard:
     """This process's shard: torchrun's rank, ``--shard i/n``, or the whole job."""
-    world = torchrun_world()
+    from frpose_cli.distributed import world_size
+    world = world_size()
     if world > 1 and shard:
         raise FrposeError("--shard is for runs without torchrun; under torchrun each rank is a shard already")
     if world > 1:

@@ -12,7 +12,6 @@ A crop is cut exactly as ``frpose eval --gt-boxes`` cuts it (box → centre/scal
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from frpose_cli.data.annotations import read_json
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, crop_image
@@ -69,10 +69,7 @@ def person_crops(card, ann_file, image_dir, limit: int | None = DEFAULT_LIMIT, e
                  codec_name: str | None = None) -> CropSet:
     """Crops of the annotated people (keypoints > 0, not crowd) of one annotation file, in file order."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    try:
-        data = json.loads(ann_file.read_text())
-    except (OSError, ValueError) as e:
-        raise FrposeError(f"cannot read person crops from {ann_file} ({type(e).__name__})") from None
+    data = read_json(ann_file, "annotation file for person crops")
     files = {im["id"]: im for im in data.get("images", [])}
     codec = codec_for_card(card, codec_name)
     h, w = card.input_size

@@ -9,6 +9,13 @@ Python use::
     from frpose_cli import load_pose_model
     pose = load_pose_model("sbn-r50")   # a checkpoint, zoo name or URL → PoseModel (downloads once)
 """
+import tqdm as _tqdm
+
+# tqdm starts a monitor thread with its first bar; a bar wraps each DataLoader, whose workers are
+# forked right after, and a fork while that thread is starting can deadlock the child (CPython's
+# threading._after_fork).  The monitor only tunes refresh rates: frpose runs without it.
+_tqdm.tqdm.monitor_interval = 0
+
 from frpose_cli.cards import ModelCard, list_cards, load_card, parse_input_size
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.keypoints import COCO17, KeypointSpec

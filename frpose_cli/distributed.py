@@ -143,12 +143,26 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     return module
 
 
+_libc = None   # opened in the parent: a dlopen in a freshly forked worker could wait on a lock forever
+
+
+def _open_libc():
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            pass
+    return _libc
+
+
 def _end_with(parent_pid: int, _worker_id: int | None = None) -> None:
-    if not sys.platform.startswith("linux"):
+    libc = _open_libc()   # already open when forked; a spawned worker opens it itself
+    if libc is None:
         return
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+        libc.prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except AttributeError:
         return
     if os.getppid() != parent_pid:   # the parent died before prctl took effect
         os._exit(1)
@@ -157,9 +171,9 @@ def _end_with(parent_pid: int, _worker_id: int | None = None) -> None:
 def worker_init():
     """``worker_init_fn`` for DataLoaders: each worker ends with the process that made it.
 
-    A rank killed mid-run (SIGKILL, the OOM killer) cannot stop its workers; a worker blocked on
-    a full result pipe would live on holding the run's stdout/stderr open, so torchrun and any
-    caller waiting on them never finish.  On Linux the kernel kills the worker with its parent.
+    A rank killed mid-run (SIGKILL, the OOM killer) cannot stop its workers; a stuck worker would
+    live on holding the run's stdout/stderr open, so torchrun and any caller waiting on them never
+    finish.  On Linux the kernel kills the worker with its parent.
     """
+    _open_libc()
     return functools.partial(_end_with, os.getpid())
-

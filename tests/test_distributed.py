@@ -167,3 +167,16 @@ def test_loader_workers_end_with_a_killed_parent(tmp_path, init):
         assert not left, "workers outlived their killed parent"
     else:   # the defect it prevents: a stuck worker outlives the parent (torch's watchdog never runs)
         assert left == workers
+
+
+def test_no_thread_is_started_by_a_progress_bar_before_loader_workers_fork():
+    """A thread starting while DataLoader workers fork can deadlock a worker (seen as a hung suite):
+    tqdm's monitor thread, started by the first bar, is off in frpose."""
+    code = ("import threading, frpose_cli, tqdm\n"
+            "before = threading.active_count()\n"
+            "list(tqdm.tqdm(range(3), mininterval=0))\n"
+            "print(threading.active_count() - before, tqdm.tqdm.monitor is None)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True"], out.stdout

@@ -3,3 +3,9 @@
 
 class FrposeError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+def warn(message: str) -> None:
+    """One ``frpose: warning: ...`` line on stderr (the run goes on)."""
+    import sys
+    print(f"frpose: warning: {message}", file=sys.stderr)

@@ -3,6 +3,8 @@ import sys
 
 import pytest
 import torch
+import torchvision
+from torch import nn
 
 from frpose_cli.cli import app as cli
 
@@ -45,3 +47,40 @@ def randomised_all(model, seed=0):
             elif t.is_floating_point():
                 t.copy_((torch.rand(t.shape, generator=g) - 0.5) * 0.2)
     return model.eval()
+
+
+def reference_sbn(depth=18, keypoints=17, seed=0) -> nn.Module:
+    """Simple Baselines written independently of frpose: torchvision ResNet + 3 deconv-BN-ReLU + 1x1 conv,
+    every tensor random (BN statistics too) so that a wrongly mapped key cannot go unnoticed, and the
+    output sensitive to the input."""
+    torch.manual_seed(seed)
+    resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    backbone = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                             resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+    layers, c = [], resnet.fc.in_features
+    for _ in range(3):
+        layers += [nn.ConvTranspose2d(c, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True)]
+        c = 256
+    model = nn.Sequential()
+    model.backbone, model.deconv_layers, model.final_layer = backbone, nn.Sequential(*layers), nn.Conv2d(256, keypoints, 1)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():   # convolutions keep torch's random init; BN gets random affine and statistics
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.1, 0.1), (m.running_mean, -0.1, 0.1),
+                                  (m.running_var, 0.5, 1.5)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model.eval()
+
+
+def resnet_names(model: nn.Module) -> dict:
+    """The reference's tensors under torchvision/SBN names (conv1, bn1, layer1-4, deconv_layers, final_layer)."""
+    stem = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+    out = {}
+    for key, value in model.state_dict().items():
+        part, rest = key.split(".", 1)
+        if part == "backbone":
+            index, rest = rest.split(".", 1)
+            key = f"{stem[index]}.{rest}"
+        out[key] = value.clone()
+    return out

@@ -128,3 +128,64 @@ def test_torchvision_detector_rejects_other_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(FrposeError, match="not a readable PyTorch checkpoint"):
         TorchvisionDetector(tmp_path / "junk.pth")
+
+
+def _coco_v1_like_state(seed=0):
+    """A random-but-fixed state dict in the layout of torchvision's COCO_V1 file (frozen batch norms,
+    no ``num_batches_tracked``), made so that the batch-norm eps shows and persons are detected: a
+    quarter of the channels of every batch norm have a running variance of 1e-6..1e-4 (with the
+    weight scaled by its square root, so eps 0 and eps 1e-5 give very different features), and the
+    box classifier prefers the person class."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    for key in [k for k in state if k.endswith("running_var")]:
+        prefix, n = key[:-len("running_var")], state[key].numel()
+        var = torch.rand(n, generator=g) + 0.5
+        small = torch.rand(n, generator=g) < 0.25
+        var[small] = 10 ** (-4 - 2 * torch.rand(int(small.sum()), generator=g))
+        state[key] = var
+        state[prefix + "running_mean"] = (torch.rand(n, generator=g) - 0.5) * 0.2
+        state[prefix + "weight"] = var.sqrt() * (0.5 + torch.rand(n, generator=g))
+    state["roi_heads.box_predictor.cls_score.weight"] *= 0.01
+    state["roi_heads.box_predictor.cls_score.bias"][1] = 5.0   # person
+    return state
+
+
+def test_torchvision_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monkeypatch):
+    """The detector equals what ``fasterrcnn_resnet50_fpn(weights=COCO_V1)`` builds: torchvision's own
+    builder runs (its download replaced by the fixed state dict), including FrozenBatchNorm2d and
+    ``overwrite_eps(model, 0.0)``; frpose loads the same tensors from a file.  Same boxes and scores
+    on a real COCO image."""
+    from frpose_cli.data.images import read_image
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
+    from torchvision.ops import FrozenBatchNorm2d
+
+    state = _coco_v1_like_state()
+    path = tmp_path / zoo.DETECTOR.file_name
+    torch.save(state, path)
+    monkeypatch.setattr(FasterRCNN_ResNet50_FPN_Weights, "get_state_dict",
+                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
+    size = dict(min_size=320, max_size=480)   # small, for a quick CPU test; the same on both sides
+    ref = fasterrcnn_resnet50_fpn(weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1, **size).eval()
+    det = TorchvisionDetector(path, score_thr=0.3, **size)
+
+    assert {m.eps for m in ref.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}   # the builder's doing
+    ref_types = {name: type(m) for name, m in ref.named_modules()}
+    assert {name: type(m) for name, m in det.model.named_modules()} == ref_types
+    assert {name: m.eps for name, m in det.model.named_modules() if isinstance(m, FrozenBatchNorm2d)} == \
+        {name: m.eps for name, m in ref.named_modules() if isinstance(m, FrozenBatchNorm2d)}
+
+    image, _ = read_image(DATA / "val2017" / "000000000785.jpg")
+    h, w = image.shape[:2]
+    boxes = det(SourceItem(0, Path("000000000785.jpg"), "000000000785.jpg", image=image))
+    with torch.inference_mode():
+        out = ref([torch.from_numpy(image).permute(2, 0, 1).float().div(255)])[0]
+    keep = (out["labels"] == 1) & (out["scores"] >= 0.3)
+    xyxy, scores = out["boxes"][keep].numpy(), out["scores"][keep].numpy()
+    expected = clip_boxes(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1), w, h)
+    assert len(expected) >= 10 and boxes.shape == expected.shape
+    np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=1e-6, rtol=0)

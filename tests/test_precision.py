@@ -172,7 +172,12 @@ def test_predict_and_eval_choose_with_auto_and_say_so(tmp_path, capsys, monkeypa
     chosen = json.loads((tmp_path / "p" / "images.json").read_text())["precision"]
     entry, = read_cache(tmp_path / "home" / "precision.json").values()
     assert entry["precision"] == chosen and "int8" in entry["gates"]
+    # eval is the measurement: fp32 unless asked, on the CPU too (issue 19); --precision auto reuses the choice.
     code, _, err = run_cli(["eval", "-w", ckpt, "--data", coco_root, "--gt-boxes", "--out", tmp_path / "e.json",
                             "--workers", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "precision auto" not in err and "in fp32: boxes ground truth" in err
+    code, _, err = run_cli(["eval", "-w", ckpt, "--data", coco_root, "--gt-boxes", "--out", tmp_path / "e2.json",
+                            "--workers", "0", "--no-progress", "--precision", "auto"], capsys)
     assert code == 0, err
     assert "[cached choice]" in err and f"in {chosen}: boxes ground truth" in err

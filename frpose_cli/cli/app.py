@@ -11,6 +11,7 @@ import sys
 import typer
 
 from frpose_cli.cli import bench, export, evaluate, merge, predict, train
+from frpose_cli.cli.options import apply_download_options, offline_option, strict_hash_option
 from frpose_cli.errors import FrposeError
 
 # typer shows on/off flags with a "<bool>" type placeholder; a flag takes no value, so show none.
@@ -45,9 +46,18 @@ app.command("merge")(merge.merge)
 
 
 @app.command("models")
-def models() -> None:
+def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME",
+                                       help="Describe one weights file instead: layout, card it fits, channel "
+                                            "order, input size, tensors used/ignored, Python globals it needs"),
+           offline: bool = offline_option(), strict_hash: bool = strict_hash_option()) -> None:
     """List the model cards (models/*.yaml) and the zoo's published weights, with what is cached."""
     from rich.table import Table
+
+    apply_download_options(offline, strict_hash)
+    if inspect is not None:
+        from frpose_cli.weights.inspection import inspect_weights
+        print(inspect_weights(inspect).text())
+        return
 
     from frpose_cli.weights import zoo
     from frpose_cli.cards import list_cards, load_card

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from frpose_cli.cli.options import CALIB_DATA_HELP, apply_offline, offline_option
+from frpose_cli.cli.options import CALIB_DATA_HELP, apply_download_options, offline_option, strict_hash_option
 
 
 def bench(
@@ -38,6 +38,7 @@ def bench(
     iters: int = typer.Option(20, min=1, help="Timed iterations at batch 1."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write one object per model, size and set-up."),
     offline: bool = offline_option(),
+    strict_hash: bool = strict_hash_option(),
 ) -> None:
     """Measure params, MACs, latency (median/p90), throughput, peak memory, % of the measured ceiling
     and, for reduced precision, the accuracy gate's keypoint drift and AP change."""
@@ -54,7 +55,7 @@ def bench(
     from frpose_cli.weights.loader import load_network, resolve_weights
     from frpose_cli.runtime.hardware import detect
 
-    apply_offline(offline)
+    apply_download_options(offline, strict_hash)
     console = make_console()
     if json_path:   # fail before measuring, not after
         check_output_file(json_path, "--json")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option
+from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, apply_download_options, offline_option, strict_hash_option, shard_option
 from frpose_cli.cli.train import SIGMAS_HELP
 
 DET_FOLDER = "person_detection_results"
@@ -54,6 +54,13 @@ def _default_boxes(data: Path | None, split: str = ""):
     raise FrposeError(f"choose the person boxes: --boxes DET_JSON (detector results) or --gt-boxes ({where})")
 
 
+# eval is the measurement: a published AP is reproduced at the precision it was measured at, on
+# every device (predict keeps `auto` on the CPU, where speed is what the user asked for).
+EVAL_PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: fp32 on every device, the reference precision "
+                       "published figures were measured at; auto: the fastest precision that passes the accuracy "
+                       "gate, as predict uses on the CPU)")
+
+
 def evaluate(
     model: str = typer.Argument(None, help="Model card name, e.g. sbn-r50 (optional with --weights, which "
                                 "records it; needed for --oracle). Without --weights: the card's zoo weights"),
@@ -85,7 +92,7 @@ def evaluate(
                              "(default: a new runs/eval/runN/results.json, oracle-results.json with --oracle)"),
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here (a new file)"),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    precision: str = typer.Option(None, "--precision", help=PRECISION_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=EVAL_PRECISION_HELP),
     calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="The COCOeval that scores: pycocotools (the "
                                  "reference) | faster (faster-coco-eval, same figures, quicker)"),
@@ -95,6 +102,7 @@ def evaluate(
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
+    strict_hash: bool = strict_hash_option(),
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP + "; with --weights the checkpoint's σ "
                                "come before COCO's table"),
     pck_alpha: float = typer.Option(0.2, "--pck", help="PCK threshold α, a fraction of --pck-ref"),
@@ -119,7 +127,7 @@ def evaluate(
     from frpose_cli.distributed import world_size
     from frpose_cli.inference import shards
 
-    apply_offline(offline)
+    apply_download_options(offline, strict_hash)
     if batch_size < 1 or workers < 0:
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if boxes is not None and gt_boxes:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import CALIB_DATA_HELP, apply_offline, offline_option
+from frpose_cli.cli.options import CALIB_DATA_HELP, apply_download_options, offline_option, strict_hash_option
 
 
 def export(
@@ -32,6 +32,7 @@ def export(
     random_weights: bool = typer.Option(False, "--random-weights", help="Export an untrained model (no "
                                         "--weights): for testing a deployment pipeline only"),
     offline: bool = offline_option(),
+    strict_hash: bool = strict_hash_option(),
 ) -> None:
     """Export a pose model to ONNX or TorchScript; the file carries the card, input size, stride,
     σ, keypoints, flip pairs and normalisation, so `predict`/`eval` --weights FILE need nothing else.
@@ -48,7 +49,7 @@ def export(
     from frpose_cli.runtime.load import load_pose_model
     from frpose_cli.weights.loader import default_weights_for, load_network, resolve_weights
 
-    apply_offline(offline)
+    apply_download_options(offline, strict_hash)
     if fmt not in FORMATS:
         raise FrposeError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
     size = parse_input_size(input_size) if input_size else None

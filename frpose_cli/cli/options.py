@@ -5,16 +5,32 @@ import typer
 
 OFFLINE_HELP = ("Never use the network: named weights must already be in the cache (same as FRPOSE_OFFLINE=1; "
                 "FRPOSE_MIRROR redirects downloads, FRPOSE_HOME moves the cache)")
+STRICT_HASH_HELP = ("Refuse a downloaded file whose name claims a hash (torchvision's name-0676ba61.pth, OpenMMLab's "
+                    "name-04af38ce_20220923.pth) that its content does not match; without it such a file from "
+                    "your own URL is kept with a warning (zoo files are always refused). Same as FRPOSE_STRICT_HASH=1")
 
 
 def offline_option():
     return typer.Option(False, "--offline", help=OFFLINE_HELP)
 
 
-def apply_offline(offline: bool) -> None:
+def strict_hash_option():
+    return typer.Option(False, "--strict-hash", help=STRICT_HASH_HELP)
+
+
+def apply_download_options(offline: bool, strict_hash: bool = False) -> None:
+    """Set ``--offline`` / ``--strict-hash`` for the rest of the process (only ever turned on: the
+    env vars may have turned them on already)."""
     if offline:
         from frpose_cli.weights.download import set_offline
         set_offline(True)
+    if strict_hash:
+        from frpose_cli.weights.download import set_strict_hash
+        set_strict_hash(True)
+
+
+def apply_offline(offline: bool) -> None:
+    apply_download_options(offline)
 
 
 BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime. auto: ONNX files on onnxruntime, TorchScript "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_offline, offline_option, shard_option, workers_option
+from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_download_options, offline_option, strict_hash_option, shard_option, workers_option
 
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
                "a video, or a .txt file listing paths")
@@ -50,6 +50,7 @@ def predict(
                                    "(and every 10 s)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
+    strict_hash: bool = strict_hash_option(),
     workers: int = workers_option("decoding and cropping images"),
     shard: str = shard_option("files"),
 ) -> None:
@@ -62,7 +63,7 @@ def predict(
     from frpose_cli.cards import parse_input_size
     from frpose_cli.inference.predict import PredictOptions, run_predict
 
-    apply_offline(offline)
+    apply_download_options(offline, strict_hash)
     opts = PredictOptions(
         source=source, weights=weights, model=model,
         input_size=parse_input_size(input_size) if input_size else None, detector=detector,

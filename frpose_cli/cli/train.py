@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import apply_offline, offline_option
+from frpose_cli.cli.options import apply_download_options, offline_option, strict_hash_option
 
 
 def _steps(text):
@@ -53,12 +53,13 @@ def train(
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (log lines are always printed)"),
     offline: bool = offline_option(),
+    strict_hash: bool = strict_hash_option(),
 ) -> None:
     """Train a model card on COCO-format keypoint data (the paper's recipe by default)."""
     from frpose_cli.cards import parse_input_size
     from frpose_cli.training.train import TrainConfig, run
 
-    apply_offline(offline)
+    apply_download_options(offline, strict_hash)
     def s(p):
         return str(p) if p is not None else None
 

@@ -160,8 +160,35 @@ class BoxFileDetector:
 
 # ----------------------------------------------------------------------------- torchvision
 
+def _overwrite_eps(model: torch.nn.Module, eps: float) -> None:
+    """Set ``eps`` of every ``FrozenBatchNorm2d``: torchvision's own helper when it is there."""
+    try:
+        from torchvision.models.detection._utils import overwrite_eps
+    except ImportError:
+        from torchvision.ops import FrozenBatchNorm2d
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.eps = eps
+    else:
+        overwrite_eps(model, eps)
+
+
 class TorchvisionDetector:
     """torchvision's ``fasterrcnn_resnet50_fpn`` built without any download, weights from a file.
+
+    The model is the one torchvision's builder makes when it is given weights
+    (``fasterrcnn_resnet50_fpn(weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1)``), not the
+    ``weights=None`` one: the ResNet-50 uses ``FrozenBatchNorm2d`` (``weights=None`` would give
+    ``nn.BatchNorm2d``), the classes are read from the file (91 for COCO), and the frozen
+    batch norms get ``eps = 0`` (``overwrite_eps(model, 0.0)``).  torchvision applies that eps
+    exactly for the COCO_V1 weights (they were trained before pytorch/vision#2933 added the
+    1e-5); its v2 builder, ``fasterrcnn_resnet50_fpn_v2``, does not, but v2 is another
+    architecture whose files do not load here.  A file cannot say which weights it holds, so
+    ``bn_eps`` is 0 for every file: the zoo's ``fasterrcnn-r50-fpn`` *is* torchvision's COCO_V1
+    file, and a ``--detector-weights`` file of this architecture is most likely that file or
+    fine-tuned from it (torchvision's builder sets eps 0 before fine-tuning starts).  Pass
+    ``bn_eps=1e-5`` for weights trained from an ImageNet backbone alone
+    (``weights_backbone=...``, where torchvision keeps the default 1e-5).
 
     ``min_size``/``max_size`` are the detector's own resize bounds (800/1333 as trained);
     a smaller ``min_size`` trades recall on small people for speed on a CPU.
@@ -169,8 +196,10 @@ class TorchvisionDetector:
     name = "torchvision"
 
     def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
-                 min_size: int = 800, max_size: int = 1333):
-        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+                 min_size: int = 800, max_size: int = 1333, bn_eps: float = 0.0):
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+        from torchvision.ops import FrozenBatchNorm2d
 
         weights_path = Path(weights_path)
         state = read_checkpoint_file(weights_path)
@@ -188,14 +217,19 @@ class TorchvisionDetector:
         num_classes = int(head.shape[0])
         if num_classes <= COCO_PERSON_LABEL:
             raise FrposeError(f"--detector-weights {weights_path}: {num_classes} classes, no person class")
-        self.model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                             min_size=min_size, max_size=max_size,
-                                             box_score_thresh=min(score_thr, 0.05))
+        # What fasterrcnn_resnet50_fpn(weights=...) builds: resnet50(norm_layer=FrozenBatchNorm2d),
+        # _resnet_fpn_extractor(backbone, 3 trainable layers), FasterRCNN(backbone, num_classes, **kwargs).
+        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
+                                       norm_layer=FrozenBatchNorm2d, trainable_layers=3)
+        self.model = FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size,
+                                box_score_thresh=min(score_thr, 0.05))
         try:
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise FrposeError(f"--detector-weights {weights_path} does not fit fasterrcnn_resnet50_fpn "
                               f"({str(e).splitlines()[0][:160]})") from None
+        _overwrite_eps(self.model, bn_eps)   # as the builder does after loading COCO_V1
+        self.bn_eps = bn_eps
         self.device = torch.device(device)
         self.model.eval().to(self.device)
         self.score_thr, self.weights_path = score_thr, weights_path

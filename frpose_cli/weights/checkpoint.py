@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ import torch
 from frpose_cli.cards import ModelCard
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_torch_save
+from frpose_cli.weights.inert import INERT_GLOBALS, safe_globals_entries
 
 FORMAT = "frpose-checkpoint/1"
 
@@ -63,35 +65,126 @@ def _global_name(item) -> str:
     return item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
 
 
-ALLOWED_GLOBALS = _numpy_globals()
+# Plain data beyond torch's defaults: numpy arrays, and the inert placeholders of frameworks'
+# bookkeeping classes (frpose_cli.weights.inert).  Nothing else is ever instantiated or called.
+ALLOWED_GLOBALS = _numpy_globals() + safe_globals_entries()
 ALLOWED_GLOBAL_NAMES = frozenset(_global_name(g) for g in ALLOWED_GLOBALS)
+# Modules whose globals in a pickle mean "run this when loading": named as such in the refusal.
+_CODE_RUNNING = ("os", "posix", "nt", "subprocess", "builtins", "__builtin__", "sys", "shutil", "socket",
+                 "importlib", "runpy", "pty", "code", "ctypes", "pickle", "marshal", "webbrowser", "commands",
+                 "platform", "signal", "multiprocessing", "asyncio", "threading", "types", "functools",
+                 "operator", "pdb", "timeit", "torch.hub", "torch.jit", "numpy.testing", "pip", "setuptools")
+
+
+@dataclass(frozen=True)
+class PickleGlobals:
+    """The Python globals a checkpoint's pickle names, read without unpickling (pickletools)."""
+    names: tuple          # every global, in order of first use
+    file_format: str      # "zip" (torch >= 1.6) or "legacy"
+
+    @property
+    def inert(self) -> list:
+        return [n for n in self.names if n in INERT_GLOBALS]
+
+    @property
+    def refused(self) -> list:
+        return [n for n in self.names if n not in ALLOWED_GLOBAL_NAMES and not _torch_allows(n)]
+
+
+def _torch_allows(name: str) -> bool:
+    from torch import _weights_only_unpickler as wo
+    return name in wo._get_allowed_globals()
+
+
+def _pickle_stream(path: Path):
+    """``(format, stream)``: ``data.pkl`` of a zip file, or the legacy file itself, whose first
+    pickles (magic number, protocol, system info, the object) precede the raw storage bytes."""
+    import io
+    import zipfile
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
+            return "zip", io.BytesIO(z.read(names[0]) if names else b"")
+    return "legacy", open(path, "rb")   # read incrementally: the pickles are at the start
+
+
+def _py3_name(module: str, name: str) -> str:
+    """A global as Python 3 resolves it: protocol-2 pickles name ``__builtin__.print`` etc."""
+    import _compat_pickle
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
+def scan_globals(path) -> PickleGlobals:
+    """Every GLOBAL / STACK_GLOBAL the pickle names (empty when it cannot be parsed: torch.load decides)."""
+    import pickletools
+    path = Path(path)
+    names: dict = {}
+    fmt, stream = _pickle_stream(path)
+    with stream:
+        for _ in range(4 if fmt == "legacy" else 1):
+            strings, memo, memoized, pushed = [], {}, 0, None   # pushed: the string the last op pushed
+            try:
+                for op, arg, _pos in pickletools.genops(stream):
+                    if op.name == "GLOBAL":
+                        names.setdefault(_py3_name(*str(arg).split(" ", 1)), None)
+                    elif "UNICODE" in op.name or "STRING" in op.name:
+                        strings.append(arg)
+                        pushed = arg
+                        continue
+                    elif op.name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+                        index = memoized if op.name == "MEMOIZE" else arg
+                        memoized += op.name == "MEMOIZE"
+                        if pushed is not None:
+                            memo[index] = pushed
+                        continue
+                    elif op.name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
+                        strings.append(memo[arg])
+                        pushed = memo[arg]
+                        continue
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        names.setdefault(_py3_name(strings[-2], strings[-1]), None)
+                    pushed = None
+            except Exception:   # the end of a legacy file's pickles (raw storage bytes follow), or damage
+                break
+    return PickleGlobals(tuple(names), fmt)
+
+
+def runs_code(name: str) -> bool:
+    """Whether a pickle global belongs to a module whose use in a pickle means running code."""
+    module = name.rsplit(".", 1)[0]
+    return any(module == m or module.startswith(m + ".") for m in _CODE_RUNNING)
 
 
 def _refuse(path, name: str) -> FrposeError:
-    return FrposeError(f"{path}: refused to load: it needs the Python global {name}, which could run code, and "
-                       "frpose loads checkpoints with weights_only=True (tensors, containers and numpy arrays "
-                       "only). If you trust the file, re-save its weights as a plain state dict: "
-                       "torch.save(torch.load(f, weights_only=False)['state_dict'], 'weights.pth')")
+    if runs_code(name):
+        return FrposeError(f"{path}: refused to load: it needs the Python global {name}, which runs code "
+                           "when the file is unpickled (nothing was run). A weights file never needs it: "
+                           "do not use this file, it may be malicious")
+    return FrposeError(f"{path}: refused to load: it needs the Python global {name}, which frpose does not "
+                       "know to be plain data (nothing was run); `frpose models --inspect FILE` lists what the "
+                       "file holds; if it is a training framework's bookkeeping class, report it so that it "
+                       "can join the inert allow-list (docs/weights.md)")
 
 
 def read_checkpoint_file(path) -> object:
-    """``torch.load(weights_only=True)`` with numpy arrays allowed and nothing else beyond torch's
-    defaults; one-line errors for every failure.  A file that needs any other Python global is
-    refused *before* unpickling, naming the global (its code never runs)."""
+    """``torch.load(weights_only=True)`` with numpy arrays and the inert placeholders of
+    :mod:`frpose_cli.weights.inert` allowed, nothing else beyond torch's defaults; one-line
+    errors for every failure.  A file that needs any other Python global is refused *before*
+    unpickling, naming the global (its code never runs)."""
     path = check_weights_path(path)
-    try:   # zip-format files (torch >= 1.6): list the globals without unpickling anything
-        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:   # legacy format or damaged: torch.load below decides
-        needed = []
-    refused = [g for g in needed if g not in ALLOWED_GLOBAL_NAMES]
-    if refused:
-        raise _refuse(path, refused[0])
+    try:
+        needed = scan_globals(path)
+    except OSError as e:
+        raise FrposeError(f"{path}: cannot read ({e.strerror or e})") from None
+    if needed.refused:
+        raise _refuse(path, needed.refused[0])
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if wanted:   # legacy-format files reach this: the weights-only unpickler stopped at the global
+        if wanted:   # a global the scan missed (e.g. built on the stack): the unpickler stopped at it
             raise _refuse(path, wanted.group(1)) from None
         raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
     except Exception:  # torch raises RuntimeError/EOFError/KeyError/zipfile errors for other files

@@ -26,9 +26,10 @@ from frpose_cli.weights import zoo
 from frpose_cli.cards import ModelCard, load_card
 from frpose_cli.weights.checkpoint import FORMAT as CHECKPOINT_FORMAT, card_from_checkpoint, load_state_into, read_checkpoint_file
 from frpose_cli.weights.download import fetch, is_url
-from frpose_cli.errors import FrposeError
-from frpose_cli.weights.published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into, published_to_sbn,
-                                          sbn_to_frpose, unwrap_state_dict)
+from frpose_cli.errors import FrposeError, warn
+from frpose_cli.weights.published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into,
+                                          preprocessor_disagreement, published_to_sbn, recorded_input_size,
+                                          sbn_to_frpose, split_preprocessor, unwrap_state_dict)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def load_network(weights: WeightsFile, model_name: str | None = None, input_size
         net = card.build_model()
         load_state_into(net, obj["state_dict"], source)
         return LoadedNetwork(net.eval(), card, (obj.get("codec") or {}).get("name"), "frpose checkpoint", weights)
-    layout, state = published_to_sbn(unwrap_state_dict(obj, source))
+    layout, state, buffers = published_state(obj, source)
     if layout == "resnet":
         raise FrposeError(f"{source} is a torchvision ResNet classifier (encoder only, no pose head): use it "
                           "to initialise training with `frpose train MODEL --pretrained FILE`")
@@ -129,7 +130,7 @@ def load_network(weights: WeightsFile, model_name: str | None = None, input_size
                           "checkpoint, a Simple Baselines or mmpose SimpleBaseline state dict")
     entry = weights.entry
     model_name = model_name or (entry.card if entry else None)
-    input_size = input_size or (entry.input_size if entry else None)
+    input_size = input_size or (entry.input_size if entry else None) or recorded_input_size(obj)
     if model_name is None:
         depth = infer_depth(state) if layout != "frpose" else None
         if depth is None:
@@ -142,7 +143,18 @@ def load_network(weights: WeightsFile, model_name: str | None = None, input_size
     else:
         load_published_into(net, card, state, layout, source)
         card = card.with_channel_order(entry.channel_order if entry else LAYOUT_CHANNEL_ORDER[layout])
+    disagreement = preprocessor_disagreement(buffers, card)
+    if disagreement:
+        warn(f"{source}: {disagreement}")
     return LoadedNetwork(net.eval(), card, card.codec, f"{LAYOUT_NAMES[layout]} state dict", weights)
+
+
+def published_state(obj, source: str) -> tuple[str, dict, dict]:
+    """A non-frpose-checkpoint file's layout, its tensors (SBN names for SBN/mmpose layouts) and
+    the ``data_preprocessor.*`` buffers set aside (not weights: see weights.published)."""
+    state, buffers = split_preprocessor(unwrap_state_dict(obj, source))
+    layout, state = published_to_sbn(state)
+    return layout, state, buffers
 
 
 def frpose_state_dict(weights: WeightsFile) -> tuple[dict, str]:
@@ -151,7 +163,7 @@ def frpose_state_dict(weights: WeightsFile) -> tuple[dict, str]:
     obj = read_checkpoint_file(weights.path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return dict(obj["state_dict"]), f"frpose checkpoint ({obj['card'].get('name', '?')})"
-    layout, state = published_to_sbn(unwrap_state_dict(obj, source))
+    layout, state, _ = published_state(obj, source)
     if layout == "unknown":
         raise FrposeError(f"{source}: unrecognised key layout (e.g. {next(iter(state))})")
     if layout == "resnet":

@@ -19,6 +19,11 @@ Renaming (SBN and mmpose after stripping ``module.``/``backbone.``/``head.``):
 ``decoders.{i}.1`` (BatchNorm; ``3i+2`` is the ReLU, which has no weights),
 ``final_layer``→``final_layer``.  The SBN head is exactly three deconv-BN-ReLU decoders
 and a 1×1 conv, so only cards with that head (3 decoders, no GCB, no fusion) take these files.
+
+Not weights: mmengine 0.1.x saved its ``ImgDataPreprocessor``'s ``data_preprocessor.mean`` /
+``.std`` buffers (0-255 scale, 3×1×1) into ``state_dict``; mmpose drops them on load and so do we
+(:func:`split_preprocessor`), after checking them against the card's normalisation
+(:func:`preprocessor_disagreement`), since they say what input scaling the weights were trained on.
 """
 from __future__ import annotations
 
@@ -42,6 +47,57 @@ _DECONV = re.compile(r"deconv_layers\.(\d+)\.(.*)")
 _DECODER = re.compile(r"decoders\.(\d+)\.([01])\.(.*)")
 # Blocks per ResNet stage 3 → depth (with stage 1's block type telling 34 from 50).
 _STAGE3_BLOCKS = {2: (18,), 6: (34, 50), 23: (101,), 36: (152,)}
+
+
+PREPROCESSOR = "data_preprocessor."
+
+
+def split_preprocessor(state: dict) -> tuple[dict, dict]:
+    """``state`` without the ``data_preprocessor.*`` buffers, and those buffers (short names)."""
+    kept, buffers = {}, {}
+    for key, value in state.items():
+        bare = key[len("module."):] if key.startswith("module.") else key
+        if bare.startswith(PREPROCESSOR):
+            buffers[bare[len(PREPROCESSOR):]] = value
+        else:
+            kept[key] = value
+    return kept, buffers
+
+
+def preprocessor_disagreement(buffers: dict, card) -> str | None:
+    """A sentence when the file's preprocessing mean/std differ from ``card.normalize``, else None."""
+    if "mean" not in buffers or "std" not in buffers:
+        return None
+    mean, std = (buffers[k].detach().double().flatten() for k in ("mean", "std"))
+    if len(mean) != 3 or len(std) != 3:
+        return f"the file's data_preprocessor mean/std have {len(mean)}/{len(std)} values, not 3"
+    scale = 255.0 if float(mean.abs().max()) > 1.5 else 1.0   # mmengine keeps them in 0-255 units
+    mean, std = mean / scale, std / scale
+    want_mean = torch.tensor(card.normalize["mean"], dtype=torch.float64)
+    want_std = torch.tensor(card.normalize["std"], dtype=torch.float64)
+
+    def close(a, b):
+        return bool(torch.allclose(a, b, atol=2e-3))
+    if close(mean, want_mean) and close(std, want_std):
+        return None
+    shown = (f"mean {[round(float(v), 3) for v in mean]}, std {[round(float(v), 3) for v in std]}"
+             f"{' (÷255)' if scale > 1 else ''}")
+    card_shown = f"mean {card.normalize['mean']}, std {card.normalize['std']}"
+    reversed_order = close(mean.flip(0), want_mean) and (close(std.flip(0), want_std) or close(std, want_std))
+    why = ("; it is the card's in reversed channel order: were the weights trained on the other of RGB/BGR?"
+           if reversed_order else ": the weights were trained on other input scaling, predictions may be off")
+    return f"the file's data_preprocessor normalisation ({shown}) differs from {card.name}'s ({card_shown}){why}"
+
+
+def recorded_input_size(obj) -> tuple | None:
+    """The (height, width) a published checkpoint's embedded config trained at, if it says:
+    mmpose 1.x ``codec = dict(..., input_size=(192, 256))`` or 0.x ``image_size=[192, 256]``
+    (both width first), in ``meta['cfg']`` / ``meta['config']``."""
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    text = next((meta[k] for k in ("cfg", "config") if isinstance(meta, dict) and isinstance(meta.get(k), str)), "")
+    m = re.search(r"\binput_size\s*=\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", text) or \
+        re.search(r"\bimage_size\s*=\s*\[\s*(\d+)\s*,\s*(\d+)\s*\]", text)
+    return (int(m.group(2)), int(m.group(1))) if m else None
 
 
 def unwrap_state_dict(obj, source: str) -> dict:

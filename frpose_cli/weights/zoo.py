@@ -9,14 +9,18 @@ reproduce.  ``channel_order`` is the order the weights were trained on (mmpose c
 the original Simple Baselines code fed OpenCV's BGR, see :mod:`frpose_cli.weights.published`).
 
 Hashes: every file name carries the first hex digits of its SHA-256 (the publishers' convention),
-which :func:`frpose_cli.weights.download.fetch` checks.
+which :func:`frpose_cli.weights.download.fetch` checks strictly for zoo entries: a mismatch is a
+refusal, never a warning, since these names are the publishers' own.  ``sha256``, when an entry has
+it, is the full digest, checked as well (an entry whose name claims another prefix is an error at
+import).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from frpose_cli.weights.download import cached_file, fetch, file_name_of, mirror_url
+from frpose_cli.weights.download import cached_file, fetch, file_name_of, hash_prefix_in_name, mirror_url
 from frpose_cli.errors import FrposeError
 
 _MMPOSE = "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/topdown_heatmap/coco/"
@@ -34,6 +38,15 @@ class ZooEntry:
     channel_order: str = "rgb"
     ap: float | None = None       # the source's published COCO val2017 AP (percent)
     source: str = ""
+    sha256: str | None = None     # the full SHA-256 of the file, when known: checked besides the name's prefix
+
+    def __post_init__(self):
+        if self.sha256 is None:
+            return
+        claim = hash_prefix_in_name(self.file_name)
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256) or (claim and not self.sha256.startswith(claim)):
+            raise ValueError(f"zoo entry {self.name}: sha256 must be the file's full lowercase digest"
+                             + (f", starting with the {claim} in its name" if claim else ""))
 
     @property
     def file_name(self) -> str:
@@ -47,8 +60,9 @@ class ZooEntry:
         return cached_file(self.file_name).is_file()
 
     def fetch(self, progress: bool = True) -> Path:
-        return fetch(self.download_url, name=self.file_name, what=f"{self.kind} weights {self.name}",
-                     progress=progress)
+        # strict: the name is the publisher's, so a hash mismatch is a damaged file, never a warning
+        return fetch(self.download_url, name=self.file_name, sha256=self.sha256,
+                     what=f"{self.kind} weights {self.name}", progress=progress, strict=True)
 
 
 def _mmpose(name, card, size, file, ap):

@@ -1,4 +1,9 @@
-"""Device choice: CUDA when present, else CPU; never a hard-coded ``.cuda()``."""
+"""Device choice: CUDA when present, else CPU; never a hard-coded ``.cuda()``.
+
+:func:`pick_device` is the one place the default is decided: the CLI verbs and the Python API
+(:func:`frpose_cli.runtime.load.load_pose_model` with ``device=None``) both call it, so a script and
+``frpose predict`` run on the same device.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,9 +11,12 @@ import torch
 from frpose_cli.errors import FrposeError
 
 
-def pick_device(name: str | None = None) -> torch.device:
+def pick_device(name: str | None = None, cpu_only: bool = False) -> torch.device:
+    """``name`` checked against this machine; None/""/"auto" → CUDA if present, else the CPU.
+    ``cpu_only``: what will run has only a CPU path here (ONNX Runtime's CPU provider), so the
+    default is the CPU rather than an error."""
     if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() and not cpu_only else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:

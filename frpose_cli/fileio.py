@@ -45,6 +45,26 @@ def atomic_open(path, mode: str = "w"):
         raise
 
 
+@contextmanager
+def locked(path):
+    """An exclusive lock on ``<path>.lock`` (``fcntl.flock``) while a block reads, changes and rewrites
+    ``path``, so that concurrent writers (other processes, other ranks) lose nothing; where there is no
+    flock (Windows) the block runs unlocked, and the atomic rename still keeps the file whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _atomic(path, write, mode: str):
     with atomic_open(path, mode) as f:
         write(f)
@@ -55,8 +75,18 @@ def atomic_write_text(path, text: str) -> Path:
     return _atomic(path, lambda f: f.write(text), "w")
 
 
+def _plain(value):
+    """numpy scalars and arrays as JSON numbers and lists (figures computed with numpy end up in reports)."""
+    import numpy as np
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def atomic_write_json(path, obj, indent: int | None = None) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent))
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_plain))
 
 
 def atomic_write_binary(path, write) -> Path:

@@ -76,3 +76,54 @@ def check_not_inside_inputs(out, inputs, what: str) -> None:
     for folder in inputs:
         if folder is not None and Path(folder).is_dir() and is_inside(out, folder):
             raise FrposeError(f"{what} {out} is inside the input folder {folder}; write results elsewhere")
+
+
+class FolderLock:
+    """This process's claim on an output folder, held while it writes there (``release()`` at the end).
+
+    ``fcntl.flock`` on ``.frpose-lock-<part>`` in the folder: the kernel drops it when the process
+    dies, so a lock left by a crashed or killed run is stale by construction and simply taken over.
+    The shards of one sharded run each hold their own part's lock and share the folder; a second run
+    writing the same part (or an unsharded run while any part is held) is refused at the start."""
+
+    def __init__(self, folder: Path, part: str, what: str):
+        self.file, self.created = None, []
+        try:
+            import fcntl
+        except ImportError:   # Windows: no advisory locks; the atomic writes still keep files whole
+            return
+        self.created = [d for d in (folder, *folder.parents) if not d.exists()]   # removed again if left empty
+        folder.mkdir(parents=True, exist_ok=True)
+        others = [p for p in folder.glob(".frpose-lock-*") if p.name != f".frpose-lock-{part}"] \
+            if part == "all" else [folder / ".frpose-lock-all"]
+        for other in others:   # held by a live process? (a lock we can take is not)
+            with open(other, "a") as f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                except BlockingIOError:
+                    raise FrposeError(f"{what} {folder} is in use by another frpose run right now; wait for it "
+                                      "to finish or choose another folder") from None
+        self.file = open(folder / f".frpose-lock-{part}", "a")
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            self.file = None
+            which = "" if part == "all" else f" (writing the same shard, {part.replace('of', '/')})"
+            raise FrposeError(f"{what} {folder} is in use by another frpose run right now{which}; wait for it "
+                              "to finish or choose another folder") from None
+
+    def release(self) -> None:
+        if self.file is None:
+            return
+        path = Path(self.file.name)
+        self.file.close()   # closing drops the flock; the lock file stays (hidden) beside results,
+        self.file = None    # and goes with a folder that holds nothing else (a run that failed early)
+        if [p.name for p in path.parent.iterdir()] == [path.name]:
+            path.unlink(missing_ok=True)
+            for folder in self.created:   # deepest first: what this lock made for a run that wrote nothing
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

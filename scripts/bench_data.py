@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from frpose_cli.data.normalize import crops_to_input
 from frpose_cli.cards import load_card
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.data.dataset import CocoPoseDataset
@@ -45,7 +46,7 @@ def stages(ds, n):
         c, s = box_to_center_scale(inst.box, w / h)
         crop = cv2.cvtColor(crop_image(img, c, s, 10.0, (w, h)), cv2.COLOR_BGR2RGB)
         t2 = time.perf_counter()
-        torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().sub_(ds.mean_t).mul_(ds.inv_std_t)
+        crops_to_input(torch.from_numpy(np.ascontiguousarray(crop))[None], ds.card.normalize)
         t3 = time.perf_counter()
         ds.codec.encode(np.random.default_rng(i).uniform(0, [w, h], (17, 2)), np.ones(17))
         t4 = time.perf_counter()

@@ -91,3 +91,19 @@ def test_packages_are_layered():
     cycles = find_cycles(g)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
     assert {"cli", "runtime", "metrics", "data", "net"} <= set(g)
+
+
+CLI_MAX_LINES = 130   # the aim is ~120: a verb module parses options, calls one core function, prints
+
+
+def test_no_cli_module_imports_another_verb():
+    """Verbs share options through cli/options.py and work through the core, never through each
+    other (only cli/app.py, which registers the verbs, imports them)."""
+    offenders = {m: sorted(d for d in deps if d.startswith("frpose_cli.cli") and d != "frpose_cli.cli.options")
+                 for m, deps in graph().items() if m.startswith("frpose_cli.cli") and m != "frpose_cli.cli.app"}
+    assert not {m: d for m, d in offenders.items() if d}
+
+
+def test_cli_modules_are_thin():
+    long = {f.name: n for f in (PACKAGE / "cli").glob("*.py") if (n := len(f.read_text().splitlines())) > CLI_MAX_LINES}
+    assert not long, long

@@ -181,3 +181,134 @@ def test_predict_and_eval_choose_with_auto_and_say_so(tmp_path, capsys, monkeypa
                             "--workers", "0", "--no-progress", "--precision", "auto"], capsys)
     assert code == 0, err
     assert "[cached choice]" in err and f"in {chosen}: boxes ground truth" in err
+
+
+# ---- the cache holds what was gated (issue 20): the int8 model itself, keyed by the calibration source
+VNNI = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon Gold 6248", 6, 85,
+                        frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), "AVX512", 2, 2.5), threads=2)
+FRESH_PROCESS = """
+import sys
+from frpose_cli.runtime import crops, hardware, quantize
+from frpose_cli.runtime.hardware import CpuInfo, Hardware
+VNNI = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon Gold 6248", 6, 85,
+                        frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), "AVX512", 2, 2.5), threads=2)
+hardware.detect = lambda device="cpu": VNNI
+crops.vendored_root = lambda: None          # an installed wheel: no tests/data/coco
+def must_not_quantize(*a, **k):
+    raise AssertionError("quantized again")
+quantize.quantize_int8 = must_not_quantize
+from frpose_cli.cli.app import main
+sys.argv = ["frpose", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.fixture
+def int8_wins(monkeypatch):
+    """A CPU with VNNI (mocked), a gate that passes and timing where int8 is 2x fp32, so the choice
+    is int8 whatever the random network; returns the list the real quantizer appends to per call."""
+    from frpose_cli.runtime import gate as gate_module, quantize
+    calls, real = [], quantize.quantize_int8
+    monkeypatch.setattr(hardware, "detect", lambda device="cpu": VNNI)
+    monkeypatch.setattr(gate_module, "run_gate", lambda ref, cand, card, crops, precision, codec_name=None:
+                        _report(precision))
+    monkeypatch.setattr(autoselect, "time_interleaved", lambda mods, *a, **k: {p: 20.0 if p == "int8" else 10.0
+                                                                                 for p in mods})
+    monkeypatch.setattr(quantize, "quantize_int8", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    return calls
+
+
+@pytest.fixture
+def small():
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    return randomised(card.build_model()), card
+
+
+def test_int8_chosen_with_calib_data_runs_in_a_fresh_process_without_quantizing(tmp_path, monkeypatch, coco_root,
+                                                                                 int8_wins):
+    """After a --calib-data run chose int8, a plain predict in a new process (no crops at all: a wheel)
+    runs the stored, gated model: no quantization, no error."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    from frpose_cli.runtime.load import load_pose_model
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    home, calib = tmp_path / "home", shutil.copytree(coco_root, tmp_path / "calib")
+    monkeypatch.setenv("FRPOSE_HOME", str(home))
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", randomised(card.build_model()), card)
+    model = load_pose_model(ckpt, device="cpu", precision="auto", calib_data=calib)
+    assert model.precision == "int8" and len(int8_wins) == 1
+    (key, entry), = read_cache(home / "precision.json").items()
+    assert key.endswith(f"|calib:{autoselect.calibration_source(calib)[0]}") and entry["base"] in key
+    art = home / entry["artefact"]["file"]
+    assert hashlib.sha256(art.read_bytes()).hexdigest() == entry["artefact"]["sha256"]
+    env = {k: v for k, v in os.environ.items() if k != "FRPOSE_PRECISION"} | {"FRPOSE_HOME": str(home)}
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-c", FRESH_PROCESS, "predict", coco_root / "val2017" / "000000000785.jpg",
+                          "-w", ckpt, "--out", tmp_path / "p", "--no-vis", "--no-progress"],
+                         cwd=root, env=env | {"PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "precision auto: int8" in res.stderr and "[cached choice]" in res.stderr
+    assert json.loads((tmp_path / "p" / "images.json").read_text())["precision"] == "int8"
+
+
+def test_calibration_sources_are_distinct_entries_and_a_plain_run_reuses_the_newest(tmp_path, coco_root, small,
+                                                                                    int8_wins):
+    import shutil
+    net, card = small
+    path, calib = tmp_path / "precision.json", shutil.copytree(coco_root, tmp_path / "calib")
+    plain, _ = choose(net, card, "cpu", "auto", VNNI, cache_path=path)
+    other, module = choose(net, card, "cpu", "auto", VNNI, calib_data=calib, cache_path=path)
+    assert plain.precision == other.precision == "int8" and plain.key != other.key and len(int8_wins) == 2
+    entries = read_cache(path)
+    assert set(entries) == {plain.key, other.key} and entries[plain.key]["base"] == entries[other.key]["base"]
+    assert entries[plain.key]["artefact"]["file"] != entries[other.key]["artefact"]["file"]
+    again, reused = choose(net, card, "cpu", "auto", VNNI, cache_path=path)   # newest entry, its stored model
+    assert again.cached and again.key == other.key and len(int8_wins) == 2
+    assert reused.onnx_bytes == module.onnx_bytes
+    same, _ = choose(net, card, "cpu", "auto", VNNI, calib_data=calib, cache_path=path)
+    assert same.cached and same.key == other.key and len(int8_wins) == 2
+    with pytest.raises(FrposeError, match="no such folder"):
+        choose(net, card, "cpu", "auto", VNNI, calib_data=tmp_path / "nowhere", cache_path=path)
+
+
+def test_corrupt_artefact_is_gated_again_or_runs_fp32(tmp_path, monkeypatch, capsys, small, int8_wins):
+    from frpose_cli.runtime import crops
+    net, card = small
+    path = tmp_path / "precision.json"
+    first, _ = choose(net, card, "cpu", "auto", VNNI, cache_path=path)
+    art = tmp_path / read_cache(path)[first.key]["artefact"]["file"]
+    capsys.readouterr()
+    art.write_bytes(b"not the gated model")
+    sel, _ = choose(net, card, "cpu", "auto", VNNI, cache_path=path)          # crops here: gate again
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt (sha256 mismatch); gating again" in err[0]
+    assert not sel.cached and sel.precision == "int8" and len(int8_wins) == 2
+    art.unlink()
+    monkeypatch.setattr(crops, "vendored_root", lambda: None)                 # and now no crops at all
+    sel, module = choose(net, card, "cpu", "auto", VNNI, cache_path=path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is missing and no real person crops" in err[0] and err[0].endswith("running fp32")
+    assert sel.precision == "fp32" and "missing" in sel.rejected["int8"] and len(int8_wins) == 2
+    assert module(torch.randn(1, 3, 64, 64)).shape == (1, 17, 16, 16)
+
+
+def test_auto_without_any_crops_skips_reduced_precisions_and_says_why(tmp_path, monkeypatch, small, int8_wins):
+    from frpose_cli.runtime import crops
+    net, card = small
+    monkeypatch.setattr(crops, "vendored_root", lambda: None)                 # a wheel, no --calib-data
+    assert autoselect.calibration_source(None) == ("none", [])
+    logs = []
+    sel, module = choose(net, card, "cpu", "auto", ZEN4, log=logs.append, cache_path=tmp_path / "precision.json")
+    assert sel.precision == "fp32" and set(sel.rejected) == {"bf16", "int8"} and not int8_wins
+    assert sel.rejected["int8"].startswith("not tried: no real person crops")
+    assert len(logs) == 1 and "int8: not tried: no real person crops" in logs[0]
+    assert module(torch.randn(1, 3, 64, 64)).shape == (1, 17, 16, 16)
+    again, _ = choose(net, card, "cpu", "auto", ZEN4, cache_path=tmp_path / "precision.json")
+    assert again.cached and again.key.endswith("|calib:none")

@@ -138,3 +138,22 @@ def test_torch_setups_agree_with_eager():
             tol = 5e-2 if setup == "bf16" else 1e-4   # bf16 keeps 8 bits of mantissa
             assert out.dtype == torch.float32
             assert torch.allclose(out, ref, atol=tol * ref.abs().max().item()), setup
+
+
+def test_python_api_and_cli_pick_the_same_default_device(files, monkeypatch):
+    """One device policy (issue 20): load_pose_model(device=None) takes pick_device's default, CUDA when
+    present, else the CPU; ONNX files (ONNX Runtime's CPU provider) default to the CPU."""
+    from types import SimpleNamespace
+    from frpose_cli.device import pick_device
+    from frpose_cli.runtime import load
+    ckpt, onnx_path = files
+    seen = []
+    monkeypatch.setattr(load, "runnable_model", lambda net, card, device, *a: seen.append(device) or SimpleNamespace())
+    for cuda in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        load_pose_model(ckpt)
+        assert seen[-1] == pick_device(None) == torch.device("cuda" if cuda else "cpu")
+        assert load_pose_model(onnx_path).backend == "onnxruntime"    # the CPU, also with CUDA present
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FrposeError, match="CUDA is not available"):
+        load_pose_model(ckpt, device="cuda")

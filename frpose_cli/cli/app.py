@@ -1,8 +1,9 @@
 """The ``frpose`` command: one verb per mode over one model core (ultralytics-style).
 
-Each verb lives in ``frpose_cli/cli/<verb>.py`` and only parses options and calls
-the core; every user-facing failure is a :class:`FrposeError`, printed here as one
-line with a non-zero exit code.
+Each verb lives in ``frpose_cli/cli/<verb>.py`` and only parses options, calls one
+core function and prints its report; no verb module imports another (shared options:
+``cli/options.py``). Every user-facing failure is a :class:`FrposeError`, printed here
+as one line with a non-zero exit code.
 """
 from __future__ import annotations
 
@@ -90,14 +91,17 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
 
 
 def main() -> None:
+    from frpose_cli.run_folders import release_unused
     try:
         app()
-    except FrposeError as e:
-        print(f"frpose: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except FrposeError as e:   # 2, or the error's own documented code (train preempted: 3)
+        print(f"frpose: {'stopped' if getattr(e, 'exit_code', 2) != 2 else 'error'}: {e}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print("frpose: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:   # a run that failed before writing leaves no empty run folder (run_folders.py)
+        release_unused()
 
 
 if __name__ == "__main__":

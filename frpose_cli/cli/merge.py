@@ -1,4 +1,4 @@
-"""`frpose merge`: finish a sharded run from its parts (thin: the work is in run_merge / eval_shards).
+"""`frpose merge`: finish a sharded run from its parts (thin: the work is in run_merge / eval_report).
 
 Shards merge by themselves (rank 0 under torchrun, the last ``--shard`` job to finish); this verb
 is for when that did not happen — a job was lost, or the shards wrote into several folders — and
@@ -6,14 +6,9 @@ for merging what a stopped predict run has so far.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
-
-
-def _log(msg: str) -> None:
-    print(f"frpose: {msg}", file=sys.stderr)
 
 
 def merge(
@@ -41,7 +36,8 @@ def merge(
                           "one eval parts folder (OUT-parts/ with shard-I-of-N.npz)")
     if partial:
         raise FrposeError("--partial is for predict runs: AP over part of the images would be wrong")
-    raise typer.Exit(_merge_eval(parts[0]))
+    from frpose_cli.evaluation.eval_report import merge_eval_parts
+    raise typer.Exit(merge_eval_parts(parts[0]))
 
 
 def _eval_parts(folder: Path) -> Path | None:
@@ -72,41 +68,3 @@ def _merge_predict(run_dirs, out, partial: bool) -> int:
     lines.append(f"results: {m.out_dir / 'predictions.json'}")
     print("\n".join(lines))
     return 1 if m.missing or m.skipped or m.warnings else 0
-
-
-def _merge_eval(parts: Path) -> int:
-    import time
-
-    from frpose_cli.metrics.cocoeval import load_ground_truth
-    from frpose_cli.errors import FrposeError
-    from frpose_cli.evaluation.eval_shards import load_parts
-    from frpose_cli.evaluation.evaluate import RESCORE_THRESHOLD, score_poses
-    from frpose_cli.data.keypoints import KeypointSpec
-    from frpose_cli.outputs import check_output_file
-    from frpose_cli.cli.evaluate import finish
-
-    start = time.perf_counter()
-    raw, info, missing = load_parts(parts)
-    if missing:
-        raise FrposeError(f"{parts}: shard(s) {', '.join(missing)} have no part yet; run them first "
-                          "(AP over part of the images would be wrong)")
-    out, json_out = Path(info["out"]), Path(info["json_out"]) if info.get("json_out") else None
-    if info["score"]:
-        check_output_file(out, "--out", overwrite=False)   # already merged: never overwritten
-        if json_out is not None:
-            check_output_file(json_out, "--json", overwrite=False)
-        gt = load_ground_truth(info["ann_file"], info.get("sigmas"), recorded=KeypointSpec.from_dict(info["keypoints"]),
-                               warn=_log)
-        report = score_poses(raw, gt, RESCORE_THRESHOLD, info["nms_thr"], info["cocoeval"])
-        finish(report, gt, info["title"], out, json_out, info["pck_alpha"], info["pck_ref"],
-               time.perf_counter() - start)
-        return 0
-    from frpose_cli.evaluation.testdev import check_submission_paths, default_alg, load_image_info, results_name, summary, \
-        write_submission
-    zip_path = check_submission_paths(out)
-    spec = KeypointSpec.from_dict(info["keypoints"])
-    gt = load_image_info(info["ann_file"], spec)
-    report = score_poses(raw, gt, RESCORE_THRESHOLD, info["nms_thr"], info["cocoeval"], score=False)
-    write_submission(report["results"], out, results_name(info["split"], info["alg"] or default_alg(info["card"])))
-    print(summary(report["results"], gt, report["skipped"], out, zip_path, info["split"]))
-    return 0

@@ -29,6 +29,20 @@ def apply_download_options(offline: bool, strict_hash: bool = False) -> None:
         set_strict_hash(True)
 
 
+MAX_PIXELS_HELP = ("Largest image decoded, in pixels (width × height; default 150000000, or $FRPOSE_MAX_PIXELS): an "
+                   "image whose header declares more is skipped and reported before it is decoded")
+
+
+def max_pixels_option():
+    return typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP)
+
+
+def apply_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is not None:
+        from frpose_cli.data.images import set_max_pixels
+        set_max_pixels(max_pixels)
+
+
 def apply_offline(offline: bool) -> None:
     apply_download_options(offline)
 
@@ -39,6 +53,9 @@ BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime. auto: ONNX f
 PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, fp32 on GPUs; $FRPOSE_PRECISION "
                   "overrides). auto runs the fastest precision this machine has natively that passes the "
                   "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")
+SIGMAS_HELP = ("OKS σ per keypoint: comma list (0.026,0.079,…), one value for all, or a JSON file (list or "
+               "{name: σ}). Without it: the annotation category's 'sigmas', else COCO's for COCO keypoint names, "
+               "else 0.07 with a warning (docs/keypoints.md)")
 CALIB_DATA_HELP = ("COCO root whose people join the vendored ones: its train2017 calibrates int8, its val2017 "
                    "feeds the accuracy gate")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_download_options, offline_option, strict_hash_option, shard_option, workers_option
+from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_download_options, apply_max_pixels, max_pixels_option,
+                                    offline_option, shard_option, strict_hash_option, workers_option)
 
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
                "a video, or a .txt file listing paths")
@@ -51,6 +52,7 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
+    max_pixels: int = max_pixels_option(),
     workers: int = workers_option("decoding and cropping images"),
     shard: str = shard_option("files"),
 ) -> None:
@@ -64,15 +66,14 @@ def predict(
     from frpose_cli.inference.predict import PredictOptions, run_predict
 
     apply_download_options(offline, strict_hash)
+    apply_max_pixels(max_pixels)
     opts = PredictOptions(
-        source=source, weights=weights, model=model,
-        input_size=parse_input_size(input_size) if input_size else None, detector=detector,
-        detector_weights=detector_weights,
-        boxes=str(boxes) if boxes else None, det_thr=det_thr, det_size=det_size, nms_thr=nms_thr,
-        device=device, backend=backend, precision=precision, calib_data=str(calib_data) if calib_data else None,
-        batch_size=batch_size, flip=flip, kpt_thr=kpt_thr, out=str(out) if out else None,
-        resume=resume, vid_stride=vid_stride, save_vis=save_vis, save_heatmaps=save_heatmaps,
-        save_every=save_every, progress=progress, workers=workers, shard=shard)
+        source=source, weights=weights, model=model, input_size=parse_input_size(input_size) if input_size else None,
+        detector=detector, detector_weights=detector_weights, boxes=str(boxes) if boxes else None, det_thr=det_thr,
+        det_size=det_size, nms_thr=nms_thr, device=device, backend=backend, precision=precision,
+        calib_data=str(calib_data) if calib_data else None, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr,
+        out=str(out) if out else None, resume=resume, vid_stride=vid_stride, save_vis=save_vis,
+        save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, shard=shard)
     summary = run_predict(opts, log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
@@ -95,8 +96,7 @@ def print_summary(s) -> None:
              f"{len(warnings)} with warnings, {len(ignored)} ignored"
              + (f", {s.resumed} already done (--resume)" if s.resumed else "")
              + f" in {s.seconds:.1f} s ({per_image:.0f} ms/image, detector {s.detector})"]
-    busy = sum(s.timings.values())
-    if s.images and busy > 0:
+    if s.images and sum(s.timings.values()) > 0:
         lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items())
                      + (f"; in {s.workers} workers meanwhile: " + ", ".join(
                          f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.worker_seconds.items()) if s.workers else ""))
@@ -107,14 +107,11 @@ def print_summary(s) -> None:
         lines.append(f"run: {m.images} images, {m.persons} persons in {m.out_dir}")
     if m is not None and m.missing:
         lines.append(f"incomplete: shard(s) {', '.join(m.missing)} have not finished; merged what is there")
-    listed = 0
-    for kind, entries in (("skipped", skipped), ("warning", warnings), ("ignored", ignored)):
-        for name, reason in entries:
-            if listed < 20:
-                lines.append(f"{kind} {name}: {reason}")
-            listed += 1
-    if listed > 20:
-        lines.append(f"... and {listed - 20} more (every one is listed in {s.out_dir / 'images.json'})")
+    listed = [f"{kind} {name}: {reason}" for kind, entries in (("skipped", skipped), ("warning", warnings),
+                                                                ("ignored", ignored)) for name, reason in entries]
+    lines += listed[:20]
+    if len(listed) > 20:
+        lines.append(f"... and {len(listed) - 20} more (every one is listed in {s.out_dir / 'images.json'})")
     dropped = dict(m.boxes_dropped) if m is not None else s.boxes_dropped
     if dropped:
         lines.append("boxes dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())))

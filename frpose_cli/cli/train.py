@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import apply_download_options, offline_option, strict_hash_option
+from frpose_cli.cli.options import SIGMAS_HELP, apply_download_options, apply_max_pixels, max_pixels_option, offline_option, strict_hash_option
 
 
 def _steps(text):
@@ -16,11 +16,6 @@ def _steps(text):
         return [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise FrposeError(f"--lr-steps takes comma-separated epochs, e.g. 40,55 (got {text!r})") from None
-
-
-SIGMAS_HELP = ("OKS σ per keypoint: comma list (0.026,0.079,…), one value for all, or a JSON file (list or "
-               "{name: σ}). Without it: the annotation category's 'sigmas', else COCO's for COCO keypoint names, "
-               "else 0.07 with a warning (docs/keypoints.md)")
 
 
 def train(
@@ -54,12 +49,14 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (log lines are always printed)"),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
+    max_pixels: int = max_pixels_option(),
 ) -> None:
     """Train a model card on COCO-format keypoint data (the paper's recipe by default)."""
     from frpose_cli.cards import parse_input_size
     from frpose_cli.training.train import TrainConfig, run
 
     apply_download_options(offline, strict_hash)
+    apply_max_pixels(max_pixels)
     def s(p):
         return str(p) if p is not None else None
 

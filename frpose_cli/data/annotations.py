@@ -68,8 +68,11 @@ def check_annotation_records(data: dict, category: dict, source: str) -> frozens
         if image_id is None:
             raise FrposeError(f"{source}: an image record has no integer 'id' (images[{i}])")
         ids.append(image_id)
+    check_unique_ids(source, "image", ids, [im.get("file_name", "?") for im in data["images"]])
     image_ids = frozenset(ids)
     k, cat_id = len(category["keypoints"]), category.get("id")
+    check_unique_ids(source, "annotation", [_int_id(a.get("id")) for a in data["annotations"] if isinstance(a, dict)
+                                            and _int_id(a.get("id")) is not None])
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise FrposeError(f"{source}: annotations[{i}] is not an object")
@@ -95,6 +98,25 @@ def check_annotation_records(data: dict, category: dict, source: str) -> frozens
         if "area" not in ann and box is not None:
             ann["area"] = float(box[2]) * float(box[3])
     return image_ids
+
+
+def check_unique_ids(source: str, what: str, ids: list, names: list | None = None) -> None:
+    """One line naming the ids that appear more than once: files merged by hand without renumbering
+    would otherwise crop one image's people from another (pycocotools keeps the last record)."""
+    seen, dup = {}, {}
+    for i, value in enumerate(ids):
+        if value in seen:
+            dup.setdefault(value, [seen[value]]).append(i)
+        else:
+            seen[value] = i
+    if not dup:
+        return
+    def show(value):
+        where = f" ({', '.join(str(names[i]) for i in dup[value][:3])})" if names else ""
+        return f"{value}{where}"
+    shown = "; ".join(show(v) for v in list(dup)[:3]) + (f"; +{len(dup) - 3} more" if len(dup) > 3 else "")
+    raise FrposeError(f"{source}: {len(dup)} {what} id{'s' if len(dup) > 1 else ''} used more than once: {shown} "
+                      f"(renumber the {what}s of merged files so that each id is unique)")
 
 
 def finite_number(v) -> bool:

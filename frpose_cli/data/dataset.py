@@ -33,6 +33,7 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.data.images import ImageReadError, read_image
 from frpose_cli.data.geometry import box_to_center_scale, crop_image, flip_points_in_crop, transform_points, warp_matrix
 from frpose_cli.data.keypoints import KeypointSpec, keypoint_category, spec_from_category
+from frpose_cli.data.normalize import crops_to_input
 
 LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "heel", "toe")
 
@@ -184,11 +185,15 @@ class CocoPoseDataset(torch.utils.data.Dataset):
 
     ``train=True`` turns on ``augment`` (default: the card's recipe).  With
     ``build_targets=False`` the heatmaps are left to the training device
-    (:meth:`HeatmapCodec.encode_torch`) and ``target`` is an empty tensor.
+    (:meth:`HeatmapCodec.encode_torch`) and ``target`` is an empty tensor.  ``image`` is the
+    normalised network input (:mod:`frpose_cli.data.normalize`); with ``raw_crops=True`` (eval: the
+    top-down engine normalises on the model's device) the sample holds the RGB uint8 ``crop``
+    (H, W, 3) instead.
     """
 
     def __init__(self, ann_file, image_dir, card, codec: HeatmapCodec, train: bool, instances=None,
-                 augment: Augment | None = None, build_targets: bool = True, seed: int = 0, coco=None):
+                 augment: Augment | None = None, build_targets: bool = True, seed: int = 0, coco=None,
+                 raw_crops: bool = False):
         self.coco = coco if coco is not None else load_coco(ann_file)
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
@@ -201,9 +206,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         self.build_targets, self.seed, self.epoch = build_targets, int(seed), 0
         self.input_hw = tuple(card.input_size)
         self.aspect_ratio = self.input_hw[1] / self.input_hw[0]
-        self.mean = np.array(card.normalize["mean"], np.float32) * 255
-        self.inv_std = 1.0 / (np.array(card.normalize["std"], np.float32) * 255)
-        self.mean_t, self.inv_std_t = (torch.from_numpy(v).view(3, 1, 1) for v in (self.mean, self.inv_std))
+        self.raw_crops = bool(raw_crops)
         self.flip_index = self.keypoints.flip_index()
         lower = [any(w in n for w in LOWER_BODY_WORDS) for n in self.keypoints.names]
         self.upper_ids = [i for i, lo in enumerate(lower) if not lo]
@@ -282,10 +285,8 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         valid = image is not None
         kp = transform_points(inst.keypoints[:, :2], warp_matrix(center, scale, rot, (w, h), udp=self.codec.use_udp))
         visible = (inst.keypoints[:, 2] > 0).astype(np.float32)
-        if valid:
+        if valid:   # RGB: the channel order the weights want is normalize_input's business
             crop = crop_image(image, center, scale, rot, (w, h), udp=self.codec.use_udp)
-            if self.card.channel_order == "bgr":   # weights trained on OpenCV's BGR (original SBN files)
-                crop = crop[:, :, ::-1]
         else:
             crop = np.zeros((h, w, 3), np.uint8)
             visible[:] = 0
@@ -293,11 +294,13 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             crop = crop[:, ::-1]
             kp = flip_points_in_crop(kp, w)[self.flip_index]
             visible = visible[self.flip_index]
-        # torch does the uint8 → normalised float CHW in two passes (numpy needed four)
-        img = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float()
-        img = img.sub_(self.mean_t).mul_(self.inv_std_t)
+        crop = torch.from_numpy(np.ascontiguousarray(crop))
+        if self.raw_crops:
+            pixels = {"crop": crop, "image": torch.empty(0)}
+        else:
+            pixels = {"image": crops_to_input(crop[None], self.card.normalize)[0]}
         sample = {
-            "image": img,
+            **pixels,
             "keypoints": torch.from_numpy(np.ascontiguousarray(kp, dtype=np.float32)),
             "visible": torch.from_numpy(visible),
             "image_id": inst.image_id, "center": torch.from_numpy(np.asarray(center, np.float32)),

@@ -9,6 +9,11 @@
   fill the missing rows with grey and only print a line).  libjpeg's other complaints ("Corrupt
   JPEG data: N extraneous bytes before marker", "premature end of data segment") are captured
   from its stderr line and returned as a *warning*: the image is used, and callers report it.
+* **A pixel budget**: an image whose header declares more than :data:`DEFAULT_MAX_PIXELS` pixels
+  (150 megapixels, about 450 MB as RGB; ``--max-pixels`` / ``FRPOSE_MAX_PIXELS`` change it) is a
+  failed image, found from the header before anything is decoded: a 130 kB JPEG claiming
+  20000×20000 would otherwise cost gigabytes and tens of seconds first.  The header is read by
+  Pillow (a torchvision dependency), which knows every common format's header without decoding.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +33,51 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2",
 _DECODE_FLAGS = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
 _LIBJPEG_LINE = re.compile(r"(Corrupt JPEG data[^\n]*|Premature end of JPEG file|Invalid [^\n]*|"
                            r"Warning: [^\n]*|Unsupported [^\n]*)")
+
+
+DEFAULT_MAX_PIXELS = 150_000_000
+_PIL_LIMIT = threading.Lock()   # Pillow's limit is a module global, lifted for one header read
+_max_pixels: int | None = None
+
+
+def set_max_pixels(value: int | None) -> None:
+    """``--max-pixels``: the largest image (width × height) decoded in this process (None: the default)."""
+    global _max_pixels
+    if value is not None and value < 1:
+        raise ValueError("max pixels must be positive")
+    _max_pixels = value
+
+
+def max_pixels() -> int:
+    if _max_pixels is not None:
+        return _max_pixels
+    env = os.environ.get("FRPOSE_MAX_PIXELS", "").strip().replace("_", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_MAX_PIXELS
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an encoded image's header declares, without decoding it (None: unknown)."""
+    import io
+    import warnings
+    try:
+        from PIL import Image
+        with _PIL_LIMIT, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # Pillow's own bomb check: we decide
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    return int(im.size[0]), int(im.size[1])
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:   # not a format Pillow knows (EXR, HDR, …) or a damaged header: OpenCV decides
+        return None
+
+
+def _check_budget(data: bytes) -> None:
+    size = declared_size(data)
+    if size is not None and size[0] * size[1] > max_pixels():
+        raise ImageReadError(f"its header declares {size[0]}×{size[1]} pixels, over the budget of "
+                             f"{max_pixels() / 1e6:g} megapixels (not decoded; --max-pixels raises it)")
 
 
 class ImageReadError(Exception):
@@ -102,6 +153,7 @@ def decode_image_bytes(data: bytes) -> tuple[np.ndarray, str | None]:
     """Encoded bytes → (H×W×3 uint8 RGB, warning or None); :class:`ImageReadError` when unusable."""
     if not data:
         raise ImageReadError("empty file")
+    _check_budget(data)
     _check_complete(data)
     buf = np.frombuffer(data, np.uint8)
     if data[:3] == b"\xff\xd8\xff":

@@ -82,9 +82,61 @@ def natural_key(text: str):
 
 # ----------------------------------------------------------------------------- enumeration
 
+class _Scan:
+    """A folder walk's memory of links (see :func:`_entries`): symbolic links are named by their own
+    path inside the source; a link to a file the walk also reaches by its real path, or to a file
+    another link already gave, is a *duplicate* (listed, processed once); a link to a folder inside
+    the source or to one already entered (a loop) is not followed; a dangling link is reported."""
+
+    def __init__(self, root: Path, pattern: list | None = None):
+        self.root, self.root_real = root, Path(os.path.realpath(root))
+        self.pattern = pattern
+        self.entered: set = set()          # real paths of the folders walked (links make loops)
+        self.linked: dict = {}             # real path of a file reached through a link → its name
+
+    def canonical(self, real: Path) -> bool:
+        """Whether the walk reaches ``real`` by its own path (inside the root, no hidden part, matching)."""
+        try:
+            parts = real.relative_to(self.root_real).parts
+        except ValueError:
+            return False
+        if any(p.startswith(".") for p in parts):
+            return False
+        return self.pattern is None or _match_parts(self.pattern, parts)
+
+    def note_file(self, path: Path, through_link: bool) -> str | None:
+        """Why the file at ``path`` is a duplicate, or None to process it."""
+        if not through_link:
+            return None
+        real = Path(os.path.realpath(path))
+        if self.canonical(real):
+            return f"duplicate: a link to {real.relative_to(self.root_real).as_posix()}, processed under that name"
+        first = self.linked.setdefault(real, path)
+        return None if first == path else f"duplicate: the same file as {_rel_name(first, self.root)} (processed once)"
+
+    def note_folder(self, path: Path, is_link: bool) -> str | None:
+        """Why the folder at ``path`` is not entered, or None to walk it."""
+        real = Path(os.path.realpath(path))
+        if real in self.entered:
+            return "a link to a folder already walked (a loop): not followed"
+        if is_link and (real == self.root_real or self.root_real in real.parents):
+            return "a link to a folder inside the source: not followed (its files are taken from there)"
+        self.entered.add(real)
+        return None
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: Path
+    through_link: bool = False         # the file, or a folder above it, is a symbolic link
+    note: str | None = None            # listed, not processed: why (duplicate, link not followed)
+    broken: bool = False               # a dangling link
+
+
 def _entries(folder: Path) -> tuple[list, list]:
     """A folder's visible files and sub-folders (``os.DirEntry``), each in natural order; an
-    unreadable folder or entry is passed over (a scan never stops on one bad entry)."""
+    unreadable folder or entry is passed over (a scan never stops on one bad entry).  Dangling
+    links come with the files (the caller reports them)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
     except OSError:
@@ -96,20 +148,40 @@ def _entries(folder: Path) -> tuple[list, list]:
         try:
             if entry.is_dir():
                 subdirs.append(entry)
-            elif entry.is_file():
+            elif entry.is_file() or entry.is_symlink():
                 files.append(entry)
         except OSError:
             continue
     return files, subdirs
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in natural order, directory by directory (hidden entries skipped)."""
-    files, subdirs = _entries(root)
+def _files_of(scan: _Scan, files, linked: bool) -> Iterator[_Found]:
     for entry in files:
-        yield Path(entry.path)
-    for entry in subdirs:
-        yield from _walk_files(Path(entry.path))
+        path = Path(entry.path)
+        if entry.is_symlink() and not path.exists():
+            yield _Found(path, True, broken=True)
+            continue
+        through = linked or entry.is_symlink()
+        yield _Found(path, through, scan.note_file(path, through))
+
+
+def _walk_files(root: Path) -> Iterator[_Found]:
+    """Files under ``root`` in natural order, directory by directory (hidden entries skipped)."""
+    scan = _Scan(root)
+
+    def walk(folder: Path, linked: bool) -> Iterator[_Found]:
+        files, subdirs = _entries(folder)
+        yield from _files_of(scan, files, linked)
+        for entry in subdirs:
+            path = Path(entry.path)
+            note = scan.note_folder(path, entry.is_symlink())
+            if note is not None:
+                yield _Found(path, True, note)
+            else:
+                yield from walk(path, linked or entry.is_symlink())
+
+    if scan.note_folder(root, False) is None:
+        yield from walk(root, False)
 
 
 def _list_file_lines(list_file: Path) -> Iterator[Path]:
@@ -149,34 +221,43 @@ def _match_parts(pattern: list[str], parts: tuple) -> bool:
     return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match_parts(pattern[1:], parts[1:])
 
 
-def _walk_glob(root: Path, pattern: list[str]) -> Iterator[Path]:
+def _walk_glob(root: Path, pattern: list[str]) -> Iterator[_Found]:
     """Files under ``root`` matching ``pattern``, lazily, in the same order as a folder walk; folders
-    that cannot match are not entered (without ``**`` the depth is the pattern's)."""
+    that cannot match are not entered (without ``**`` the depth is the pattern's).  Links as in
+    :class:`_Scan`."""
     recursive = "**" in pattern
     fixed_depth = pattern.index("**") if recursive else len(pattern)
+    scan = _Scan(root, pattern)
 
-    def walk(folder: Path, rel: tuple) -> Iterator[Path]:
+    def walk(folder: Path, rel: tuple, linked: bool) -> Iterator[_Found]:
         files, subdirs = _entries(folder)
-        for entry in files:
-            if _match_parts(pattern, rel + (entry.name,)):
-                yield Path(entry.path)
+        yield from _files_of(scan, [e for e in files if _match_parts(pattern, rel + (e.name,))], linked)
         depth = len(rel)   # this folder's component index in the pattern
         if not (recursive or depth + 1 < len(pattern)):
             return
         for entry in subdirs:
             if depth >= fixed_depth or fnmatch.fnmatchcase(entry.name, pattern[depth]):
-                yield from walk(Path(entry.path), rel + (entry.name,))
+                path = Path(entry.path)
+                note = scan.note_folder(path, entry.is_symlink())
+                if note is not None:
+                    yield _Found(path, True, note)
+                else:
+                    yield from walk(path, rel + (entry.name,), linked or entry.is_symlink())
 
-    yield from walk(root, ())
+    if scan.note_folder(root, False) is None:
+        yield from walk(root, (), False)
 
 
 def _rel_name(path: Path, root: Path | None) -> str:
+    """The name a file is recorded under: its own path inside the source (a link keeps its name,
+    never its target's)."""
     if root is not None:
         try:
-            return path.resolve().relative_to(root.resolve()).as_posix()
+            return path.relative_to(root).as_posix()
         except ValueError:
             pass
-    return path.name if root is not None else path.as_posix()
+        return path.name
+    return path.as_posix()
 
 
 def is_video(path: Path) -> bool:
@@ -208,18 +289,19 @@ class Source:
         """Every file of the source in order, with its position; nothing is decoded and list-file
         lines are resolved only when read (:meth:`resolve`), so listing a million names is cheap."""
         if self.kind == "folder":
-            paths = _walk_files(self.path)
+            found = _walk_files(self.path)
         elif self.kind == "list":
-            paths = _list_file_lines(self.path)
+            found = (_Found(p) for p in _list_file_lines(self.path))
         elif self.kind == "glob":
-            paths = _walk_glob(*_glob_split(self.spec))
+            found = _walk_glob(*_glob_split(self.spec))
         else:
-            paths = iter([self.path])
+            found = iter([_Found(self.path)])
         scanned = self.kind in ("folder", "glob")
-        for position, path in enumerate(paths):
-            suffix = path.suffix.lower()
-            ignored = "not an image or video file (by its extension)" \
-                if scanned and suffix not in IMAGE_EXTS and suffix not in VIDEO_EXTS else None
+        for position, item in enumerate(found):
+            path, suffix = item.path, item.path.suffix.lower()
+            ignored = item.note or ("not an image or video file (by its extension)"
+                                    if scanned and not item.broken and suffix not in IMAGE_EXTS
+                                    and suffix not in VIDEO_EXTS else None)
             yield SourceFile(position, path, "" if self.kind == "list" else _rel_name(path, self.root), ignored)
 
     def resolve(self, f: SourceFile) -> SourceFile:
@@ -237,7 +319,7 @@ class Source:
         if f.ignored:
             yield SourceItem(index, path, name, ignored=f.ignored, position=pos)
         elif not path.is_file():
-            yield SourceItem(index, path, name, error="no such file", position=pos)
+            yield SourceItem(index, path, name, error=_missing(path), position=pos)
         elif is_video(path):
             for item in iter_video(path, name, index, self.vid_stride):
                 item.position = pos
@@ -275,6 +357,15 @@ class Source:
                 return
             ignored += 1
         raise FrposeError(self.empty_message(ignored))
+
+
+def _missing(path: Path) -> str:
+    """Why a named file is not there, in words."""
+    if path.is_symlink():
+        return f"a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    if path.is_dir():
+        return "a folder, not an image or video (list files name files; give a folder as the source itself)"
+    return "no such file"
 
 
 def iter_video(path: Path, name: str, start_index: int, stride: int = 1) -> Iterator[SourceItem]:

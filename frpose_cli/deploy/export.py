@@ -16,7 +16,7 @@ from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_write_binary
 from frpose_cli.runtime.export_format import DEFAULT_OPSET, METADATA_KEY, export_metadata, export_net, onnx_bytes
-from frpose_cli.runtime.topdown import normalize_input
+from frpose_cli.data.normalize import normalize_input
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

@@ -27,7 +27,8 @@ from frpose_cli.metrics.cocoeval import (GroundTruth, coco_keypoint_eval, load_g
                                          validate_results)
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, flip_points_in_crop, transform_points, warp_matrix
-from frpose_cli.runtime.topdown import decode_to_image, flip_back, flip_shift_for_codec, run_heatmaps
+from frpose_cli.runtime.engine import TopDownEngine
+from frpose_cli.runtime.topdown import decode_to_image, flip_back, flip_shift_for_codec
 from frpose_cli.metrics.oks_nms import OKS_NMS_THRESHOLD, RESCORE_THRESHOLD, poses_to_results
 
 
@@ -138,7 +139,7 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
     given = Counter(getattr(instances, "skipped", {}))
     place_of = {id(inst): g for inst, g in zip(instances, places)}
     dataset = CocoPoseDataset(ann_file, image_dir, card, codec, train=False, instances=instances,
-                              build_targets=False, coco=_pycoco(gt))
+                              build_targets=False, coco=_pycoco(gt), raw_crops=True)
     local = Counter(dataset.skipped) - given      # missing files of these crops (selection counted once)
     if len(dataset) == 0 and not allow_empty:   # a shard may own no crop; a whole run must have some
         raise FrposeError(f"no person crops to evaluate in {image_dir} ({dataset.skipped_summary()})")
@@ -149,8 +150,8 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          persistent_workers=False, worker_init_fn=worker_init(),
                                          pin_memory=next(model.parameters()).device.type == "cuda")
-    flip_index = card.keypoints.flip_index()
-    shift = flip_shift_for_codec(codec) if flip_shift is None else float(flip_shift)
+    # the one top-down path (runtime.engine): predict and the accuracy gate run the same
+    engine = TopDownEngine(model, card, codec, flip, batch_size, flip_shift)
     out = {k: [] for k in ("index", "image_id", "keypoints", "keypoint_scores", "box_scores", "areas")}
     damaged, timings = set(), dict.fromkeys(("load", "pose", "decode"), 0.0)
     try:
@@ -166,10 +167,9 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
             timings["load"] += t1 - t0
             if batch is None:
                 break
-            heat = run_heatmaps(model, batch["image"], flip=flip, flip_index=flip_index, codec=codec, shift=shift)
+            heat = engine.heatmaps(batch["crop"])
             t2 = time.perf_counter()
-            k, s = decode_to_image(codec, heat, batch["center"].numpy(), batch["scale"].numpy(),
-                                   batch["rotation"].numpy())
+            k, s = engine.decode(heat, batch["center"].numpy(), batch["scale"].numpy(), batch["rotation"].numpy())
             timings["pose"] += t2 - t1
             timings["decode"] += time.perf_counter() - t2
             valid = batch["valid"].numpy().astype(bool)

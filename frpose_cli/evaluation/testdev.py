@@ -21,7 +21,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from frpose_cli.data.annotations import read_json
+from frpose_cli import run_folders
+from frpose_cli.data.annotations import check_unique_ids, read_json
 from frpose_cli.metrics.cocoeval import GroundTruth
 from frpose_cli.errors import FrposeError
 from frpose_cli.outputs import check_writable_dir
@@ -47,6 +48,7 @@ def load_image_info(path, keypoints: KeypointSpec) -> GroundTruth:
                    "height": int(im["height"])} for im in data["images"]]
     except (KeyError, TypeError, ValueError):
         raise FrposeError(f"image-info file {path}: every image needs id, file_name, width and height") from None
+    check_unique_ids(f"image-info file {path}", "image", [im["id"] for im in images], [im["file_name"] for im in images])
     person = next((c for c in data.get("categories") or [] if c.get("name") == "person"), {"id": 1})
     category = {"id": int(person.get("id", 1)), "name": "person", "supercategory": "person",
                 "keypoints": list(keypoints.names), "skeleton": [[a + 1, b + 1] for a, b in keypoints.skeleton]}
@@ -109,7 +111,7 @@ def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None,
     from frpose_cli.evaluation.evaluate import evaluate_model
 
     member = results_name(split, alg or default_alg(card.name))
-    json_path = Path(out) if out is not None else Path("runs") / "eval" / member
+    json_path = Path(out) if out is not None else run_folders.verb_dir("eval") / member   # the server's name
     zip_path = check_submission_paths(json_path)
     gt = load_image_info(info_file, card.keypoints)
     report = evaluate_model(model, card, info_file, image_dir, gt=gt, score=False, **protocol)

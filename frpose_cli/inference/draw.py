@@ -6,6 +6,7 @@ Line widths scale with the image so overlays read the same on a thumbnail and on
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -115,16 +116,24 @@ class VideoOverlayWriter:
     previous overlay video whole (a resumed run rewrites the video from the start)."""
 
     def __init__(self, path, fps: float):
-        self.path, self.fps, self.writer, self.frames = Path(path), float(fps or 25.0), None, 0
+        fps = float(fps or 0.0)
+        # a header's absurd rate (0, NaN, inf, 10⁹: damaged or synthetic files) would make OpenCV's writer fail
+        fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else 25.0
+        self.path, self.fps, self.writer, self.frames = Path(path), fps, None, 0
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
 
     def write(self, frame_rgb: np.ndarray) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame_rgb.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            try:
+                self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            except cv2.error as e:   # OpenCV raises its own type for what it cannot open
+                self.writer = None
+                raise OSError(f"cannot write video {self.path.name}: {str(e).strip().splitlines()[-1][:120]}") from None
             if not self.writer.isOpened():
-                raise OSError(f"cannot write video {self.path}")
+                self.writer = None
+                raise OSError(f"cannot write video {self.path.name}")
         self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 

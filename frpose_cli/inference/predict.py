@@ -30,16 +30,13 @@ import torch
 
 from frpose_cli.inference import shards
 from frpose_cli.weights import zoo
-from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.inference.detectors import make_detector
-from frpose_cli.device import pick_device
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.topdown import crops_to_input, decode_to_image, run_heatmaps
-from frpose_cli.runtime.optimize import input_memory_format
+from frpose_cli.runtime.engine import TopDownEngine
+from frpose_cli.inference.results import Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 from frpose_cli.runtime.load import load_pose_model
-from frpose_cli.outputs import check_not_inside_inputs, check_writable_dir
-from frpose_cli.inference.predict_data import CropGeometry
+from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
 from frpose_cli.inference.predict_loop import STAGES, WORKER_STAGES, PredictLoop, Progress, StageTimer
 from frpose_cli.inference.run_folder import resolve_out_dir, run_options
 from frpose_cli.inference.run_log import LogProgress, RunLog, done_state, finished_shards, list_logs, log_path, next_session
@@ -119,49 +116,50 @@ class PosePredictor:
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
                  log=print, progress=True, precision=None, calib_data=None):
-        self.device = pick_device(device)
         if not weights:
             weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
             entry = zoo.get(weights)
             log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
                 f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
         # precision and set-up: frpose_cli.runtime.precision (auto: gated and timed once per model and machine)
-        self.model = load_pose_model(weights, model_name, input_size, backend, self.device, progress=progress,
+        # the device policy is load_pose_model's (frpose_cli.device.pick_device): CUDA if present, an ONNX
+        # file on the CPU; the detector then runs where the pose model does
+        self.model = load_pose_model(weights, model_name, input_size, backend, device, progress=progress,
                                      precision=precision, calib_data=calib_data, log=log)
+        self.device = next(self.model.parameters()).device
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
         self.precision = self.model.precision
         self.weights = self.model.weights
-        self.codec = codec_for_card(self.card, self.model.codec_name)
-        # No left/right pairs known: no flip test (it would average in mislabelled joints).
-        self.flip, self.flip_index = flip and self.card.keypoints.can_flip, self.card.keypoints.flip_index()
-        h, w = self.card.input_size
-        self.input_wh, self.aspect = (w, h), w / h
-        self.geometry = CropGeometry(self.input_wh, self.codec.use_udp)
+        # the one top-down path (runtime.engine), shared with eval and the accuracy gate
+        self.engine = TopDownEngine(self.model, self.card, self.model.codec_name, flip)
+        self.codec, self.flip, self.flip_index = self.engine.codec, self.engine.flip, self.engine.flip_index
+        self.geometry = self.engine.geometry
         # OKS-NMS with the σ the model was trained and scored with (recorded in checkpoints and exports).
         self.oks_sigmas = np.asarray(resolve_sigmas(self.card.keypoints).sigmas)
 
     def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
         """Affine crops of the boxes (uint8, N×H×W×3) and their centres and scales."""
-        return self.geometry.crops(image_rgb, boxes)
+        return self.engine.crops(image_rgb, boxes)
 
     def heatmaps(self, crops_uint8: np.ndarray, batch_size: int = 16) -> torch.Tensor:
-        """Normalised on the device (uint8 crosses the bus), run in chunks, flip test included."""
-        outs = []
-        for i in range(0, len(crops_uint8), batch_size):
-            x = crops_to_input(torch.from_numpy(crops_uint8[i:i + batch_size]).to(self.device), self.card.normalize)
-            x = x.contiguous(memory_format=input_memory_format(self.setup))
-            outs.append(run_heatmaps(self.model, x, flip=self.flip, flip_index=self.flip_index,
-                                     stride=self.card.stride, codec=self.codec))
-        return torch.cat(outs) if outs else torch.zeros((0, self.card.keypoints.num_keypoints,
-                                                         *self.card.heatmap_size))
+        """Heatmaps of uint8 crops, ``batch_size`` crops per network call, flip test included."""
+        self.engine.batch_size = max(1, int(batch_size))
+        return self.engine.heatmaps(crops_uint8)
 
     def decode(self, heatmaps, centers, scales) -> np.ndarray:
-        kpts, scores = decode_to_image(self.codec, heatmaps, centers, scales)
+        kpts, scores = self.engine.decode(heatmaps, centers, scales)
         return np.concatenate([kpts, scores[..., None]], -1)
 
     def __call__(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         crops, centers, scales = self.crops(image_rgb, boxes)
         return self.decode(self.heatmaps(crops), centers, scales)
+
+    def predict(self, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
+                **info) -> Results:
+        """One RGB image → :class:`~frpose_cli.inference.results.Results`, treated as `frpose predict` treats
+        each image (boxes clipped, rescored, OKS-NMS at ``nms_thr``); ``boxes`` (M, 5) x, y, w, h, score or
+        (M, 4); None → the whole image.  ``info``: file_name, image_id, frame for the records."""
+        return predict_image(self, image_rgb, boxes, nms_thr, batch_size, **info)
 
 
 def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummary:
@@ -192,6 +190,15 @@ def _run(opts, source, options, shard, log, detector) -> PredictSummary:
     check_writable_dir(out_dir, "--out")   # from every node
     check_not_inside_inputs(out_dir, [source.root if source.kind in ("folder", "glob") else None], "--out")
     shards.check_shared_folder(out_dir, shard, "--out")
+    # a second run into the same folder is refused now, not after all its work (outputs.FolderLock)
+    lock = FolderLock(out_dir, f"{shard.index}of{shard.count}" if shard.sharded else "all", "--out")
+    try:
+        return _run_locked(opts, source, options, shard, log, detector, out_dir, session)
+    finally:
+        lock.release()
+
+
+def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -> PredictSummary:
     done, video_records = done_state(out_dir) if opts.resume else (set(), {})
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, shards.device_for(shard, opts.device),
                               opts.flip, opts.backend, log=log if shard.is_main else _quiet,

@@ -17,12 +17,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from frpose_cli.distributed import worker_init
-from frpose_cli.data.geometry import box_to_center_scale, crop_image
 from frpose_cli.data.sources import Source, SourceFile, SourceItem, is_video
+from frpose_cli.runtime.engine import CropGeometry
 
 
 @dataclass
@@ -33,25 +32,6 @@ class Loaded:
     done: bool = False                    # an image finished by an earlier session (--resume)
     prepared: tuple | None = None         # (boxes, crops, centers, scales, dropped) made in the worker
     seconds: dict = field(default_factory=lambda: {"read": 0.0, "detect": 0.0, "crop": 0.0})
-
-
-@dataclass(frozen=True)
-class CropGeometry:
-    """How person boxes become network-sized crops (the card's input size and codec)."""
-    input_wh: tuple
-    udp: bool
-
-    def crops(self, image_rgb: np.ndarray, boxes: np.ndarray):
-        """Affine crops of the boxes (uint8, N×H×W×3) and their centres and scales."""
-        w, h = self.input_wh
-        centers, scales, crops = [], [], []
-        for box in boxes:
-            c, s = box_to_center_scale(box[:4], w / h)
-            centers.append(c)
-            scales.append(s)
-            crops.append(crop_image(image_rgb, c, s, 0, self.input_wh, udp=self.udp))
-        return (np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8),
-                np.array(centers, np.float32).reshape(-1, 2), np.array(scales, np.float32).reshape(-1, 2))
 
 
 def detect_counting(detector, item: SourceItem):

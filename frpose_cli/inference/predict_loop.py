@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+import cv2
 import numpy as np
 
 from frpose_cli.device import synchronize
 from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from frpose_cli.data.geometry import warp_matrix
-from frpose_cli.metrics.oks_nms import oks_nms, rescore
+from frpose_cli.inference.results import Results
 from frpose_cli.inference.predict_data import Loaded, ShardStream, detect_counting, loader
-from frpose_cli.inference.run_folder import make_record, safe_relative
+from frpose_cli.inference.run_folder import safe_relative
 from frpose_cli.data.sources import SourceItem
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
@@ -90,6 +91,7 @@ class PredictLoop:
         self.progress = progress
         self.pending, self.pending_crops = [], 0
         self.videos: dict[str, VideoOverlayWriter] = {}
+        self.failed_overlays: set = set()
         self.finished = False
 
     def run(self, source, shard) -> None:
@@ -191,11 +193,11 @@ class PredictLoop:
                 start += n
 
     def finish_image(self, item, boxes, kpts, heatmaps, centers, scales, dropped) -> None:
-        scores = rescore(boxes[:, 4], kpts[:, :, 2]) if len(boxes) else np.zeros(0)
-        keep = list(range(len(boxes)))
-        if len(boxes) > 1 and self.opts.nms_thr < 1.0:   # two boxes on one person → one pose
-            keep = oks_nms(kpts, scores, scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
-        records = [make_record(item, kpts[i], boxes[i], scores[i]) for i in keep]
+        # Records come from the Results object the Python API returns, so both give the same JSON.
+        found = Results.from_poses(kpts, boxes, self.pred.card.keypoints, file_name=item.file_name,
+                                   frame=item.frame)
+        keep = found.nms_keep(scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
+        records = found[keep].to_coco()
         image = {"file_name": item.file_name, "width": int(item.image.shape[1]),
                  "height": int(item.image.shape[0]), "persons": len(records)}
         if item.frame is not None:
@@ -217,16 +219,25 @@ class PredictLoop:
                 self.save_overlay(item, kpts[keep], boxes[keep])
             if self.opts.save_heatmaps and len(keep):
                 self.save_heatmap_overlay(item, heatmaps[keep].numpy(), centers[keep], scales[keep])
-        except OSError as e:
-            reason = f"overlay not written ({e})"
-            self.log.add({"o": [item.position, item.sub], "skipped": {"file_name": item.file_name, "reason": reason}})
-            self.summary.skipped.append((item.file_name, reason))
+        except (OSError, cv2.error) as e:   # the poses are logged already: only the overlay is lost
+            self.overlay_failed(item, e)
+
+    def overlay_failed(self, item, error) -> None:
+        """Report an overlay that could not be written, once per file (a video's writer fails for every frame)."""
+        if item.file_name in self.failed_overlays:
+            return
+        self.failed_overlays.add(item.file_name)
+        reason = f"overlay not written ({error})"
+        self.log.add({"o": [item.position, item.sub], "skipped": {"file_name": item.file_name, "reason": reason}})
+        self.summary.skipped.append((item.file_name, reason))
 
     def save_overlay(self, item, kpts, boxes) -> None:
         canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
         vis_dir = self.out_dir / "vis"
         if item.frame is None:
             write_image(vis_dir / overlay_name(item.file_name), canvas)
+            return
+        if item.file_name in self.failed_overlays:
             return
         video = self.videos.get(item.file_name)
         if video is None:
@@ -240,7 +251,10 @@ class PredictLoop:
         k = self.pred.card.keypoints.num_keypoints
         kpts = np.array([r["keypoints"] for r in recs], np.float32).reshape(-1, k, 3)
         boxes = np.array([r["bbox"] + [r.get("box_score", 1.0)] for r in recs], np.float32).reshape(-1, 5)
-        self.save_overlay(item, kpts, boxes)
+        try:
+            self.save_overlay(item, kpts, boxes)
+        except (OSError, cv2.error) as e:
+            self.overlay_failed(item, e)
 
     def save_heatmap_overlay(self, item, heatmaps, centers, scales) -> None:
         hh, hw = heatmaps.shape[-2:]
@@ -253,8 +267,15 @@ class PredictLoop:
         write_image(out, overlay_heatmap(item.image, stretch_heat(heat)))
 
     def close(self) -> None:
-        for video in self.videos.values():
-            video.close()
+        """Finish the overlay videos; one that cannot be finished is reported, the others and every
+        prediction are kept (the run's results are merged after this)."""
+        for name, video in self.videos.items():
+            try:
+                video.close()
+            except (OSError, cv2.error) as e:
+                if name not in self.failed_overlays:
+                    self.failed_overlays.add(name)
+                    self.summary.skipped.append((name, f"overlay video not finished ({e})"))
 
 
 def stretch_heat(heat: np.ndarray) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""The run folder of `frpose predict`: numbered folders, which run a command writes to, records.
+"""The run folder of `frpose predict`: which run a command writes to, continues or joins.
 
-A run folder holds ``parts/`` (the append-only logs of :mod:`frpose_cli.inference.run_log`, what
-``--resume`` continues) and, once merged, ``predictions.json`` and ``images.json``.  A run records
-the options that shape its results (``RUN_OPTIONS``: source, weights, detector, thresholds,
-flip, ...).  ``--resume`` continues only a run whose recorded options match; without ``--out``
-it picks the newest matching run under ``runs/predict`` or starts a new one.  Shards of one run
+A new run's folder (``runs/predict/run1``, ``run2``, ...) comes from
+:func:`frpose_cli.run_folders.new_run_path`, the one naming scheme of every verb. A run folder
+holds ``parts/`` (the append-only logs of :mod:`frpose_cli.inference.run_log`, what ``--resume``
+continues) and, once merged, ``predictions.json`` and ``images.json``.  A run records the options
+that shape its results (``RUN_OPTIONS``: source, weights, detector, thresholds, flip, ...).
+``--resume`` continues only a run whose recorded options match; without ``--out`` it picks the
+newest matching run under ``runs/predict`` or starts a new one.  Shards of one run
 (``--shard i/n``) share a folder: a shard joins a folder holding other shards' logs made with
 the same options.  Every name written under the run folder is made relative first
 (:func:`safe_relative`), so an absolute or ``..`` file name from a list file can never point
@@ -18,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from frpose_cli import run_folders
 from frpose_cli.errors import FrposeError
 from frpose_cli.outputs import check_writable_dir
 from frpose_cli.inference.run_log import header_of, list_logs
@@ -73,13 +76,6 @@ def option_differences(recorded: dict | None, options: dict) -> list[str]:
     return [f"{k} {recorded.get(k)!r} ≠ {options[k]!r}" for k in RUN_OPTIONS if recorded.get(k) != options[k]]
 
 
-def next_run_dir(base: Path = Path("runs/predict"), prefix: str = "run") -> Path:
-    """``runs/predict/run1``, ``run2``, ...: the first number after the highest one there."""
-    numbers = [int(m.group(1)) for p in (base.iterdir() if base.is_dir() else ())
-               if (m := re.fullmatch(rf"{prefix}(\d+)", p.name))]
-    return base / f"{prefix}{max(numbers, default=0) + 1}"
-
-
 def make_record(item: SourceItem, kpts: np.ndarray, box: np.ndarray, score: float) -> dict:
     """A COCO keypoint result; its ``image_id`` is filled in when the run's logs are merged."""
     rec = {"image_id": None, "file_name": item.file_name, "category_id": 1,
@@ -91,8 +87,7 @@ def make_record(item: SourceItem, kpts: np.ndarray, box: np.ndarray, score: floa
     return rec
 
 
-def resolve_out_dir(out, resume: bool, options: dict, shard=None, base: Path = Path("runs/predict"),
-                    log=print) -> Path:
+def resolve_out_dir(out, resume: bool, options: dict, shard=None, log=print) -> Path:
     """Where this run writes (see module docstring); the location is checked before any work."""
     label = shard.label if shard is not None and shard.sharded else None
     if out:
@@ -101,14 +96,15 @@ def resolve_out_dir(out, resume: bool, options: dict, shard=None, base: Path = P
     else:
         if label is not None and not getattr(shard, "torchrun", False):
             raise FrposeError("--shard needs --out DIR: every shard of the run writes into that one folder")
-        out_dir = None
+        out_dir, base = None, run_folders.verb_dir("predict")
         if resume:
             runs = sorted(((int(m.group(1)), p) for p in (base.iterdir() if base.is_dir() else ())
-                           if (m := re.fullmatch(r"run(\d+)", p.name)) and holds_results(p)), reverse=True)
+                           if (m := re.fullmatch(rf"{run_folders.GENERIC}(\d+)", p.name)) and holds_results(p)),
+                          reverse=True)
             out_dir = next((p for _, p in runs if not option_differences(recorded_options(p), options)), None)
             if out_dir is None:
                 log(f"--resume: no run under {base} was made with these options; starting a new one")
-        out_dir = out_dir or next_run_dir(base)
+        out_dir = out_dir or run_folders.new_run_path("predict")
     check_writable_dir(out_dir, "--out")
     return out_dir
 

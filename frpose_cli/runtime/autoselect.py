@@ -1,9 +1,10 @@
-"""``--precision auto``: gate and time the candidate precisions once, cache the choice, use the fastest.
+"""``--precision auto``: gate and time the candidate precisions once, cache what was gated, use the fastest.
 
-Once per (model, input size, machine signature, backend):
+Once per (model, input size, machine signature, backend, calibration source):
 
 1. the candidates are the precisions native here (:func:`frpose_cli.runtime.precision.candidates`:
-   never bf16 on a CPU without AVX512-BF16/AMX);
+   never bf16 on a CPU without AVX512-BF16/AMX); without any real person crops (an installed
+   wheel, no ``--calib-data``) the reduced ones are not tried, and the line says so;
 2. each reduced-precision candidate is built and passes the accuracy gate
    (:mod:`frpose_cli.runtime.gate`) against float32 on real crops, or is rejected with the reason;
 3. float32 and the survivors are timed round-robin (``ROUNDS`` rounds at batch
@@ -11,14 +12,22 @@ Once per (model, input size, machine signature, backend):
    reduced precision only if it is at least ``MIN_GAIN`` × float32's throughput, a margin
    above the run-to-run noise of a shared machine;
 4. the choice, every throughput, gate figure and reason goes to ``precision.json`` in the
-   user cache folder (written atomically), so later runs start at once.
+   user cache folder (written atomically); a chosen int8 model is stored beside it
+   (``precision-<hash of the key>.int8.onnx``, its sha256 in the entry), so later runs load the
+   very model that was gated instead of quantizing again from whatever crops they have.
 
 "Model" is the card name plus a hash of the network's tensors (the gate's verdict belongs to
 the trained weights), "machine signature" is :meth:`frpose_cli.runtime.hardware.Hardware.signature`
-(CPU model, ISA flags, threads, torch and ONNX Runtime versions).
+(CPU model, ISA flags, threads, torch and ONNX Runtime versions), "calibration source" is
+:func:`calibration_source` (the crop roots and their annotation files).  A run with
+``--calib-data`` uses the entry of its own source (or decides); a run without it uses the newest
+entry for the model, size, machine and backend, whichever source gated it — so a plain run after
+a ``--calib-data`` run runs what that run gated, even where no crops exist.  A stored model that
+is missing or corrupt is gated again where crops exist, else the run falls back to float32.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -27,22 +36,47 @@ from pathlib import Path
 
 import torch
 
-from frpose_cli.errors import FrposeError
-from frpose_cli.fileio import atomic_write_json
+from frpose_cli.errors import FrposeError, warn
+from frpose_cli.fileio import atomic_write_binary, atomic_write_json, locked
 from frpose_cli.home import frpose_home
 
 MIN_GAIN = 1.10
 TIMING_BATCH = 8
 ROUNDS = 3
-CACHE_VERSION = 1
+CACHE_VERSION = 2          # 1 stored decisions without what they gated: such files are decided again
+NO_CROPS = ("no real person crops to calibrate and gate on (an installed wheel ships none): "
+            "give --calib-data COCO_ROOT")
 
 
 def cache_file() -> Path:
     return frpose_home() / "precision.json"
 
 
-def cache_key(model_key: str, input_size, signature: str, backend: str = "auto") -> str:
-    return f"{model_key}|{input_size[0]}x{input_size[1]}|{backend}|{signature}"
+def cache_key(model_key: str, input_size, signature: str, backend: str = "auto", calibration: str = "") -> str:
+    """Without ``calibration`` the *base* key (model, size, backend, machine) entries are grouped by."""
+    base = f"{model_key}|{input_size[0]}x{input_size[1]}|{backend}|{signature}"
+    return f"{base}|calib:{calibration}" if calibration else base
+
+
+def calibration_source(calib_data=None) -> tuple[str, list[Path]]:
+    """(digest, roots): the COCO roots whose people calibrate int8 and gate (the vendored slice, where
+    there is one, and ``--calib-data``) and a digest naming them — each root's resolved path and its
+    annotation files' size and modification time (hashing a full COCO annotation file would cost
+    every start half a second).  ``"none"`` and ``[]`` when no root has annotations."""
+    from frpose_cli.runtime import crops
+    if calib_data and not Path(calib_data).is_dir():
+        raise FrposeError(f"--calib-data {calib_data}: no such folder (expected a COCO root with annotations/)")
+    h = hashlib.sha256(f"limit={crops.DEFAULT_LIMIT}".encode())
+    roots = []
+    for root in (crops.vendored_root(), Path(calib_data) if calib_data else None):
+        files = [crops.split_paths(root, s)[0] for s in ("train2017", "val2017")] if root else []
+        stats = [(f.name, f.stat()) for f in files if f.is_file()]
+        if stats:
+            roots.append(Path(root))
+            h.update(str(Path(root).resolve()).encode())
+            for name, st in stats:
+                h.update(f"|{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return (h.hexdigest()[:16] if roots else "none"), roots
 
 
 def read_cache(path: Path) -> dict:
@@ -57,12 +91,54 @@ def read_cache(path: Path) -> dict:
 
 
 def write_cache_entry(path: Path, key: str, entry: dict) -> None:
-    entries = read_cache(path)
-    entries[key] = entry
     try:
-        atomic_write_json(path, {"version": CACHE_VERSION, "entries": entries}, indent=1)
+        with locked(path):   # read, change, rewrite: another process's entry written meanwhile is kept
+            entries = read_cache(path)
+            entries.pop(key, None)    # re-inserted last: the newest entry is the last one (find_entry)
+            entries[key] = entry
+            atomic_write_json(path, {"version": CACHE_VERSION, "entries": entries}, indent=1)
     except OSError as e:   # a read-only cache must not stop inference: the choice is simply made again
-        print(f"frpose: warning: cannot write the precision cache {path} ({e.strerror or e})")
+        warn(f"cannot write the precision cache {path} ({e.strerror or e})")
+
+
+def find_entry(entries: dict, base: str, key: str | None) -> dict | None:
+    """The entry of ``key`` (a run naming its calibration source), or with ``key`` None the newest
+    entry of ``base`` whatever source gated it."""
+    if key is not None:
+        entry = entries.get(key)
+        return entry if isinstance(entry, dict) else None
+    same = [e for e in entries.values() if isinstance(e, dict) and e.get("base") == base]
+    return same[-1] if same else None
+
+
+def artefact_file(path: Path, key: str) -> Path:
+    return Path(path).parent / f"precision-{hashlib.sha256(key.encode()).hexdigest()[:20]}.int8.onnx"
+
+
+def store_artefact(path: Path, key: str, data: bytes) -> dict | None:
+    """Write the gated model beside the cache; its entry field, or None when it cannot be written."""
+    target = artefact_file(path, key)
+    try:
+        atomic_write_binary(target, lambda f: f.write(data))
+    except OSError as e:
+        warn(f"cannot store the gated int8 model {target} ({e.strerror or e}); it is gated again next time")
+        return None
+    return {"file": target.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def load_artefact(path: Path, entry: dict) -> tuple[bytes | None, str]:
+    """(the stored model's bytes, "") when present and matching its sha256, else (None, why not)."""
+    art = entry.get("artefact") if isinstance(entry.get("artefact"), dict) else {}
+    target = Path(path).parent / Path(str(art.get("file", ""))).name   # a name, never a path out of the cache
+    if not art.get("file") or not target.is_file():
+        return None, f"the gated int8 model {target} is missing"
+    try:
+        data = target.read_bytes()
+    except OSError as e:
+        return None, f"the gated int8 model {target} is unreadable ({e.strerror or e})"
+    if hashlib.sha256(data).hexdigest() != art.get("sha256"):
+        return None, f"the gated int8 model {target} is corrupt (sha256 mismatch)"
+    return data, ""
 
 
 @dataclass
@@ -147,64 +223,110 @@ def time_interleaved(modules: dict, input_size, batch: int = TIMING_BATCH, round
 _SAME = object()
 
 
+def _reuse(entry, path, net, gate_net, card, device, backend, calib_data, codec_name, roots):
+    """A cached entry → (Selection, module, say its line), or None to decide again.  An int8 entry
+    runs its stored model; when that is unusable and no crops are here to gate another, float32."""
+    from frpose_cli.runtime.precision import build_setup, setup_for
+    sel = Selection(**{k: entry[k] for k in ("precision", "key", "throughput", "gates", "rejected")},
+                    setup=setup_for(entry["precision"], device, backend), cached=True)
+    if sel.setup != "int8":
+        return sel, build_setup(net, card, device, sel.setup, codec_name=codec_name), True
+    if gate_net is not net:   # bench times another network than the gated one: calibrate that one
+        return sel, build_setup(net, card, device, "int8", calib_data, codec_name=codec_name), True
+    from frpose_cli.runtime.quantize import int8_net_from_bytes
+    data, why = load_artefact(path, entry)
+    if data is not None:
+        try:
+            return sel, int8_net_from_bytes(data), True
+        except FrposeError as e:
+            why = f"the gated int8 model cannot be loaded: {e}"
+    if roots:
+        warn(f"precision auto: {why}; gating again")
+        return None
+    warn(f"precision auto: {why} and no real person crops are here to gate another "
+         "(give --calib-data COCO_ROOT): running fp32")
+    fp32 = setup_for("fp32", device, backend)
+    return (Selection("fp32", fp32, key=sel.key, rejected={"int8": why}, cached=True),
+            build_setup(net, card, device, fp32, codec_name=codec_name), False)
+
+
 def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log=None, cache_path=None,
            model_key: str | None = None, gate_net=_SAME):
     """``--precision auto`` for the float32 network ``net``: (Selection, prepared module).
 
     ``gate_net`` is the trained network the gate compares on (default ``net`` itself; ``bench``
     times a random network and gates trained weights of the same card; None rejects every
-    reduced precision).  Uses the cached choice when there is one for this model, input size,
-    machine and backend."""
+    reduced precision).  Uses the cached entry (module docstring says which) when there is one."""
     from frpose_cli.runtime.gate import run_gate
     from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
-    from frpose_cli.runtime.precision import build_setup, candidates, setup_for, unavailable_reason, weights_fingerprint
+    from frpose_cli.runtime.precision import build_setup, candidates, setup_for, unavailable_reason, \
+        weights_fingerprint, wrap
     device = torch.device(device)
     path = Path(cache_path) if cache_path else cache_file()
     gate_net = net if gate_net is _SAME else gate_net
     model_key = model_key or f"{card.name}@{weights_fingerprint(gate_net if gate_net is not None else net)}"
-    key = cache_key(model_key, card.input_size, hw.signature(device), backend)
-    cached = read_cache(path).get(key)
+    source, roots = calibration_source(calib_data)
+    base = cache_key(model_key, card.input_size, hw.signature(device), backend)
+    key = cache_key(model_key, card.input_size, hw.signature(device), backend, source)
+    cached = find_entry(read_cache(path), base, key if calib_data else None)
     if cached and unavailable_reason(cached.get("precision", ""), device, hw, backend) is None:
-        sel = Selection(**{k: cached[k] for k in ("precision", "key", "throughput", "gates", "rejected")},
-                        setup=setup_for(cached["precision"], device, backend), cached=True)
-        if log:
-            log(sel.line())
-        return sel, build_setup(net, card, device, sel.setup, calib_data, codec_name=codec_name)
+        reused = _reuse(cached, path, net, gate_net, card, device, backend, calib_data, codec_name, roots)
+        if reused is not None:
+            sel, module, say = reused
+            if log and say:
+                log(sel.line())
+            return sel, module
     cands = candidates(device, hw, backend)
-    if len(cands) > 1 and log:
+    if len(cands) > 1 and roots and log:
         log(f"precision auto: gating and timing {', '.join(cands)} for {card.name} "
             f"{card.input_size[0]}x{card.input_size[1]} on {hw.describe(device)} (once; cached in {path})")
-    crops_cache = {}
+    crops_cache, gated = {}, {}   # the crops are cut once; `gated`: the module each precision's gate ran
 
-    def gate_crops_once():
-        if "crops" not in crops_cache:
-            from frpose_cli.runtime.crops import gate_crops
-            crops_cache["crops"] = gate_crops(card, calib_data, codec_name=codec_name)
-        return crops_cache["crops"]
+    def crops(kind):
+        if kind not in crops_cache:
+            from frpose_cli.runtime.crops import calibration_crops, gate_crops
+            crops_cache[kind] = (gate_crops(card, calib_data, codec_name=codec_name) if kind == "gate" else
+                                 calibration_crops(card, calib_data, exclude_ids=crops("gate").ann_ids,
+                                                   codec_name=codec_name))
+        return crops_cache[kind]
+
+    def build_for(network, p):
+        setup = setup_for(p, device, backend)
+        if setup == "int8":   # calibrated on people other than the gate's
+            return prepare_for_inference(network, device, "int8", crops("calibration").inputs)
+        return build_setup(network, card, device, setup, codec_name=codec_name)
 
     def build(p):
         if p != "fp32" and gate_net is None:   # nothing to gate with: do not spend time building it
             raise FrposeError("not gated: no trained weights for this card (docs/deployment.md says how to build them)")
-        ids = gate_crops_once().ann_ids if p == "int8" else ()
-        return build_setup(net, card, device, setup_for(p, device, backend), calib_data, ids, codec_name)
+        if p != "fp32" and not roots:
+            raise FrposeError(f"not tried: {NO_CROPS}")
+        return build_for(net, p)
 
-    reference = prepare_for_inference(gate_net, device, "eager") if len(cands) > 1 and gate_net is not None else None
+    reference = (prepare_for_inference(gate_net, device, "eager")
+                 if len(cands) > 1 and roots and gate_net is not None else None)
 
     def gate(p, module):
-        from frpose_cli.runtime.precision import wrap
-        setup = setup_for(p, device, backend)
-        if gate_net is not net:
-            module = build_setup(gate_net, card, device, setup, calib_data, gate_crops_once().ann_ids, codec_name)
-        return run_gate(reference, wrap(module, setup, card, codec_name), card, gate_crops_once(), precision=p,
-                        codec_name=codec_name)
+        gated[p] = module if gate_net is net else build_for(gate_net, p)
+        return run_gate(reference, wrap(gated[p], setup_for(p, device, backend), card, codec_name), card,
+                        crops("gate"), precision=p, codec_name=codec_name)
 
     formats = {p: input_memory_format(setup_for(p, device, backend)) for p in cands}
     sel, module = select(cands, build, gate,
                          lambda mods: time_interleaved(mods, card.input_size, memory_formats=formats))
     sel.setup, sel.key = setup_for(sel.precision, device, backend), key
     if gate_net is not None:   # without a gated network nothing was decided: nothing to remember
-        write_cache_entry(path, key, {**sel.to_dict(), "machine": hw.describe(device),
-                                      "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        entry = {**sel.to_dict(), "base": base, "machine": hw.describe(device),
+                 "calibration": {"source": source, "roots": [str(r) for r in roots],
+                                 **{f"{k}_crops": c.describe() for k, c in crops_cache.items()}},
+                 "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        keep = True
+        if sel.setup == "int8":   # remember the gated model itself, or nothing (it is gated again)
+            data = getattr(gated.get("int8"), "onnx_bytes", None)
+            entry["artefact"] = store_artefact(path, key, data) if data is not None else None
+            keep = entry["artefact"] is not None
+        if keep:
+            write_cache_entry(path, key, entry)
     if log:
         log(sel.line())
     return sel, module

@@ -15,15 +15,15 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from frpose_cli.data.annotations import read_json
+from frpose_cli.data.annotations import read_keypoint_annotations
 from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.geometry import box_to_center_scale, crop_image
-from frpose_cli.runtime.topdown import crops_to_input
+from frpose_cli.data.images import ImageReadError, read_image
+from frpose_cli.data.normalize import crops_to_input
 
 VENDORED_ROOT = Path(__file__).resolve().parents[2] / "tests" / "data" / "coco"
 DEFAULT_LIMIT = 64          # people per source and split: enough for stable medians, quick on a CPU
@@ -31,7 +31,8 @@ DEFAULT_LIMIT = 64          # people per source and split: enough for stable med
 
 @dataclass
 class CropSet:
-    inputs: torch.Tensor                 # (N, 3, H, W) normalised network inputs
+    crops: np.ndarray                    # (N, H, W, 3) RGB uint8, what the top-down engine takes
+    normalize: dict                      # the card's normalisation (for :attr:`inputs`)
     centers: np.ndarray                  # (N, 2) crop centres, image pixels
     scales: np.ndarray                   # (N, 2) crop sizes, image pixels
     annotations: list                    # the N COCO annotation records
@@ -41,6 +42,11 @@ class CropSet:
 
     def __len__(self) -> int:
         return len(self.annotations)
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """(N, 3, H, W) normalised network inputs (int8 calibration feeds these)."""
+        return crops_to_input(torch.from_numpy(self.crops), self.normalize)
 
     @property
     def ann_ids(self) -> set:
@@ -69,7 +75,7 @@ def person_crops(card, ann_file, image_dir, limit: int | None = DEFAULT_LIMIT, e
                  codec_name: str | None = None) -> CropSet:
     """Crops of the annotated people (keypoints > 0, not crowd) of one annotation file, in file order."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    data = read_json(ann_file, "annotation file for person crops")
+    data, _, _ = read_keypoint_annotations(ann_file)   # checked: ids unique, records well formed
     files = {im["id"]: im for im in data.get("images", [])}
     codec = codec_for_card(card, codec_name)
     h, w = card.input_size
@@ -81,9 +87,11 @@ def person_crops(card, ann_file, image_dir, limit: int | None = DEFAULT_LIMIT, e
         if a.get("num_keypoints", 0) == 0 or a.get("iscrowd") or a.get("id") in exclude or a["image_id"] not in files:
             continue
         path = image_dir / files[a["image_id"]]["file_name"]
-        if path not in loaded:
-            image = cv2.imread(str(path))
-            loaded[path] = None if image is None else image[:, :, ::-1]
+        if path not in loaded:   # the one decoding policy (frpose_cli.data.images), as eval and predict
+            try:
+                loaded[path] = read_image(path)[0]
+            except ImageReadError:
+                loaded[path] = None
         if loaded[path] is None:
             continue   # a missing image: the person is skipped, the count in `sources` shows it
         c, s = box_to_center_scale(a["bbox"], w / h)
@@ -92,9 +100,8 @@ def person_crops(card, ann_file, image_dir, limit: int | None = DEFAULT_LIMIT, e
         scales.append(s)
         anns.append(a)
         images[a["image_id"]] = files[a["image_id"]]
-    inputs = (crops_to_input(torch.from_numpy(np.stack(crops)), card.normalize) if crops
-              else torch.zeros(0, 3, h, w))
-    return CropSet(inputs, np.array(centers, np.float32).reshape(-1, 2), np.array(scales, np.float32).reshape(-1, 2),
+    stacked = np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8)
+    return CropSet(stacked, dict(card.normalize), np.array(centers, np.float32).reshape(-1, 2), np.array(scales, np.float32).reshape(-1, 2),
                    anns, list(images.values()), data.get("categories", []), [f"{ann_file} ({len(anns)} people)"])
 
 
@@ -113,7 +120,7 @@ def merge(sets: list[CropSet]) -> CropSet:
     if not parts:
         raise FrposeError("no real person crops found")
     images = {im["id"]: im for s, _ in parts for im in s.images}
-    return CropSet(torch.cat([s.inputs[keep] for s, keep in parts]),
+    return CropSet(np.concatenate([s.crops[keep] for s, keep in parts]), parts[0][0].normalize,
                    np.concatenate([s.centers[keep] for s, keep in parts]),
                    np.concatenate([s.scales[keep] for s, keep in parts]),
                    [s.annotations[i] for s, keep in parts for i in keep],

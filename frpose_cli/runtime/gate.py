@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from frpose_cli.data.codecs import codec_for_card
-from frpose_cli.runtime.topdown import decode_to_image, run_heatmaps
+from frpose_cli.runtime.engine import TopDownEngine
 
 THRESHOLDS = {"median_px": 0.5, "p95_px": 2.0, "ap_drop": 0.5}
 
@@ -82,13 +82,13 @@ def judge(median_px: float, p95_px: float, ap_delta: float | None, thresholds=TH
     return "; ".join(reasons)
 
 
-def _keypoints(model, crops, card, codec, flip: bool, batch: int):
-    """Decoded keypoints in crop pixels and in image pixels, with scores."""
-    heat = torch.cat([run_heatmaps(model, crops.inputs[i:i + batch], flip=flip,
-                                   flip_index=card.keypoints.flip_index(), codec=codec)
-                      for i in range(0, len(crops), batch)])
+def keypoints_of(model, crops, card, codec, flip: bool = True, batch: int = 8):
+    """Decoded keypoints in crop pixels and in image pixels, with scores: through the top-down
+    engine, so the gate measures exactly what predict and eval run."""
+    engine = TopDownEngine(model, card, codec, flip, batch)
+    heat = engine.heatmaps(crops.crops)
     in_crop, _ = codec.decode(heat)
-    in_image, scores = decode_to_image(codec, heat, crops.centers, crops.scales)
+    in_image, scores = engine.decode(heat, crops.centers, crops.scales)
     return in_crop, in_image, scores
 
 
@@ -116,8 +116,8 @@ def run_gate(reference: torch.nn.Module, candidate: torch.nn.Module, card, crops
     """Compare ``candidate`` with the float32 ``reference`` (both runnable modules of one trained
     network) on ``crops`` (:class:`~frpose_cli.runtime.crops.CropSet`)."""
     codec = codec_for_card(card, codec_name)
-    ref_crop, ref_image, ref_scores = _keypoints(reference, crops, card, codec, flip, batch)
-    cand_crop, cand_image, cand_scores = _keypoints(candidate, crops, card, codec, flip, batch)
+    ref_crop, ref_image, ref_scores = keypoints_of(reference, crops, card, codec, flip, batch)
+    cand_crop, cand_image, cand_scores = keypoints_of(candidate, crops, card, codec, flip, batch)
     drift = np.linalg.norm(cand_crop - ref_crop, axis=-1)               # (N, K) input pixels
     labelled = np.array([np.asarray(a["keypoints"]).reshape(-1, 3)[:, 2] > 0 for a in crops.annotations])
     if labelled.shape != drift.shape or not labelled.any():

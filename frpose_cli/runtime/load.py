@@ -27,6 +27,7 @@ import warnings
 
 import torch
 
+from frpose_cli.device import pick_device
 from frpose_cli.errors import FrposeError
 from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
@@ -86,6 +87,7 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
+    ``device``: None → :func:`frpose_cli.device.pick_device`'s default, as the CLI (CUDA if present, else CPU);
     ``setup``: an inference set-up of :data:`frpose_cli.runtime.optimize.SETUPS`, used as it is (benchmarks);
     without it ``precision`` decides (:func:`frpose_cli.runtime.autoselect.runnable_model`; None: the device's
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
@@ -93,9 +95,11 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     """
     if backend not in BACKENDS:
         raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
     weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
     kind = weights.kind
+    # The CLI's device policy (CUDA if present, else CPU), so a script and `frpose predict` agree;
+    # ONNX Runtime has only its CPU provider here, so its default is the CPU.
+    device = pick_device(device, cpu_only=kind == "onnx" or "onnxruntime" in (backend, setup))
     if kind == "onnx":
         if backend == "torch":
             raise FrposeError(f"{weights.path} is an ONNX file: run it with --backend onnxruntime")

@@ -28,13 +28,23 @@ def ort_session(model_bytes_or_path, threads: int | None = None):
                           f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'})") from None
 
 
-class OnnxRuntimeNet(nn.Module):
-    """An ONNX Runtime CPU session as a module.  A static-batch graph runs larger batches in chunks."""
+# What a graph's input may be: float16 is what common float16 converters leave (onnxconverter-common's
+# convert_float_to_float16 with its default keep_io_types=False); it is fed float16 and read back as float32.
+_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
-    def __init__(self, session):
+
+class OnnxRuntimeNet(nn.Module):
+    """An ONNX Runtime CPU session as a module.  A static-batch graph runs larger batches in chunks;
+    a float16 or float64 graph input is fed in its own type, and heatmaps come back float32."""
+
+    def __init__(self, session, source: str = "the ONNX model"):
         super().__init__()
         self.session = session
         inp = session.get_inputs()[0]
+        if inp.type not in _INPUT_TYPES:
+            raise FrposeError(f"{source}: its input '{inp.name}' is {inp.type}; frpose feeds images as float "
+                              "tensors (float32, float16 or float64 inputs)")
+        self.input_dtype = _INPUT_TYPES[inp.type]
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         # No weights live in torch; a zero-size parameter lets callers ask for the device
@@ -48,15 +58,16 @@ class OnnxRuntimeNet(nn.Module):
         return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        x = images.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)
         step = self.fixed_batch or max(len(x), 1)
         outs = []
         for i in range(0, len(x), step):
             chunk = x[i:i + step]
             n = len(chunk)
             if n < step:   # a static-batch graph takes exactly `step` images: pad the last chunk
-                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
-            outs.append(torch.from_numpy(self.session.run(None, {self.input_name: chunk})[0][:n]))
+                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)])
+            out = self.session.run(None, {self.input_name: chunk})[0][:n]
+            outs.append(torch.from_numpy(np.ascontiguousarray(out, np.float32)))
         return torch.cat(outs)
 
 

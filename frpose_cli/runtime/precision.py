@@ -15,7 +15,8 @@ int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
 =========  ===============================================  =========================
 
 ``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
-per model, input size and machine (:mod:`frpose_cli.runtime.autoselect`, whose ``runnable_model`` is the
+per model, input size, machine and calibration source, and caches what it gated
+(:mod:`frpose_cli.runtime.autoselect`, whose ``runnable_model`` is the
 entry point every verb uses).  ``FRPOSE_PRECISION``
 sets the default for every verb that has one (e.g. ``fp32`` on machines whose results must not move);
 ``eval`` has none: it runs fp32 unless ``--precision`` says otherwise.

@@ -138,5 +138,13 @@ def int8_session_bytes(net: torch.nn.Module, calibration: torch.Tensor, hw=None)
 
 def int8_net(net: torch.nn.Module, calibration: torch.Tensor, threads: int | None = None, hw=None):
     """An :class:`~frpose_cli.runtime.onnxrt.OnnxRuntimeNet` running ``net`` in int8."""
+    return int8_net_from_bytes(int8_session_bytes(net, calibration, hw), threads)
+
+
+def int8_net_from_bytes(model_bytes: bytes, threads: int | None = None):
+    """A quantized model (as :func:`int8_session_bytes` made it) as a module.  ``.onnx_bytes`` keeps
+    the bytes: ``--precision auto`` caches exactly the model it gated, not a recipe to redo it."""
     from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, ort_session
-    return OnnxRuntimeNet(ort_session(int8_session_bytes(net, calibration, hw), threads))
+    module = OnnxRuntimeNet(ort_session(model_bytes, threads))
+    module.onnx_bytes = model_bytes
+    return module

@@ -38,21 +38,6 @@ import torch
 from frpose_cli.data.geometry import transform_points, warp_matrix
 
 
-def normalize_input(images01: torch.Tensor, normalize: dict) -> torch.Tensor:
-    """RGB images in [0, 1], N×3×H×W → the network's input: ``(x - mean) / std`` (``card.normalize``),
-    channels reversed first for weights trained on BGR (``normalize["channel_order"] == "bgr"``)."""
-    if normalize.get("channel_order", "rgb") == "bgr":
-        images01 = images01.flip(1)
-    mean = torch.tensor(normalize["mean"], dtype=images01.dtype, device=images01.device).view(1, 3, 1, 1)
-    std = torch.tensor(normalize["std"], dtype=images01.dtype, device=images01.device).view(1, 3, 1, 1)
-    return (images01 - mean) / std
-
-
-def crops_to_input(crops_uint8: torch.Tensor, normalize: dict) -> torch.Tensor:
-    """uint8 RGB crops N×H×W×3 (on any device) → normalised float N×3×H×W network input."""
-    return normalize_input(crops_uint8.permute(0, 3, 1, 2).float().div_(255), normalize)
-
-
 def flip_shift(stride: int) -> float:
     """Exact shift (heatmap pixels, rightwards) that aligns a mirrored-back heatmap at
     ``stride`` for codecs that read heatmap pixel u as input pixel u·stride (dark; sbn

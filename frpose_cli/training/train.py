@@ -32,8 +32,9 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.evaluation.evaluate import evaluate_model
 from frpose_cli.training.losses import JointsMSELoss
 from frpose_cli.data.oks_sigmas import describe as describe_sigmas
-from frpose_cli.outputs import check_writable_dir
+from frpose_cli.outputs import FolderLock, check_writable_dir
 from frpose_cli.metrics.pck import pck
+from frpose_cli.training.preempt import Preempted, SkipSampler, StopSignals, check_finite
 from frpose_cli.training.train_log import MetricsLog
 from frpose_cli.weights.init_weights import apply_pretrained, init_from
 from frpose_cli.training.train_setup import (TrainConfig, checkpoint_bytes, new_run_dir, prepare, rng_state,  # noqa: F401 (API)
@@ -99,12 +100,17 @@ def run(cfg: TrainConfig, on_step=None) -> dict:
     interrupt a run or read gradients)."""
     env = distributed.setup(cfg.device)
     try:
-        return _run(cfg, env, on_step)
+        with StopSignals() as stop:   # SIGTERM / SIGUSR1: save at the next step and stop (training/preempt.py)
+            try:
+                return _run(cfg, env, on_step, stop)
+            finally:
+                if getattr(stop, "lock", None) is not None:
+                    stop.lock.release()
     finally:
         distributed.cleanup(env)
 
 
-def _run(cfg: TrainConfig, env, on_step) -> dict:
+def _run(cfg: TrainConfig, env, on_step, stop) -> dict:
     say = (lambda m: tqdm.write(m)) if env.is_main and not cfg.quiet else (lambda m: None)
     warn = (lambda m: tqdm.write(f"frpose: {m}", file=sys.stderr)) if env.is_main else (lambda m: None)
     cfg, ckpt, coco, card, codec = prepare(dataclasses.replace(cfg), say, warn)
@@ -134,6 +140,8 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         load_state_into(model, ckpt["state_dict"], cfg.resume)
     if env.is_main:   # a read-only, full or mistaken --out is found now, not after the first epoch
         check_writable_dir(run_dir, "--out", need_bytes=checkpoint_bytes(model))
+        # one writer at a time: a second `--resume` of a run still training is refused (outputs.FolderLock)
+        stop.lock = FolderLock(run_dir, "all", "the run folder")
     if cfg.sync_bn and env.distributed:
         model = distributed.convert_sync_batchnorm(model, device)
     model.to(device)
@@ -142,6 +150,7 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                                                      gamma=float(card.recipe("lr_factor")))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     start_epoch, best = 0, {"metric": None, "value": None, "epoch": None}
+    partial = (ckpt or {}).get("partial")    # stopped mid-epoch by a signal: where in the epoch
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -175,8 +184,13 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
     val_gt = load_ground_truth(cfg.val_ann, cfg.sigmas, recorded=card.keypoints) \
         if val_loader is not None and cfg.val_ap is not False else None
     loader = _loader(train_ds, cfg, env, shuffle=True)
+    if partial:   # the batches of the interrupted epoch not yet done: the same ones, in the same order
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                            sampler=SkipSampler(loader.sampler, partial["step"] * cfg.batch_size),
+                            pin_memory=loader.pin_memory, persistent_workers=False, worker_init_fn=loader.worker_init_fn)
+        say(f"resuming epoch {partial['epoch'] + 1} at step {partial['step'] + 1}")
     criterion = JointsMSELoss(use_target_weight=True)
-    log = MetricsLog(run_dir, keep_epochs=start_epoch) if env.is_main else None
+    log = MetricsLog(run_dir, keep_epochs=start_epoch + bool(partial)) if env.is_main else None
     kp = card.keypoints
     say(f"keypoints: {kp.num_keypoints} ({', '.join(kp.names[:5])}{' …' if kp.num_keypoints > 5 else ''}), "
         f"{len(kp.flip_pairs) if kp.can_flip else 'no'} flip pairs, {describe_sigmas(kp)}")
@@ -185,16 +199,23 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
         f"epochs {start_epoch + 1}..{cfg.epochs} → {run_dir}")
 
     summary = {"run_dir": str(run_dir), "epochs": cfg.epochs, "start_epoch": start_epoch, "init": init_record}
+    bad_steps = 0                       # consecutive non-finite losses (AMP's scaler may skip a few)
     for epoch in range(start_epoch, cfg.epochs):
         loader.sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         train_model.train()
         lr = optimizer.param_groups[0]["lr"]
+        epoch_rng = rng_state()         # before the loader draws its seed: a mid-epoch resume redraws it
         loss_sum = seen = invalid = damaged = 0.0
+        first_step = 0
+        if partial and epoch == partial["epoch"]:
+            first_step = partial["step"]
+            loss_sum, seen, invalid, damaged = (partial[k] for k in ("loss_sum", "seen", "invalid", "damaged"))
         window, t0 = [], time.perf_counter()
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not env.is_main or cfg.quiet or not cfg.progress, dynamic_ncols=True)
-        for step, batch in enumerate(bar):
+        steps = first_step + len(loader)
+        for step, batch in enumerate(bar, start=first_step):
             images = batch["image"].to(device, non_blocking=True)
             target, weight = _targets(batch, codec, cfg, device)
             with _autocast(cfg, device):
@@ -206,18 +227,29 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
             scaler.update()
             n = images.shape[0]
             value = float(loss.detach())
+            bad_steps = bad_steps + 1 if value != value or abs(value) == float("inf") else 0
+            if bad_steps > (10 if scaler.is_enabled() else 0):   # AMP skips a few overflowing steps by design
+                check_finite(value, epoch + 1, step + 1, run_dir, epoch)
             loss_sum, seen = loss_sum + value * n, seen + n
             invalid += float((~batch["valid"]).sum())
             damaged += float(batch["damaged"].sum())
             window.append(value)
             rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{value:.3g}", lr=f"{lr:.2g}", samples_s=f"{rate:.1f}")
-            if log is not None and (len(window) == cfg.log_every or step == len(loader) - 1):
-                log.add({"kind": "step", "epoch": epoch + 1, "step": step + 1, "fraction": (step + 1) / len(loader),
+            if log is not None and (len(window) == cfg.log_every or step == steps - 1):
+                log.add({"kind": "step", "epoch": epoch + 1, "step": step + 1, "fraction": (step + 1) / steps,
                          "loss": float(np.mean(window)), "lr": lr})
                 window = []
             if on_step is not None:
                 on_step(epoch, step, model)
+            if _stop_requested(stop, env) and step < steps - 1:
+                where = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen, "invalid": invalid,
+                         "damaged": damaged}
+                _save_partial(run_dir, model, card, codec, cfg, optimizer, scheduler, scaler, epoch_rng, best,
+                              init_record, where, log, window, lr, steps, env)
+                raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} at epoch {epoch + 1}, "
+                                f"step {step + 1} of {steps}: resumable checkpoint {run_dir / 'last.pt'}; continue "
+                                f"with `frpose train --resume {run_dir}`")
         bar.close()
         seconds = time.perf_counter() - t0
         loss_sum, seen, invalid, damaged = distributed.all_reduce_sum([loss_sum, seen, invalid, damaged], env)
@@ -256,5 +288,31 @@ def _run(cfg: TrainConfig, env, on_step) -> dict:
                 (f", {int(damaged)} crops from damaged JPEGs (decoded anyway)" if damaged else "")
             say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4g}{val}, lr {lr:.2g}, "
                 f"{record['samples_per_s']:.1f} samples/s{bad} → {run_dir / 'last.pt'}")
+        if epoch + 1 < cfg.epochs and _stop_requested(stop, env):   # a signal during the epoch's last step
+            raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} after epoch {epoch + 1}: "
+                            f"resumable checkpoint {run_dir / 'last.pt'}; continue with `frpose train --resume {run_dir}`")
     summary["best"] = best
     return summary
+
+
+def _stop_requested(stop, env) -> bool:
+    """Whether any rank got a stop signal (summed over the ranks, so all stop at the same step)."""
+    flag = float(stop.requested)
+    if env.distributed:
+        flag = distributed.all_reduce_sum([flag], env)[0]
+    return flag > 0
+
+
+def _save_partial(run_dir, model, card, codec, cfg, optimizer, scheduler, scaler, epoch_rng, best, init_record,
+                  where, log, window, lr, steps, env) -> None:
+    """``last.pt`` at a step boundary: ``epoch`` counts finished epochs, ``partial`` says where in the next."""
+    if env.is_main:
+        state = {"epoch": where["epoch"], "partial": where, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": epoch_rng,
+                 "train_config": dataclasses.asdict(cfg), "best": best, "init": init_record}
+        save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **state)
+        if window:
+            log.add({"kind": "step", "epoch": where["epoch"] + 1, "step": where["step"],
+                     "fraction": where["step"] / steps, "loss": float(np.mean(window)), "lr": lr})
+        log.flush()
+    distributed.broadcast_object(None, env)   # the other ranks leave once the checkpoint is written

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frpose_cli import run_folders
 from frpose_cli.cards import load_card
 from frpose_cli.weights.checkpoint import card_from_checkpoint, load_checkpoint
 from frpose_cli.data.codecs import make_codec
@@ -121,7 +122,12 @@ def resume_path(spec) -> Path:
     return path
 
 
+RUN_FILES = ("best.pt", "metrics.jsonl", "training_curve.png")   # besides last.pt
+
+
 def new_run_dir(cfg: TrainConfig) -> Path:
+    """The folder a new training run writes: ``--out`` (refused when it holds a run), else a new
+    one from :func:`frpose_cli.run_folders.new_run_path`."""
     if cfg.out:
         out = Path(cfg.out)
         if out.is_file():
@@ -129,13 +135,16 @@ def new_run_dir(cfg: TrainConfig) -> Path:
         if (out / "last.pt").exists():
             raise FrposeError(f"{out} already holds a run (last.pt); continue it with --resume {out} "
                               "or choose another --out")
+        # any other file a run writes (a copied best.pt, the log of a run whose last.pt was deleted)
+        # would be overwritten by the first epoch: refused too
+        others = [n for n in RUN_FILES if (out / n).exists()]
+        if others:
+            raise FrposeError(f"{out} holds {', '.join(others)} of another run, which this run would overwrite; "
+                              "choose another --out")
         return out
-    base = Path("runs") / "train" / cfg.model
-    out, n = base, 1
-    while out.exists():
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
+    # runs/train/MODEL, MODEL-2, ...; a card given as a YAML path is named by its file's stem
+    name = Path(cfg.model).stem if cfg.model.endswith((".yaml", ".yml")) else cfg.model
+    return run_folders.new_run_path("train", name)
 
 
 def prepare(cfg: TrainConfig, log, warn=None):

@@ -1,0 +1,227 @@
+"""One image's poses as a Python object (ultralytics' ``Results`` is the model): what
+`frpose predict` writes and what the Python predictor returns are the same records.
+
+Per person: the box (x, y, w, h, score), keypoints (K, 2) in image pixels, their scores (K,)
+and the pose score (the box score × the mean keypoint score above 0.2, :func:`rescore`, as
+predict and eval rank persons).  :meth:`Results.to_coco` is the one place a
+``predictions.json`` record is built; :meth:`Results.plot` draws the overlay `frpose predict`
+writes in ``vis/``.
+
+    res = Results(boxes, keypoints, keypoint_scores, spec, image=image_rgb, file_name="a.jpg")
+    len(res), res[0]["left_wrist"], res[res.scores > 0.5].to_coco(image_id=7)
+    res.save("a_pose.jpg")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from frpose_cli.data.keypoints import KeypointSpec
+from frpose_cli.inference.draw import draw_poses, write_image
+from frpose_cli.metrics.oks_nms import oks_nms, rescore
+
+CATEGORY_PERSON = 1
+
+
+def _floats(a, shape: tuple, what: str) -> np.ndarray:
+    """Float array of ``shape`` (-1: any).  A float input keeps its dtype: records round the
+    values the network produced, so float32 → float64 must not happen on one path only."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    if a.size == 0 and shape[0] == -1:   # an empty list of persons, however it was spelled
+        a = a.reshape(0, *shape[1:])
+    if a.ndim != len(shape) or any(s != -1 and s != n for s, n in zip(shape, a.shape)):
+        want = "×".join("P" if s == -1 else str(s) for s in shape)
+        raise ValueError(f"{what}: expected shape {want}, got {'×'.join(map(str, a.shape))}")
+    return a
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a :class:`Results`: ``person["left_wrist"]`` → (x, y, score)."""
+    box: np.ndarray               # (5,) x, y, w, h, box score
+    keypoints: np.ndarray         # (K, 2) x, y in image pixels
+    keypoint_scores: np.ndarray   # (K,)
+    score: float                  # pose score (rescored)
+    spec: KeypointSpec
+
+    def __getitem__(self, name: str) -> tuple[float, float, float]:
+        k = self.spec.index_of(name)
+        if k is None:
+            raise KeyError(f"no keypoint {name!r} (keypoints: {', '.join(self.spec.names)})")
+        return float(self.keypoints[k, 0]), float(self.keypoints[k, 1]), float(self.keypoint_scores[k])
+
+    def __repr__(self) -> str:
+        x, y, w, h, s = (float(v) for v in self.box)
+        return f"Person(box=[{x:.1f}, {y:.1f}, {w:.1f}, {h:.1f}], box_score={s:.3f}, score={self.score:.3f})"
+
+
+class Results:
+    """The poses found in one image (or video frame).
+
+    ``boxes`` (P, 5) x, y, w, h, score; ``keypoints`` (P, K, 2) image pixels; ``keypoint_scores``
+    (P, K); ``spec`` the keypoint set (names, skeleton).  ``scores`` (P,): pose scores, rescored
+    from the box and keypoint scores when not given.  ``image``: the RGB uint8 picture
+    :meth:`plot` draws on by default (held, not copied).  ``file_name``, ``image_id`` and
+    ``frame`` (video frame index) go into the records.
+    """
+
+    def __init__(self, boxes, keypoints, keypoint_scores, spec: KeypointSpec, scores=None, *,
+                 image: np.ndarray | None = None, file_name: str | None = None, image_id: int | None = None,
+                 frame: int | None = None):
+        k = spec.num_keypoints
+        self.boxes = _floats(boxes, (-1, 5), "boxes")
+        self.keypoints = _floats(keypoints, (-1, k, 2), "keypoints")
+        self.keypoint_scores = _floats(keypoint_scores, (-1, k), "keypoint_scores")
+        p = len(self.boxes)
+        if len(self.keypoints) != p or len(self.keypoint_scores) != p:
+            raise ValueError(f"{p} boxes but {len(self.keypoints)} keypoint sets and "
+                             f"{len(self.keypoint_scores)} keypoint score sets")
+        # The same rescoring as predict's and eval's ranking, never a second formula.
+        if scores is None:
+            scores = rescore(self.boxes[:, 4], self.keypoint_scores) if p else np.zeros(0)
+        self.scores = _floats(scores, (p,), "scores")
+        self.spec, self.image, self.file_name, self.image_id, self.frame = spec, image, file_name, image_id, frame
+
+    @classmethod
+    def from_poses(cls, poses, boxes, spec: KeypointSpec, **info) -> "Results":
+        """From (P, K, 3) x, y, score keypoints, as :class:`PosePredictor` decodes them."""
+        poses = _floats(poses, (-1, spec.num_keypoints, 3), "poses")
+        return cls(boxes, poses[..., :2], poses[..., 2], spec, **info)
+
+    @classmethod
+    def from_coco(cls, records: list[dict], spec: KeypointSpec, **info) -> "Results":
+        """Back from :meth:`to_coco` records (e.g. one image's entries of ``predictions.json``);
+        a record without ``box_score`` gets 1.0.  Values are the records' rounded ones."""
+        k = spec.num_keypoints
+        poses = np.array([r["keypoints"] for r in records], np.float64).reshape(-1, k, 3)
+        boxes = np.array([[*r["bbox"], r.get("box_score", 1.0)] for r in records], np.float64).reshape(-1, 5)
+        scores = np.array([r["score"] for r in records], np.float64)
+        first = records[0] if records else {}
+        info = {"file_name": first.get("file_name"), "image_id": first.get("image_id"),
+                "frame": first.get("frame"), **info}
+        return cls(boxes, poses[..., :2], poses[..., 2], spec, scores, **info)
+
+    # -- the poses as arrays (ultralytics' names where it has one) --------------------------------
+    @property
+    def xy(self) -> np.ndarray:
+        """(P, K, 2) keypoints in image pixels."""
+        return self.keypoints
+
+    @property
+    def conf(self) -> np.ndarray:
+        """(P, K) keypoint scores."""
+        return self.keypoint_scores
+
+    @property
+    def xywh(self) -> np.ndarray:
+        return self.boxes[:, :4]
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        return np.concatenate([self.boxes[:, :2], self.boxes[:, :2] + self.boxes[:, 2:4]], 1)
+
+    @property
+    def box_scores(self) -> np.ndarray:
+        return self.boxes[:, 4]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.spec.names
+
+    @property
+    def skeleton(self) -> tuple[tuple[int, int], ...]:
+        return self.spec.skeleton
+
+    @property
+    def orig_shape(self) -> tuple[int, int] | None:
+        """(height, width) of the held image, None without one."""
+        return None if self.image is None else tuple(self.image.shape[:2])
+
+    def numpy(self) -> np.ndarray:
+        """(P, K, 3) x, y, score: the layout :class:`PosePredictor` returns and overlays draw."""
+        return np.concatenate([self.keypoints, self.keypoint_scores[..., None]], -1)
+
+    # -- persons -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index):
+        """An int → that :class:`Person`; a slice, index list or boolean mask → a :class:`Results`."""
+        if isinstance(index, (int, np.integer)):
+            i = range(len(self))[index]   # negative indices, and IndexError out of range
+            return Person(self.boxes[i], self.keypoints[i], self.keypoint_scores[i], float(self.scores[i]), self.spec)
+        if isinstance(index, list):   # [] would become a float array, which numpy refuses as an index
+            index = np.asarray(index) if index else np.zeros(0, np.int64)
+        return Results(self.boxes[index], self.keypoints[index], self.keypoint_scores[index], self.spec,
+                       self.scores[index], image=self.image, file_name=self.file_name, image_id=self.image_id,
+                       frame=self.frame)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def nms_keep(self, areas, sigmas, threshold: float = 0.9) -> list[int]:
+        """Indices left by OKS-NMS (two boxes on one person → one pose), best first; ``areas`` (P,)
+        the crop regions' areas.  Threshold 1.0 (or one person) keeps every person, in order."""
+        if len(self) > 1 and threshold < 1.0:
+            return oks_nms(self.numpy(), self.scores, areas, sigmas, threshold)
+        return list(range(len(self)))
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def to_coco(self, image_id: int | None = None) -> list[dict]:
+        """COCO keypoint results, one per person, exactly as ``predictions.json`` holds them
+        (plus ``file_name``, ``bbox``, ``box_score`` and, for a video frame, ``frame``).
+        ``image_id``: this one, else the object's (None until a run's logs are merged)."""
+        image_id = self.image_id if image_id is None else image_id
+        records = []
+        for box, poses, score in zip(self.boxes, self.numpy(), self.scores):
+            rec = {"image_id": image_id, "file_name": self.file_name, "category_id": CATEGORY_PERSON,
+                   "keypoints": [round(float(v), 2) for v in poses.reshape(-1)],
+                   "score": round(float(score), 5), "bbox": [round(float(v), 2) for v in box[:4]],
+                   "box_score": round(float(box[4]), 5)}
+            if self.frame is not None:
+                rec["frame"] = self.frame
+            records.append(rec)
+        return records
+
+    def plot(self, image: np.ndarray | None = None, kpt_thr: float = 0.3, boxes: bool = True) -> np.ndarray:
+        """The overlay on a copy of ``image`` (default: the held one), RGB uint8, drawn as
+        `frpose predict` draws ``vis/``: keypoints scored at least ``kpt_thr``, limbs, boxes."""
+        image = self.image if image is None else image
+        if image is None:
+            raise ValueError("no image to draw on: pass plot(image) or build the Results with image=")
+        return draw_poses(image, self.numpy(), self.spec, self.boxes, kpt_thr=kpt_thr, draw_boxes=boxes)
+
+    def save(self, path, image: np.ndarray | None = None, kpt_thr: float = 0.3, boxes: bool = True):
+        """Write :meth:`plot`'s overlay (JPEG/PNG by suffix) through a temp file and a rename, so a
+        crash never leaves half an image; returns the path."""
+        return write_image(path, self.plot(image, kpt_thr, boxes))
+
+    def __repr__(self) -> str:
+        frame = "" if self.frame is None else f", frame={self.frame}"
+        return f"Results({self.file_name!r}{frame}, persons={len(self)}, keypoints={self.spec.num_keypoints})"
+
+
+def predict_image(predictor, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
+                  **info) -> Results:
+    """``predictor`` (a :class:`~frpose_cli.inference.predict.PosePredictor`) on one RGB image, the way
+    `frpose predict` treats each image: ``boxes`` (M, 5) x, y, w, h, score or (M, 4) with score 1,
+    None → the whole image (``--detector whole-image``); boxes clipped to the image as the detectors
+    clip theirs, rescored, OKS-NMS at ``nms_thr``.  ``info``: file_name, image_id, frame."""
+    from types import SimpleNamespace
+    from frpose_cli.inference.detectors import WholeImageDetector, clip_boxes   # detectors pulls in the download code: only when used
+    h, w = image_rgb.shape[:2]
+    if boxes is None:
+        boxes = WholeImageDetector()(SimpleNamespace(image=image_rgb))
+    boxes = np.asarray(boxes, np.float64).reshape(len(boxes), -1) if len(boxes) else np.zeros((0, 5))
+    if boxes.shape[1] == 4:
+        boxes = np.concatenate([boxes, np.ones((len(boxes), 1))], 1)
+    boxes = clip_boxes(boxes, w, h)
+    crops, centers, scales = predictor.crops(image_rgb, boxes)
+    k = predictor.card.keypoints.num_keypoints
+    poses = predictor.decode(predictor.heatmaps(crops, batch_size), centers, scales) if len(crops) \
+        else np.zeros((0, k, 3), np.float32)
+    found = Results.from_poses(poses, boxes, predictor.card.keypoints, image=image_rgb, **info)
+    return found[found.nms_keep(scales[:, 0] * scales[:, 1], predictor.oks_sigmas, nms_thr)]

@@ -180,3 +180,35 @@ def test_no_thread_is_started_by_a_progress_bar_before_loader_workers_fork():
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "True"], out.stdout
+
+
+PREEMPT_SCRIPT = """
+import os, signal, sys, torch
+from frpose_cli.training.preempt import Preempted
+from frpose_cli.training.train import TrainConfig, run
+def signal_rank_1(epoch, step, model):   # the scheduler's signal reaches one rank only
+    if (epoch, step) == (0, 0) and torch.distributed.get_rank() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+try:
+    run(TrainConfig(**{cfg!r}), on_step=signal_rank_1)
+except Preempted as e:
+    print(f"rank {{os.environ['RANK']}}: {{e}}", flush=True)
+    sys.exit(e.exit_code)
+"""
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    data = json.loads((COCO_DIR / "annotations" / "person_keypoints_train2017.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]][:8]
+    ann = tmp_path / "train.json"
+    ann.write_text(json.dumps(data))        # 8 people: 2 steps of 2×2 per epoch
+    script = tmp_path / "preempt.py"
+    script.write_text(textwrap.dedent(PREEMPT_SCRIPT.format(cfg=config(ann, tmp_path / "run", 2, False))))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(script)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode != 0
+    for rank, name in ((0, "a signal on another rank"), (1, "SIGTERM")):
+        assert f"rank {rank}: stopped by {name} at epoch 1, step 1 of 2" in res.stdout, res.stdout + res.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["partial"]["step"] == 1

@@ -337,12 +337,12 @@ def runnable_model(net: torch.nn.Module, card, device, precision: str | None = N
     """The float32 network ``net`` (eval mode, any device) → a runnable PoseModel in ``precision``
     (None: :func:`default_precision`).  ``auto`` runs :func:`choose`."""
     from frpose_cli.runtime.hardware import detect
-    from frpose_cli.runtime.precision import BACKENDS, build_setup, check_precision, default_precision, setup_for, \
+    from frpose_cli.runtime.optimize import check_backend
+    from frpose_cli.runtime.precision import build_setup, check_precision, default_precision, setup_for, \
         unavailable_reason, wrap
     device = torch.device(device)
     precision = check_precision(precision or default_precision(device))
-    if backend not in BACKENDS:
-        raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_backend(backend)
     hw = hw or detect(device)
     if precision == "auto":
         selection, module = choose(net, card, device, backend, hw, calib_data=calib_data, codec_name=codec_name,

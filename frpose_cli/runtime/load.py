@@ -33,10 +33,9 @@ from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
 from frpose_cli.runtime.autoselect import runnable_model
 from frpose_cli.runtime.pose_model import PoseModel
-from frpose_cli.runtime.optimize import SETUP_PRECISION, prepare_for_inference
+from frpose_cli.runtime.optimize import SETUP_PRECISION, check_backend, prepare_for_inference
 from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
 
-BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def _cpu_only(backend: str, device: torch.device) -> None:
@@ -93,8 +92,7 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
     and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
     """
-    if backend not in BACKENDS:
-        raise FrposeError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_backend(backend)
     weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
     kind = weights.kind
     # The CLI's device policy (CUDA if present, else CPU), so a script and `frpose predict` agree;

@@ -19,16 +19,55 @@ natively, fp16 on CUDA), ``int8`` is ONNX Runtime static int8 calibrated on real
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from frpose_cli.net.folding import fold_batchnorm
 
-SETUPS = ("eager", "channels_last", "folded", "fused", "compile", "onnxruntime", "bf16", "fp16", "int8")
-SETUP_PRECISION = {s: "fp32" for s in SETUPS} | {"bf16": "bf16", "fp16": "fp16", "int8": "int8"}
-_CHANNELS_LAST = ("channels_last", "fused", "bf16", "fp16", "compile")
+BACKENDS = ("auto", "torch", "onnxruntime")   # what --backend takes; a set-up names the one it runs on
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way of running a network: what it runs on, at which precision, with which transforms.
+    Every property of a set-up is read from here, never inferred from its name."""
+    name: str
+    backend: str            # "torch" | "onnxruntime"
+    precision: str          # "fp32" | "bf16" | "fp16" | "int8"
+    fold_bn: bool = False   # BatchNorm folded into the convolution before it
+    channels_last: bool = False
+    device: str = "any"     # "any" | "cpu" | "cuda"
+
+
+SETUP_TABLE = {s.name: s for s in (
+    Setup("eager", "torch", "fp32"),
+    Setup("channels_last", "torch", "fp32", channels_last=True),
+    Setup("folded", "torch", "fp32", fold_bn=True),
+    Setup("fused", "torch", "fp32", fold_bn=True, channels_last=True),
+    Setup("compile", "torch", "fp32", fold_bn=True, channels_last=True),
+    Setup("onnxruntime", "onnxruntime", "fp32", fold_bn=True, device="cpu"),
+    Setup("bf16", "torch", "bf16", fold_bn=True, channels_last=True),
+    Setup("fp16", "torch", "fp16", fold_bn=True, channels_last=True, device="cuda"),
+    Setup("int8", "onnxruntime", "int8", fold_bn=True, device="cpu"),
+)}
+SETUPS = tuple(SETUP_TABLE)
+SETUP_PRECISION = {name: s.precision for name, s in SETUP_TABLE.items()}
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_backend(name: str) -> str:
+    from frpose_cli.errors import FrposeError
+    if name not in BACKENDS:
+        raise FrposeError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    return name
+
+
+def setup_named(name: str) -> Setup:
+    if name not in SETUP_TABLE:
+        raise ValueError(f"unknown inference set-up {name!r}; choose from {SETUPS}")
+    return SETUP_TABLE[name]
 
 
 def default_setup(device: torch.device) -> str:
@@ -55,12 +94,11 @@ def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "
                           calibration: torch.Tensor | None = None) -> nn.Module:
     """Eval-mode model on ``device`` in one of :data:`SETUPS`; ``int8`` needs ``calibration``,
     real network inputs (N, 3, H, W) to fit its scales on (:func:`frpose_cli.runtime.crops.calibration_crops`)."""
-    if setup not in SETUPS:
-        raise ValueError(f"unknown inference set-up {setup!r}; choose from {SETUPS}")
+    spec = setup_named(setup)
     model = model.eval()
-    if setup in ("onnxruntime", "int8"):
-        if device.type != "cpu":
-            raise ValueError(f"the {setup} set-up runs on the CPU")
+    if spec.device not in ("any", device.type):
+        raise ValueError(f"the {setup} set-up runs on {'the CPU' if spec.device == 'cpu' else 'CUDA'}")
+    if spec.backend == "onnxruntime":   # the network leaves torch: exported (BN folded by the exporter)
         if setup == "int8":
             if calibration is None:
                 raise ValueError("the int8 set-up needs calibration inputs")
@@ -68,11 +106,9 @@ def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "
             return int8_net(model, calibration)
         from frpose_cli.runtime.onnxrt import onnxruntime_net   # lazy: only this set-up needs onnxruntime
         return onnxruntime_net(model)
-    if setup == "fp16" and device.type != "cuda":
-        raise ValueError("the fp16 set-up runs on CUDA")
-    if setup in ("folded", "fused", "bf16", "fp16", "compile"):
+    if spec.fold_bn:
         model = fold_batchnorm(model)
-    if setup in _CHANNELS_LAST:
+    if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device)
     if setup in _AUTOCAST:
@@ -83,4 +119,4 @@ def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "
 
 
 def input_memory_format(setup: str) -> torch.memory_format:
-    return torch.channels_last if setup in _CHANNELS_LAST else torch.contiguous_format
+    return torch.channels_last if setup_named(setup).channels_last else torch.contiguous_format

@@ -30,13 +30,12 @@ import os
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.optimize import SETUP_PRECISION, default_setup, prepare_for_inference
+from frpose_cli.runtime.optimize import default_setup, prepare_for_inference, setup_named
 from frpose_cli.runtime.pose_model import PoseModel
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CHOICES = PRECISIONS + ("auto",)
 ENV_DEFAULT = "FRPOSE_PRECISION"
-BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def default_precision(device) -> str:
@@ -127,5 +126,5 @@ def build_setup(net, card, device, setup: str, calib_data=None, gate_ids=(), cod
 
 def wrap(module, setup: str, card, codec_name=None, source: str = ""):
     """A prepared module → the :class:`~frpose_cli.runtime.pose_model.PoseModel` every verb runs."""
-    backend = "onnxruntime" if setup in ("onnxruntime", "int8") else "torch"
-    return PoseModel(module, card, codec_name, backend, setup, precision=SETUP_PRECISION[setup], what=source)
+    spec = setup_named(setup)
+    return PoseModel(module, card, codec_name, spec.backend, setup, precision=spec.precision, what=source)

@@ -39,7 +39,7 @@ from tests.helpers import randomised  # noqa: E402  (the one helper: values do n
 from frpose_cli.runtime.autoselect import MIN_GAIN  # noqa: E402
 from frpose_cli.deploy.bench import count_macs  # noqa: E402
 from frpose_cli.cards import load_card  # noqa: E402
-from frpose_cli.runtime.ceiling import measure_ceiling, raise_ceiling  # noqa: E402
+from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling  # noqa: E402
 from frpose_cli.runtime.crops import calibration_crops, person_crops  # noqa: E402
 from frpose_cli.runtime.gate import THRESHOLDS, gate_setup, gate_weights_path, load_gate_network  # noqa: E402
 from frpose_cli.runtime.hardware import detect  # noqa: E402

@@ -81,7 +81,7 @@ def render(data: dict, table2: list | None = None) -> str:
         "### Ceilings",
         "",
         "The rate every row is compared with: the best of several kernels measured with the libraries the set-ups "
-        "run on (frpose_cli/runtime/ceiling.py), and the ISA's theoretical peak where it is computable.",
+        "run on (frpose_cli/deploy/ceiling.py), and the ISA's theoretical peak where it is computable.",
         "",
     ]
     for p, c in data["ceilings"].items():

@@ -1,7 +1,7 @@
 """The measured ceiling (best of several kernels, per precision) and the ISA's theoretical peak."""
 import pytest
 
-from frpose_cli.runtime.ceiling import Ceiling, measure_ceiling, raise_ceiling, theoretical_peak
+from frpose_cli.deploy.ceiling import Ceiling, measure_ceiling, raise_ceiling, theoretical_peak
 from frpose_cli.runtime.hardware import CpuInfo, GpuInfo, Hardware
 
 ZEN3 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2, 2.45,

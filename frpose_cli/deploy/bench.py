@@ -4,7 +4,7 @@ MACs are counted by ``torch.utils.flop_counter`` (which counts FLOPs = 2 × MACs
 convolutions and matrix products); the paper's Table 2 "GFLOPs" are multiply-accumulates,
 so we report GMACs and compare those.  Achieved GFLOP/s (2 × MACs per second at the
 throughput batch; giga-operations for int8) is set against the measured ceiling of the
-row's precision on the same device and thread count (:mod:`frpose_cli.runtime.ceiling`), which
+row's precision on the same device and thread count (:mod:`frpose_cli.deploy.ceiling`), which
 tells how close the network runs to what the hardware can do.  Reduced-precision rows
 carry the accuracy gate's figures (:mod:`frpose_cli.runtime.gate`) when trained weights exist.
 """
@@ -125,7 +125,7 @@ def bench_card(card: ModelCard, device: torch.device, setup: str = "fused", batc
                calibration: torch.Tensor | None = None, machine: str = "", net=None) -> BenchResult:
     """Time ``card``'s network as ``setup``: ``net`` (loaded weights) or random weights (speed does
     not depend on them).
-    ``ceiling`` (:class:`~frpose_cli.runtime.ceiling.Ceiling` of the set-up's precision) fills the
+    ``ceiling`` (:class:`~frpose_cli.deploy.ceiling.Ceiling` of the set-up's precision) fills the
     ceiling fields; int8 calibrates on ``calibration`` or on the vendored real crops."""
     model = copy.deepcopy(net).eval() if net is not None else card.build_model().eval()
     params = count_params(model)
@@ -233,7 +233,7 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
     accuracy gate on trained weights.  ``precision`` adds its set-up (``auto``: the one
     :func:`frpose_cli.runtime.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
     (``--weights``), timed instead of random ones.  Returns (results, ceilings, notes)."""
-    from frpose_cli.runtime.ceiling import measure_ceiling, raise_ceiling
+    from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling
     from frpose_cli.runtime.gate import gate_setup, load_gate_network
     from frpose_cli.runtime.hardware import detect
     from frpose_cli.runtime.precision import check_precision, setup_for, unavailable_reason

@@ -96,10 +96,13 @@ class FolderLock:
         folder.mkdir(parents=True, exist_ok=True)
         others = [p for p in folder.glob(".frpose-lock-*") if p.name != f".frpose-lock-{part}"] \
             if part == "all" else [folder / ".frpose-lock-all"]
-        for other in others:   # held by a live process? (a lock we can take is not)
+        # held by a live process? (a lock we can take is not). Shards probe the unsharded run's lock
+        # shared, so that the shards of one run starting together never mistake each other's probe for a run
+        probe = fcntl.LOCK_SH if part != "all" else fcntl.LOCK_EX
+        for other in others:
             with open(other, "a") as f:
                 try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f.fileno(), probe | fcntl.LOCK_NB)
                     fcntl.flock(f.fileno(), fcntl.LOCK_UN)
                 except BlockingIOError:
                     raise FrposeError(f"{what} {folder} is in use by another frpose run right now; wait for it "

@@ -53,13 +53,14 @@ def paper_rows(name: str) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def card(name, description, depth, widths, gcb, fusion) -> dict:
+def card(name, description, depth, widths, gcb, fusion, upsample="deconv") -> dict:
     full = len(widths) == 5
     return {
         "name": name,
         "description": description,
         "architecture": {"depth": depth, "decoder_widths": widths, "gcb": gcb, "fusion": fusion,
-                         **OPEN_CHOICES, "fusion_decoders": FUSION_DECODERS},
+                         **OPEN_CHOICES, "fusion_decoders": FUSION_DECODERS,
+                         **({"fusion_upsample": upsample} if fusion == "sa_mfcd" else {})},
         "input_size": [256, 192],
         "heatmap": {"codec": "sbn", "sigma": {"256x192": 8.0 if full else 2.0,
                                               "384x288": 12.0 if full else 3.0}},
@@ -83,6 +84,9 @@ def all_cards() -> list[dict]:
         card("fr-sbn-gcb-r34", "FR-SBN + GCB (Table 1), ResNet-34", 34, FR_WIDTHS, True, "none"),
         card("fr-sbn-gcb-skip-r34", "FR-SBN + GCB + vanilla skip connections (Table 1), ResNet-34",
              34, FR_WIDTHS, True, "skip"),
+        # the other reading of SA-MFCD's up-sampling, kept for comparison (docs/design.md, "Model size")
+        card("frpose-r34-interp", "FR-SBN + GCB + SA-MFCD with bilinear (not learned) up-sampling in SA-MFCD, "
+             "ResNet-34", 34, FR_WIDTHS, True, "sa_mfcd", upsample="interpolate"),
     ]
     return cards
 

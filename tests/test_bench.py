@@ -124,3 +124,16 @@ def test_bench_weights_times_the_loaded_network(tmp_path, capsys, monkeypatch):
     assert seen and torch.equal(seen[0], model.final_layer.weight)
     code, _, err = run_in_process(["bench", "--weights", tmp_path / "missing.pt"], capsys)
     assert code == 2 and "weights not found" in err
+
+
+def test_bench_reports_frpose_r34_at_table_2_size(tmp_path, capsys):
+    """Issue 22's must-hold: params within 3 % of 33 M, GMACs within 5 % of 21.3 / 48.0, both sizes."""
+    out = tmp_path / "t2.json"
+    code, _, err = run_in_process(["bench", "frpose-r34", "--input-size", "256x192", "--input-size", "384x288",
+                                   "--setup", "eager", "--iters", "1", "--warmup", "0", "--batch", "1",
+                                   "--json", out], capsys)
+    assert code == 0, err
+    rows = {tuple(r["input_size"]): r for r in json.loads(out.read_text())}
+    for size, gmacs in (((256, 192), 21.3), ((384, 288), 48.0)):
+        assert abs(rows[size]["params_m"] - 33.0) / 33.0 <= 0.03
+        assert abs(rows[size]["gmacs"] - gmacs) / gmacs <= 0.05

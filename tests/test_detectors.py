@@ -1,4 +1,4 @@
-"""Person detectors: whole image, COCO detection-result files, torchvision Faster R-CNN from a local file."""
+"""Person detectors: whole image, COCO detection-result files, torchvision Faster R-CNN (R50 / MobileNetV3) from a file."""
 import json
 from pathlib import Path
 
@@ -130,7 +130,7 @@ def test_torchvision_detector_rejects_other_files(tmp_path):
         TorchvisionDetector(tmp_path / "junk.pth")
 
 
-def _coco_v1_like_state(seed=0):
+def _coco_v1_like_state(seed=0, builder=None):
     """A random-but-fixed state dict in the layout of torchvision's COCO_V1 file (frozen batch norms,
     no ``num_batches_tracked``), made so that the batch-norm eps shows and persons are detected: a
     quarter of the channels of every batch norm have a running variance of 1e-6..1e-4 (with the
@@ -139,7 +139,7 @@ def _coco_v1_like_state(seed=0):
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    model = (builder or fasterrcnn_resnet50_fpn)(weights=None, weights_backbone=None, num_classes=91)
     state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     for key in [k for k in state if k.endswith("running_var")]:
         prefix, n = key[:-len("running_var")], state[key].numel()
@@ -189,3 +189,68 @@ def test_torchvision_detector_matches_torchvisions_own_coco_v1_build(tmp_path, m
     assert len(expected) >= 10 and boxes.shape == expected.shape
     np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
     np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=1e-6, rtol=0)
+
+
+def test_make_detector_zoo_names_and_architectures(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))   # nothing cached, downloads off (conftest)
+    assert zoo.find("fasterrcnn-mobilenet-v3") is zoo.DETECTOR_MOBILENET and zoo.DETECTOR.ap == 37.0
+    assert zoo.DETECTOR_MOBILENET.ap == 32.8 and "box AP 32.8" in zoo.DETECTOR_MOBILENET.source
+    with pytest.raises(FrposeError, match="fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth is not in the cache"):
+        make_detector("fasterrcnn-mobilenet-v3")
+    with pytest.raises(FrposeError, match="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth is not in the cache"):
+        make_detector("fasterrcnn-r50-fpn")
+    with pytest.raises(FrposeError, match="do not combine"):
+        make_detector("fasterrcnn-mobilenet-v3", boxes=DET_JSON)
+    r50 = tmp_path / "r50.pth"
+    torch.save(_coco_v1_like_state(), r50)
+    # --detector-weights is read as the architecture --detector names: an R50 file is no MobileNet
+    with pytest.raises(FrposeError, match="does not fit fasterrcnn_mobilenet_v3_large_fpn") as e:
+        make_detector("fasterrcnn-mobilenet-v3", detector_weights=r50)
+    assert "\n" not in str(e.value)
+    det = make_detector("torchvision", detector_weights=r50, det_size=64)
+    assert det.arch == "fasterrcnn-r50-fpn" and det.name == "torchvision"
+
+
+def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monkeypatch):
+    """``--detector fasterrcnn-mobilenet-v3`` equals ``fasterrcnn_mobilenet_v3_large_fpn(weights=COCO_V1)``:
+    torchvision's own builder runs (its download replaced by a fixed state dict), with FrozenBatchNorm2d
+    (eps 1e-5, no overwrite_eps), its anchors and ``rpn_score_thresh``; frpose loads the same tensors from
+    the zoo's file name in the cache.  Same person boxes and scores on a real COCO image."""
+    from frpose_cli.data.images import read_image
+    from torchvision.models.detection import (FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+                                              fasterrcnn_mobilenet_v3_large_fpn)
+    from torchvision.ops import FrozenBatchNorm2d
+
+    state = _coco_v1_like_state(builder=fasterrcnn_mobilenet_v3_large_fpn)
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    torch.save(state, home / "weights" / zoo.DETECTOR_MOBILENET.file_name)
+    monkeypatch.setenv("FRPOSE_HOME", str(home))
+    monkeypatch.setattr(FasterRCNN_MobileNet_V3_Large_FPN_Weights, "get_state_dict",
+                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
+    assert zoo.DETECTOR_MOBILENET.url == FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1.url
+    assert FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1.meta["_metrics"]["COCO-val2017"]["box_map"] == \
+        zoo.DETECTOR_MOBILENET.ap
+    ref = fasterrcnn_mobilenet_v3_large_fpn(weights=FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+                                            min_size=320, max_size=533).eval()
+    det = make_detector("fasterrcnn-mobilenet-v3", det_size=320, det_thr=0.3)   # from the cache (offline)
+    assert isinstance(det, TorchvisionDetector) and det.name == "fasterrcnn-mobilenet-v3"
+
+    assert {name: type(m) for name, m in det.model.named_modules()} == \
+        {name: type(m) for name, m in ref.named_modules()}
+    assert {name: m.eps for name, m in det.model.named_modules() if isinstance(m, FrozenBatchNorm2d)} == \
+        {name: m.eps for name, m in ref.named_modules() if isinstance(m, FrozenBatchNorm2d)}
+    assert {m.eps for m in ref.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-5}
+    assert (det.model.rpn.score_thresh, det.model.transform.max_size) == (ref.rpn.score_thresh, 533)
+
+    image, _ = read_image(DATA / "val2017" / "000000000785.jpg")
+    h, w = image.shape[:2]
+    boxes = det(SourceItem(0, Path("000000000785.jpg"), "000000000785.jpg", image=image))
+    with torch.inference_mode():
+        out = ref([torch.from_numpy(image).permute(2, 0, 1).float().div(255)])[0]
+    keep = (out["labels"] == 1) & (out["scores"] >= 0.3)
+    xyxy, scores = out["boxes"][keep].numpy(), out["scores"][keep].numpy()
+    expected = clip_boxes(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1), w, h)
+    assert len(expected) >= 5 and boxes.shape == expected.shape
+    np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=1e-4, rtol=0)

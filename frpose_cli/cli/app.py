@@ -82,6 +82,10 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
                           f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "-",
                           f"{e.ap:.1f}" if e.ap is not None else "-", "yes" if e.cached() else "no", e.source)
     console.print(zoo_table)
+    console.print("detectors for `frpose predict --detector NAME`: "
+                  + ", ".join(f"{e.name} (box AP {e.ap:.1f})" for e in zoo.DETECTORS)
+                  + f"; default {zoo.DETECTOR.name} (`torchvision`); the AP column is box AP for detectors, "
+                  "keypoint AP for pose weights", markup=False, highlight=False)
     console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
                   "network has no published weights)", markup=False)
     console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "

@@ -2,10 +2,12 @@
 
 Three ways to get them, one interface (``detector(item) -> (M, 5) array of x, y, w, h, score``):
 
-- :class:`TorchvisionDetector`: torchvision's Faster R-CNN ResNet-50 FPN, the detector
-  family the paper uses.  Its weights come from ``--detector-weights FILE|URL`` or are the
-  zoo's ``fasterrcnn-r50-fpn`` (torchvision's own COCO file), downloaded into the weights
-  cache on first use (:mod:`frpose_cli.weights.download`; never with ``--offline``).
+- :class:`TorchvisionDetector`: torchvision's Faster R-CNN, ResNet-50 FPN by default (the
+  detector family the paper uses, zoo ``fasterrcnn-r50-fpn``, box AP 37.0) or MobileNetV3-Large
+  FPN (``--detector fasterrcnn-mobilenet-v3``, box AP 32.8, faster).  Its weights come from
+  ``--detector-weights FILE|URL`` (of the architecture ``--detector`` names) or are the zoo's
+  (torchvision's own COCO files), downloaded into the weights cache on first use
+  (:mod:`frpose_cli.weights.download`; never with ``--offline``).
 - :class:`BoxFileDetector`: boxes from a COCO detection-results JSON (``--boxes``), e.g. the
   detector output Simple Baselines / HRNet / mmpose evaluate with.
 - :class:`WholeImageDetector`: the whole image is one person (for person crops, or when no
@@ -28,7 +30,7 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
 
 COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
-DETECTOR_CHOICES = ("auto", "torchvision", "whole-image")
+DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.DETECTORS))
 
 
 def _empty_boxes() -> np.ndarray:
@@ -173,22 +175,58 @@ def _overwrite_eps(model: torch.nn.Module, eps: float) -> None:
         overwrite_eps(model, eps)
 
 
-class TorchvisionDetector:
-    """torchvision's ``fasterrcnn_resnet50_fpn`` built without any download, weights from a file.
+def _build_r50_fpn(num_classes: int, **kwargs):
+    """What ``fasterrcnn_resnet50_fpn(weights=COCO_V1)`` builds before loading: resnet50(norm_layer=
+    FrozenBatchNorm2d), ``_resnet_fpn_extractor`` with 3 trainable layers, ``FasterRCNN(backbone, ...)``."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import FrozenBatchNorm2d
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
+                                   norm_layer=FrozenBatchNorm2d, trainable_layers=3)
+    return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
 
-    The model is the one torchvision's builder makes when it is given weights
-    (``fasterrcnn_resnet50_fpn(weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1)``), not the
-    ``weights=None`` one: the ResNet-50 uses ``FrozenBatchNorm2d`` (``weights=None`` would give
-    ``nn.BatchNorm2d``), the classes are read from the file (91 for COCO), and the frozen
-    batch norms get ``eps = 0`` (``overwrite_eps(model, 0.0)``).  torchvision applies that eps
-    exactly for the COCO_V1 weights (they were trained before pytorch/vision#2933 added the
-    1e-5); its v2 builder, ``fasterrcnn_resnet50_fpn_v2``, does not, but v2 is another
-    architecture whose files do not load here.  A file cannot say which weights it holds, so
-    ``bn_eps`` is 0 for every file: the zoo's ``fasterrcnn-r50-fpn`` *is* torchvision's COCO_V1
-    file, and a ``--detector-weights`` file of this architecture is most likely that file or
-    fine-tuned from it (torchvision's builder sets eps 0 before fine-tuning starts).  Pass
-    ``bn_eps=1e-5`` for weights trained from an ImageNet backbone alone
-    (``weights_backbone=...``, where torchvision keeps the default 1e-5).
+
+def _build_mobilenet_v3_fpn(num_classes: int, **kwargs):
+    """What ``fasterrcnn_mobilenet_v3_large_fpn(weights=COCO_V1)`` builds before loading:
+    mobilenet_v3_large(norm_layer=FrozenBatchNorm2d) (eps 1e-5, no overwrite_eps; ``weights=None``
+    would give BatchNorm2d with eps 1e-3), ``_mobilenet_extractor(backbone, fpn=True, 3 trainable
+    layers)``, anchors (32..512)x3 levels with ratios 0.5/1/2, and ``rpn_score_thresh=0.05``."""
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    backbone = _mobilenet_extractor(mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d), True, 3)
+    anchor_sizes = ((32, 64, 128, 256, 512),) * 3
+    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    return FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **{"rpn_score_thresh": 0.05, **kwargs})
+
+
+# zoo name → (builder, eps of the frozen batch norms after loading, torchvision's builder name).
+# R50 COCO_V1 predates pytorch/vision#2933: its builder sets eps 0; the MobileNet builder keeps 1e-5.
+ARCHS = {"fasterrcnn-r50-fpn": (_build_r50_fpn, 0.0, "fasterrcnn_resnet50_fpn"),
+         "fasterrcnn-mobilenet-v3": (_build_mobilenet_v3_fpn, 1e-5, "fasterrcnn_mobilenet_v3_large_fpn")}
+
+
+class TorchvisionDetector:
+    """A torchvision Faster R-CNN built without any download, weights from a file.
+
+    ``arch`` is a zoo detector name (:data:`ARCHS`): ``fasterrcnn-r50-fpn`` (default) or
+    ``fasterrcnn-mobilenet-v3``.  The model is the one torchvision's builder makes when it is
+    given weights (``fasterrcnn_resnet50_fpn(weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1)``
+    and ``fasterrcnn_mobilenet_v3_large_fpn(weights=...COCO_V1)``), not the ``weights=None``
+    one: the backbone uses ``FrozenBatchNorm2d`` (``weights=None`` would give ``nn.BatchNorm2d``)
+    and the classes are read from the file (91 for COCO).  For R50 the frozen batch norms get
+    ``eps = 0`` (``overwrite_eps(model, 0.0)``): torchvision applies that eps exactly for the
+    R50 COCO_V1 weights (they were trained before pytorch/vision#2933 added the 1e-5); its v2
+    builder, ``fasterrcnn_resnet50_fpn_v2``, does not, but v2 is another architecture whose
+    files do not load here.  A file cannot say which weights it holds, so ``bn_eps`` is the
+    architecture's builder value for every file: the zoo's ``fasterrcnn-r50-fpn`` *is*
+    torchvision's COCO_V1 file, and a ``--detector-weights`` file of this architecture is most
+    likely that file or fine-tuned from it (torchvision's builder sets eps 0 before fine-tuning
+    starts).  Pass ``bn_eps=1e-5`` for R50 weights trained from an ImageNet backbone alone
+    (``weights_backbone=...``, where torchvision keeps the default 1e-5).  The MobileNet builder
+    keeps 1e-5 throughout.
 
     ``min_size``/``max_size`` are the detector's own resize bounds (800/1333 as trained);
     a smaller ``min_size`` trades recall on small people for speed on a CPU.
@@ -196,11 +234,12 @@ class TorchvisionDetector:
     name = "torchvision"
 
     def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
-                 min_size: int = 800, max_size: int = 1333, bn_eps: float = 0.0):
-        from torchvision.models.detection import FasterRCNN
-        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-        from torchvision.ops import FrozenBatchNorm2d
-
+                 min_size: int = 800, max_size: int = 1333, bn_eps: float | None = None,
+                 arch: str = "fasterrcnn-r50-fpn"):
+        if arch not in ARCHS:
+            raise FrposeError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        build, default_eps, tv_name = ARCHS[arch]
+        bn_eps = default_eps if bn_eps is None else bn_eps
         weights_path = Path(weights_path)
         state = read_checkpoint_file(weights_path)
         if isinstance(state, dict):
@@ -213,23 +252,21 @@ class TorchvisionDetector:
         head = state.get("roi_heads.box_predictor.cls_score.weight")
         if head is None:
             raise FrposeError(f"--detector-weights {weights_path}: not Faster R-CNN weights "
-                              "(no roi_heads.box_predictor); expected fasterrcnn_resnet50_fpn (COCO)")
+                              f"(no roi_heads.box_predictor); expected {tv_name} (COCO)")
         num_classes = int(head.shape[0])
         if num_classes <= COCO_PERSON_LABEL:
             raise FrposeError(f"--detector-weights {weights_path}: {num_classes} classes, no person class")
-        # What fasterrcnn_resnet50_fpn(weights=...) builds: resnet50(norm_layer=FrozenBatchNorm2d),
-        # _resnet_fpn_extractor(backbone, 3 trainable layers), FasterRCNN(backbone, num_classes, **kwargs).
-        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
-                                       norm_layer=FrozenBatchNorm2d, trainable_layers=3)
-        self.model = FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size,
-                                box_score_thresh=min(score_thr, 0.05))
+        self.model = build(num_classes, min_size=min_size, max_size=max_size,
+                           box_score_thresh=min(score_thr, 0.05))
         try:
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise FrposeError(f"--detector-weights {weights_path} does not fit fasterrcnn_resnet50_fpn "
-                              f"({str(e).splitlines()[0][:160]})") from None
-        _overwrite_eps(self.model, bn_eps)   # as the builder does after loading COCO_V1
-        self.bn_eps = bn_eps
+            raise FrposeError(f"--detector-weights {weights_path} does not fit {tv_name} (--detector {arch}; "
+                              f"{str(e).splitlines()[0][:160]})") from None
+        _overwrite_eps(self.model, bn_eps)   # as the builder does (R50 COCO_V1: 0; MobileNet: its 1e-5)
+        self.bn_eps, self.arch = bn_eps, arch
+        if arch != zoo.DETECTOR.name:
+            self.name = arch
         self.device = torch.device(device)
         self.model.eval().to(self.device)
         self.score_thr, self.weights_path = score_thr, weights_path
@@ -252,31 +289,34 @@ def make_detector(detector: str = "auto", boxes=None, detector_weights=None, dev
                   det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True):
     """The person detector the user asked for.
 
-    ``--boxes`` wins; ``torchvision`` needs weights (cached or downloaded, error otherwise);
-    ``auto`` uses torchvision when its weights are cached or can be downloaded, and otherwise
-    falls back to the whole image with a one-line warning saying why.
+    ``--boxes`` wins; ``torchvision`` (the zoo's default ``fasterrcnn-r50-fpn``) or a zoo
+    detector name needs weights (``--detector-weights`` of that architecture, or the zoo's file,
+    cached or downloaded; error otherwise); ``auto`` uses the default detector when its weights
+    are cached or can be downloaded, and otherwise falls back to the whole image with a
+    one-line warning saying why.
     """
     if detector not in DETECTOR_CHOICES:
         raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
     if boxes is not None:
-        if detector == "torchvision" or detector_weights is not None:
+        if detector not in ("auto", "whole-image") or detector_weights is not None:
             raise FrposeError("--boxes gives the person boxes; do not combine it with "
-                              "--detector torchvision / --detector-weights")
+                              f"--detector {detector} / --detector-weights")
         return BoxFileDetector(boxes, score_thr=det_thr)
     if detector == "whole-image":
         return WholeImageDetector()
+    entry = zoo.DETECTOR if detector in ("auto", "torchvision") else zoo.get(detector)
     if detector_weights is not None:
         weights = fetch(str(detector_weights), what="detector weights", progress=progress) \
             if is_url(str(detector_weights)) else Path(detector_weights)
         if not weights.is_file():
             raise FrposeError(f"--detector-weights file not found: {weights}")
-    elif zoo.DETECTOR.cached() or detector == "torchvision":
-        weights = zoo.DETECTOR.fetch(progress)   # a one-line error when it cannot be had
+    elif entry.cached() or detector != "auto":
+        weights = entry.fetch(progress)   # a one-line error when it cannot be had
     else:   # auto: download when allowed, else the whole image
         try:
-            weights = zoo.DETECTOR.fetch(progress)
+            weights = entry.fetch(progress)
         except FrposeError as e:
             warn(f"warning: no person detector, using the whole image as one person ({e})")
             return WholeImageDetector()
     return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
-                               max_size=max(det_size, round(det_size * 1333 / 800)))
+                               max_size=max(det_size, round(det_size * 1333 / 800)), arch=entry.name)

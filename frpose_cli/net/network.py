@@ -49,6 +49,9 @@ class ArchSpec:
     attention_act: str
     fusion_decoders: tuple[int, ...]
     num_keypoints: int = 17    # the card's keypoint set decides (cards.ModelCard.from_dict)
+    # SA-MFCD's up-sampling (net/sa_mfcd.py): the cards say "deconv"; a card dict without the field
+    # (checkpoints of earlier frpose versions) was trained with interpolation
+    fusion_upsample: str = "interpolate"
 
     def __post_init__(self):
         if self.depth not in RESNET_DEPTHS:
@@ -103,7 +106,8 @@ class PoseNet(nn.Module):
         self.sa_mfcd = None
         self.fusions = nn.ModuleDict()
         if spec.fusion == "sa_mfcd":
-            self.sa_mfcd = SAMFCD(stage_ch[:3], spec.fused_width, spec.resize_mode, spec.attention_act)
+            self.sa_mfcd = SAMFCD(stage_ch[:3], spec.fused_width, spec.resize_mode, spec.attention_act,
+                                  spec.fusion_upsample)
             for d in spec.fusion_decoders:
                 self.fusions[str(d)] = DecoderFusion(widths[d - 1], spec.fused_width)
         elif spec.fusion == "skip":

@@ -5,7 +5,8 @@ first three decoders) trained on COCO train2017 by OpenMMLab.  No weights of the
 network (FR-SBN + GCB + SA-MFCD) are published; ``frpose train MODEL --init sbn-r50`` starts one
 from these (:mod:`frpose_cli.weights.init_weights`).  ``ap`` is the source's published COCO val2017 AP
 (detector boxes with 56 person AP, flip test): what ``frpose eval sbn-r50 --data COCO`` should
-reproduce.  ``channel_order`` is the order the weights were trained on (mmpose converts to RGB;
+reproduce; for detector entries it is the published COCO val2017 *box* AP (all classes), as their
+``source`` says.  ``channel_order`` is the order the weights were trained on (mmpose converts to RGB;
 the original Simple Baselines code fed OpenCV's BGR, see :mod:`frpose_cli.weights.published`).
 
 Hashes: every file name carries the first hex digits of its SHA-256 (the publishers' convention),
@@ -81,15 +82,22 @@ POSE = (
     _mmpose("sbn-r152-384x288", "sbn-r152", (384, 288),
             "td-hm_res152_8xb32-210e_coco-384x288-7fbb906f_20220927.pth", 75.0),
 )
-# The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1).
+# The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
+# FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1); detector ``ap`` is box AP.
 DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-                    layout="torchvision", source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0)")
+                    layout="torchvision", ap=37.0,
+                    source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the default")
+DETECTOR_MOBILENET = ZooEntry("fasterrcnn-mobilenet-v3", "detector",
+                              _TORCHVISION + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", layout="torchvision",
+                              ap=32.8, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
+                                              "(box AP 32.8); the faster detector")
+DETECTORS = (DETECTOR, DETECTOR_MOBILENET)   # DETECTOR, the paper's detector family, is the default
 IMAGENET = tuple(ZooEntry(f"imagenet-r{d}", "imagenet", _TORCHVISION + f, layout="resnet",
                           source=f"torchvision ResNet-{d} IMAGENET1K_V1")
                  for d, f in ((18, "resnet18-f37072fd.pth"), (34, "resnet34-b627a593.pth"),
                               (50, "resnet50-0676ba61.pth"), (101, "resnet101-63fe2227.pth"),
                               (152, "resnet152-394f9c45.pth")))
-ENTRIES = {e.name: e for e in (*POSE, DETECTOR, *IMAGENET)}
+ENTRIES = {e.name: e for e in (*POSE, *DETECTORS, *IMAGENET)}
 DEFAULT_POSE = "sbn-r50"          # `frpose predict photo.jpg` with no --weights: fast on a CPU, AP 71.8
 
 

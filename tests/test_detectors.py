@@ -10,6 +10,7 @@ from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
                                             make_detector)
 from frpose_cli.errors import FrposeError
+from frpose_cli.data.images import read_image
 from frpose_cli.data.sources import SourceItem
 
 DATA = Path(__file__).parent / "data" / "coco"
@@ -154,12 +155,26 @@ def _coco_v1_like_state(seed=0, builder=None):
     return state
 
 
+def assert_same_person_boxes(det, ref, at_least: int, score_atol: float) -> None:
+    """frpose's detector and torchvision's model give the same person boxes (score ≥ 0.3) on a real image."""
+    image, _ = read_image(DATA / "val2017" / "000000000785.jpg")
+    h, w = image.shape[:2]
+    boxes = det(SourceItem(0, Path("000000000785.jpg"), "000000000785.jpg", image=image))
+    with torch.inference_mode():
+        out = ref([torch.from_numpy(image).permute(2, 0, 1).float().div(255)])[0]
+    keep = (out["labels"] == 1) & (out["scores"] >= 0.3)
+    xyxy, scores = out["boxes"][keep].numpy(), out["scores"][keep].numpy()
+    expected = clip_boxes(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1), w, h)
+    assert len(expected) >= at_least and boxes.shape == expected.shape
+    np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=score_atol, rtol=0)
+
+
 def test_torchvision_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monkeypatch):
     """The detector equals what ``fasterrcnn_resnet50_fpn(weights=COCO_V1)`` builds: torchvision's own
     builder runs (its download replaced by the fixed state dict), including FrozenBatchNorm2d and
     ``overwrite_eps(model, 0.0)``; frpose loads the same tensors from a file.  Same boxes and scores
     on a real COCO image."""
-    from frpose_cli.data.images import read_image
     from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
     from torchvision.ops import FrozenBatchNorm2d
 
@@ -178,17 +193,7 @@ def test_torchvision_detector_matches_torchvisions_own_coco_v1_build(tmp_path, m
     assert {name: m.eps for name, m in det.model.named_modules() if isinstance(m, FrozenBatchNorm2d)} == \
         {name: m.eps for name, m in ref.named_modules() if isinstance(m, FrozenBatchNorm2d)}
 
-    image, _ = read_image(DATA / "val2017" / "000000000785.jpg")
-    h, w = image.shape[:2]
-    boxes = det(SourceItem(0, Path("000000000785.jpg"), "000000000785.jpg", image=image))
-    with torch.inference_mode():
-        out = ref([torch.from_numpy(image).permute(2, 0, 1).float().div(255)])[0]
-    keep = (out["labels"] == 1) & (out["scores"] >= 0.3)
-    xyxy, scores = out["boxes"][keep].numpy(), out["scores"][keep].numpy()
-    expected = clip_boxes(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1), w, h)
-    assert len(expected) >= 10 and boxes.shape == expected.shape
-    np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=1e-6, rtol=0)
+    assert_same_person_boxes(det, ref, at_least=10, score_atol=1e-6)
 
 
 def test_make_detector_zoo_names_and_architectures(tmp_path, monkeypatch):
@@ -216,7 +221,6 @@ def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, mon
     torchvision's own builder runs (its download replaced by a fixed state dict), with FrozenBatchNorm2d
     (eps 1e-5, no overwrite_eps), its anchors and ``rpn_score_thresh``; frpose loads the same tensors from
     the zoo's file name in the cache.  Same person boxes and scores on a real COCO image."""
-    from frpose_cli.data.images import read_image
     from torchvision.models.detection import (FasterRCNN_MobileNet_V3_Large_FPN_Weights,
                                               fasterrcnn_mobilenet_v3_large_fpn)
     from torchvision.ops import FrozenBatchNorm2d
@@ -243,14 +247,4 @@ def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, mon
     assert {m.eps for m in ref.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-5}
     assert (det.model.rpn.score_thresh, det.model.transform.max_size) == (ref.rpn.score_thresh, 533)
 
-    image, _ = read_image(DATA / "val2017" / "000000000785.jpg")
-    h, w = image.shape[:2]
-    boxes = det(SourceItem(0, Path("000000000785.jpg"), "000000000785.jpg", image=image))
-    with torch.inference_mode():
-        out = ref([torch.from_numpy(image).permute(2, 0, 1).float().div(255)])[0]
-    keep = (out["labels"] == 1) & (out["scores"] >= 0.3)
-    xyxy, scores = out["boxes"][keep].numpy(), out["scores"][keep].numpy()
-    expected = clip_boxes(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1), w, h)
-    assert len(expected) >= 5 and boxes.shape == expected.shape
-    np.testing.assert_allclose(boxes[:, :4], expected[:, :4], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(boxes[:, 4], expected[:, 4], atol=1e-4, rtol=0)
+    assert_same_person_boxes(det, ref, at_least=5, score_atol=1e-4)

@@ -27,7 +27,7 @@ def apply_umask(path) -> None:
 
 
 @contextmanager
-def atomic_open(path, mode: str = "w"):
+def atomic_open(path, mode: str = "w", replace: bool = True):
     """A temp file beside ``path`` to write into, renamed to ``path`` when the block ends without
     an error (files too large to build in memory: merged predictions, streamed lists)."""
     path = Path(path)
@@ -39,7 +39,11 @@ def atomic_open(path, mode: str = "w"):
             f.flush()
             os.fsync(f.fileno())
         apply_umask(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:   # never over a file another process wrote meanwhile: a hard link fails if the name exists
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -87,6 +91,22 @@ def _plain(value):
 
 def atomic_write_json(path, obj, indent: int | None = None) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_plain))
+
+
+def create_json(path, obj, indent: int | None = None) -> Path:
+    """Write ``obj`` to ``path`` atomically, never over an existing file: if another process made
+    ``path`` meanwhile, to the first free ``<stem>-2<suffix>``, ``-3``, … instead; returns the path used."""
+    path = Path(path)
+    text = json.dumps(obj, indent=indent, default=_plain)
+    for n in range(1, 1000):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            with atomic_open(candidate, "w", replace=False) as f:
+                f.write(text)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(path)
 
 
 def atomic_write_binary(path, write) -> Path:

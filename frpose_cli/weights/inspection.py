@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.weights import zoo
 from frpose_cli.weights.checkpoint import (FORMAT as CHECKPOINT_FORMAT, load_state_into, read_checkpoint_file,
                                            runs_code, scan_globals)
 from frpose_cli.weights.published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into,
@@ -51,30 +50,15 @@ class WeightsReport:
         return "\n".join(f"{label:<{width}}  {value}" for label, value in self.rows)
 
 
-def _resolve_any(given: str):
-    """A local path for a file, zoo name (any kind) or URL, plus its zoo entry if any."""
-    from frpose_cli.weights.download import fetch, is_url
-    path = Path(given).expanduser()
-    if path.is_dir():
-        raise FrposeError(f"{path} is a folder, not a model file")
-    if path.is_file():
-        return path, None
-    entry = zoo.find(given)
-    if entry is not None:
-        return entry.fetch(), entry
-    if is_url(given):
-        return fetch(given, what="weights"), None
-    raise FrposeError(f"weights not found: {given} (not a file, a zoo name or an http(s):// URL)")
-
-
 def _few(names, n: int = 6) -> str:
     names = list(names)
     return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
 
 
 def inspect_weights(given: str) -> WeightsReport:
-    from frpose_cli.weights.loader import detect_file_kind, published_state
-    path, entry = _resolve_any(str(given))
+    from frpose_cli.weights.loader import detect_file_kind, published_state, resolve_weights
+    resolved = resolve_weights(str(given), pose_only=False)
+    path, entry = resolved.path, resolved.entry
     report = WeightsReport(str(given), path)
     size = path.stat().st_size
     report.add("file", f"{path} ({size / 2 ** 20:.1f} MB)" if size >= 2 ** 20 else f"{path} ({size / 1024:.1f} kB)")

@@ -62,8 +62,9 @@ def detect_file_kind(path: Path) -> str:
     return "torch"
 
 
-def resolve_weights(given, progress: bool = True) -> WeightsFile:
-    """A local file for ``given``: an existing path, else a zoo name, else a URL (see module docstring)."""
+def resolve_weights(given, progress: bool = True, pose_only: bool = True) -> WeightsFile:
+    """A local file for ``given``: an existing path, else a zoo name, else a URL (see module docstring).
+    ``pose_only=False`` (``models --inspect``) also takes the zoo's detector and ImageNet entries."""
     text = str(given)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -72,7 +73,7 @@ def resolve_weights(given, progress: bool = True) -> WeightsFile:
         return WeightsFile(path, text)
     entry = zoo.find(text)
     if entry is not None:
-        if entry.kind != "pose":
+        if pose_only and entry.kind != "pose":
             raise FrposeError(f"{text} are {entry.kind} weights, not a pose model")
         return WeightsFile(entry.fetch(progress), text, entry)
     if is_url(text):

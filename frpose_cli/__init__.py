@@ -20,7 +20,7 @@ from frpose_cli.cards import ModelCard, list_cards, load_card, parse_input_size
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.keypoints import COCO17, KeypointSpec
 from frpose_cli.net.network import ArchSpec, PoseNet
-from frpose_cli.runtime.load import PoseModel, load_pose_model
+from frpose_cli.load import PoseModel, load_pose_model
 
 __version__ = "0.1.0"
 __all__ = ["ArchSpec", "COCO17", "FrposeError", "KeypointSpec", "ModelCard", "PoseModel", "PoseNet",

@@ -1,7 +1,7 @@
 """Device choice: CUDA when present, else CPU; never a hard-coded ``.cuda()``.
 
 :func:`pick_device` is the one place the default is decided: the CLI verbs and the Python API
-(:func:`frpose_cli.runtime.load.load_pose_model` with ``device=None``) both call it, so a script and
+(:func:`frpose_cli.load.load_pose_model` with ``device=None``) both call it, so a script and
 ``frpose predict`` run on the same device.
 """
 from __future__ import annotations

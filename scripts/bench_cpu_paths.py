@@ -32,9 +32,9 @@ from frpose_cli.data.codecs import codec_for_card
 from frpose_cli.data.geometry import box_to_center_scale, crop_image
 from frpose_cli.data.normalize import crops_to_input
 from frpose_cli.runtime.topdown import decode_to_image, run_heatmaps
-from frpose_cli.runtime.hardware import detect
+from frpose_cli.hardware import detect
 from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference
-from frpose_cli.runtime.load import PoseModel
+from frpose_cli.load import PoseModel
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco"
 sys.path.insert(0, str(ROOT.parent.parent))   # tests/: the one randomised() helper

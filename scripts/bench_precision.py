@@ -9,7 +9,7 @@ trained weights; writes docs/benchmarks.json and renders docs/benchmarks.md from
 
 Trained weights for the gate are the approach of scripts/learnability.py: each card fitted on
 the first 16 people of DATA's train split (60 epochs, batch 8, no augmentation, random
-initialisation), cached in the user cache folder (frpose_cli.runtime.gate.gate_weights_path), never in
+initialisation), cached in the user cache folder (frpose_cli.precision.gate.gate_weights_path), never in
 the repository.  The gate runs on those fitted people (where the network is trained; on
 people it never saw a 16-person network has flat heatmaps that say nothing about precision),
 and int8 calibrates on the vendored train crops minus any gated person.  Set-ups are timed
@@ -36,15 +36,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.helpers import randomised  # noqa: E402  (the one helper: values do not change speed)
-from frpose_cli.runtime.autoselect import MIN_GAIN  # noqa: E402
+from frpose_cli.precision.autoselect import MIN_GAIN  # noqa: E402
 from frpose_cli.deploy.bench import count_macs  # noqa: E402
 from frpose_cli.cards import load_card  # noqa: E402
 from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling  # noqa: E402
-from frpose_cli.runtime.crops import calibration_crops, person_crops  # noqa: E402
-from frpose_cli.runtime.gate import THRESHOLDS, gate_setup, gate_weights_path, load_gate_network  # noqa: E402
-from frpose_cli.runtime.hardware import detect  # noqa: E402
+from frpose_cli.precision.crops import calibration_crops, person_crops  # noqa: E402
+from frpose_cli.precision.gate import THRESHOLDS, gate_setup, gate_weights_path, load_gate_network  # noqa: E402
+from frpose_cli.hardware import detect  # noqa: E402
 from frpose_cli.runtime.optimize import SETUP_PRECISION, input_memory_format, prepare_for_inference  # noqa: E402
-from frpose_cli.runtime.precision import unavailable_reason  # noqa: E402
+from frpose_cli.precision.formats import unavailable_reason  # noqa: E402
 
 MODELS = ("frpose-r34", "sbn-r152")
 JSON = ROOT / "docs" / "benchmarks.json"
@@ -110,7 +110,7 @@ def speed_model(card, setups, calib, ceilings, rounds, batches):
 
 
 def auto_choice(entry, batch: int) -> str:
-    """What `--precision auto` picks from these measurements (the rule of frpose_cli.runtime.autoselect)."""
+    """What `--precision auto` picks from these measurements (the rule of frpose_cli.precision.autoselect)."""
     rows = {r["setup"]: r for r in entry["rows"]}
     base = rows["onnxruntime"] if "onnxruntime" in rows else rows["fused"]
     best = base

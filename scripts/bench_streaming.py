@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from frpose_cli.cards import load_card, parse_input_size   # noqa: E402
 from frpose_cli.weights.checkpoint import save_checkpoint           # noqa: E402
-from frpose_cli.runtime.hardware import detect_cpu                  # noqa: E402
+from frpose_cli.hardware import detect_cpu                  # noqa: E402
 
 
 def write_images(folder: Path, count: int, per_folder: int = 1000, seed: int = 0) -> None:

@@ -119,7 +119,7 @@ def render(data: dict, table2: list | None = None) -> str:
               f"Each reduced-precision set-up against float32 on the same trained network and real crops (flip test "
               f"as in `eval`): keypoint drift in input pixels and the OKS-AP change on those people. Rejected beyond "
               f"median {t['median_px']} px, p95 {t['p95_px']} px or an AP drop of {t['ap_drop']} points (or the "
-              f"finest AP step the crops resolve, if larger); reasons in frpose_cli/runtime/gate.py. The trained weights are "
+              f"finest AP step the crops resolve, if larger); reasons in frpose_cli/precision/gate.py. The trained weights are "
               f"each card fitted on the first 16 people of coco-mini's train split (60 epochs, random "
               f"initialisation) by `python scripts/bench_precision.py --build-gate-weights`; the gate runs on "
               f"those people, where the network is trained.", ""]

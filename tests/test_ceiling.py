@@ -2,7 +2,7 @@
 import pytest
 
 from frpose_cli.deploy.ceiling import Ceiling, measure_ceiling, raise_ceiling, theoretical_peak
-from frpose_cli.runtime.hardware import CpuInfo, GpuInfo, Hardware
+from frpose_cli.hardware import CpuInfo, GpuInfo, Hardware
 
 ZEN3 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2, 2.45,
                         "test"), threads=2)

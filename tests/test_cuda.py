@@ -75,8 +75,8 @@ def test_eval_on_cuda_equals_eval_on_the_cpu():
 
 @pytest.mark.parametrize("setup", ["fp16", "bf16"])
 def test_reduced_precision_set_ups_run_and_are_gated(setup):
-    from frpose_cli.runtime.gate import gate_setup
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.precision.gate import gate_setup
+    from frpose_cli.hardware import detect
     gpu = detect("cuda").gpu
     if setup == "bf16" and not (gpu and gpu.native_bf16):
         pytest.skip("this GPU has no native bf16")

@@ -12,10 +12,10 @@ from frpose_cli.data.images import read_image
 from frpose_cli.evaluation.evaluate import infer_poses, instances_for
 from frpose_cli.inference.predict import PosePredictor
 from frpose_cli.metrics.cocoeval import load_ground_truth
-from frpose_cli.runtime.crops import person_crops, split_paths
+from frpose_cli.precision.crops import person_crops, split_paths
 from frpose_cli.runtime.engine import TopDownEngine
-from frpose_cli.runtime.gate import keypoints_of
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.precision.gate import keypoints_of
+from frpose_cli.load import load_pose_model
 from frpose_cli.weights.checkpoint import save_checkpoint
 from helpers import randomised, run_cli
 

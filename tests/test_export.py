@@ -9,7 +9,7 @@ from frpose_cli.weights.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.deploy.export import export_model, parity_check
 from frpose_cli.runtime.export_format import METADATA_KEY
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from frpose_cli.weights.loader import detect_file_kind
 from helpers import randomised, run_cli
 

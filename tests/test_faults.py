@@ -113,7 +113,7 @@ def test_duplicate_ids_in_an_annotation_file_are_one_line(tmp_path, coco_root, c
 def test_a_float16_input_onnx_file_is_fed_float16(tmp_path):
     """tests/data/onnx-fp16: made by onnxconverter-common 1.16.0's convert_float_to_float16 (PROVENANCE.md)."""
     import torch
-    from frpose_cli.runtime.load import load_pose_model
+    from frpose_cli.load import load_pose_model
     data = __import__("pathlib").Path(__file__).parent / "data" / "onnx-fp16"
     half = load_pose_model(data / "tiny_fp16_io.onnx")
     full = load_pose_model(data / "tiny_fp32.onnx")
@@ -127,10 +127,10 @@ def test_a_float16_input_onnx_file_is_fed_float16(tmp_path):
 def test_two_processes_writing_the_precision_cache_keep_every_entry(tmp_path):
     import subprocess
     import sys
-    from frpose_cli.runtime.autoselect import read_cache
+    from frpose_cli.precision.cache import read_cache
     path = tmp_path / "precision.json"
     go = tmp_path / "go"
-    code = ("import sys, time; from frpose_cli.runtime.autoselect import write_cache_entry; from pathlib import Path\n"
+    code = ("import sys, time; from frpose_cli.precision.cache import write_cache_entry; from pathlib import Path\n"
             "while not Path(sys.argv[3]).exists(): time.sleep(0.01)\n"   # both start writing together
             "for i in range(150): write_cache_entry(Path(sys.argv[1]), f'{sys.argv[2]}-{i}', {'precision': 'fp32'})")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), name, str(go)]) for name in ("a", "b")]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from frpose_cli.weights.checkpoint import read_checkpoint_file, scan_globals
 from frpose_cli.weights.inert import InertObject
 from frpose_cli.weights.inspection import inspect_weights

@@ -8,8 +8,8 @@ from hypothesis import given, strategies as st
 
 from frpose_cli.cards import load_card
 from frpose_cli.data.codecs import codec_for_card
-from frpose_cli.runtime.crops import calibration_crops, gate_crops, merge, person_crops, split_paths
-from frpose_cli.runtime.gate import THRESHOLDS, ap_resolution, judge, run_gate
+from frpose_cli.precision.crops import calibration_crops, gate_crops, merge, person_crops, split_paths
+from frpose_cli.precision.gate import THRESHOLDS, ap_resolution, judge, run_gate
 from frpose_cli.data.geometry import transform_points, warp_matrix
 from frpose_cli.runtime.topdown import shift_heatmaps_x
 

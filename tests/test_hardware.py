@@ -3,8 +3,8 @@ CUDA capability rules and the machine signature."""
 import torch
 from hypothesis import given, strategies as st
 
-from frpose_cli.runtime import hardware
-from frpose_cli.runtime.hardware import CpuInfo, GpuInfo, Hardware, cpu_from_cpuinfo, cpu_from_torch
+from frpose_cli import hardware
+from frpose_cli.hardware import CpuInfo, GpuInfo, Hardware, cpu_from_cpuinfo, cpu_from_torch
 
 BASE = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr sse sse2 ht syscall nx lm pni ssse3 sse4_1 sse4_2 avx f16c"
 

@@ -4,15 +4,16 @@ import json
 import pytest
 import torch
 
-from frpose_cli.runtime import autoselect
-from frpose_cli.runtime import hardware
-from frpose_cli.runtime.autoselect import cache_key, choose, read_cache, select
+from frpose_cli.precision import autoselect, cache
+from frpose_cli import hardware
+from frpose_cli.precision.autoselect import choose, select
+from frpose_cli.precision.cache import cache_key, read_cache
 from frpose_cli.cards import load_card
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.gate import GateReport
-from frpose_cli.runtime.hardware import CpuInfo, GpuInfo, Hardware
-from frpose_cli.runtime.autoselect import runnable_model
-from frpose_cli.runtime.precision import candidates, default_precision, unavailable_reason
+from frpose_cli.precision.gate import GateReport
+from frpose_cli.hardware import CpuInfo, GpuInfo, Hardware
+from frpose_cli.precision.runnable import runnable_model
+from frpose_cli.precision.formats import candidates, default_precision, unavailable_reason
 from helpers import randomised, run_cli
 
 AVX2 = Hardware(CpuInfo("x86_64", "AuthenticAMD", "AMD EPYC", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2, 2.45),
@@ -136,7 +137,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     path = tmp_path / "precision.json"
     path.write_text("{not json")
     assert read_cache(path) == {}
-    autoselect.write_cache_entry(path, "k", {"precision": "fp32"})
+    cache.write_cache_entry(path, "k", {"precision": "fp32"})
     assert json.loads(path.read_text())["entries"] == {"k": {"precision": "fp32"}}
 
 
@@ -188,8 +189,10 @@ VNNI = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon Gold 6248", 6, 85,
                         frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), "AVX512", 2, 2.5), threads=2)
 FRESH_PROCESS = """
 import sys
-from frpose_cli.runtime import crops, hardware, quantize
-from frpose_cli.runtime.hardware import CpuInfo, Hardware
+from frpose_cli import hardware
+from frpose_cli.precision import crops
+from frpose_cli.runtime import quantize
+from frpose_cli.hardware import CpuInfo, Hardware
 VNNI = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon Gold 6248", 6, 85,
                         frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), "AVX512", 2, 2.5), threads=2)
 hardware.detect = lambda device="cpu": VNNI
@@ -207,7 +210,8 @@ main()
 def int8_wins(monkeypatch):
     """A CPU with VNNI (mocked), a gate that passes and timing where int8 is 2x fp32, so the choice
     is int8 whatever the random network; returns the list the real quantizer appends to per call."""
-    from frpose_cli.runtime import gate as gate_module, quantize
+    from frpose_cli.precision import gate as gate_module
+    from frpose_cli.runtime import quantize
     calls, real = [], quantize.quantize_int8
     monkeypatch.setattr(hardware, "detect", lambda device="cpu": VNNI)
     monkeypatch.setattr(gate_module, "run_gate", lambda ref, cand, card, crops, precision, codec_name=None:
@@ -235,7 +239,7 @@ def test_int8_chosen_with_calib_data_runs_in_a_fresh_process_without_quantizing(
     import subprocess
     import sys
     from pathlib import Path
-    from frpose_cli.runtime.load import load_pose_model
+    from frpose_cli.load import load_pose_model
     from frpose_cli.weights.checkpoint import save_checkpoint
     home, calib = tmp_path / "home", shutil.copytree(coco_root, tmp_path / "calib")
     monkeypatch.setenv("FRPOSE_HOME", str(home))
@@ -245,7 +249,7 @@ def test_int8_chosen_with_calib_data_runs_in_a_fresh_process_without_quantizing(
     model = load_pose_model(ckpt, device="cpu", precision="auto", calib_data=calib)
     assert model.precision == "int8" and len(int8_wins) == 1
     (key, entry), = read_cache(home / "precision.json").items()
-    assert key.endswith(f"|calib:{autoselect.calibration_source(calib)[0]}") and entry["base"] in key
+    assert key.endswith(f"|calib:{cache.calibration_source(calib)[0]}") and entry["base"] in key
     art = home / entry["artefact"]["file"]
     assert hashlib.sha256(art.read_bytes()).hexdigest() == entry["artefact"]["sha256"]
     env = {k: v for k, v in os.environ.items() if k != "FRPOSE_PRECISION"} | {"FRPOSE_HOME": str(home)}
@@ -279,7 +283,7 @@ def test_calibration_sources_are_distinct_entries_and_a_plain_run_reuses_the_new
 
 
 def test_corrupt_artefact_is_gated_again_or_runs_fp32(tmp_path, monkeypatch, capsys, small, int8_wins):
-    from frpose_cli.runtime import crops
+    from frpose_cli.precision import crops
     net, card = small
     path = tmp_path / "precision.json"
     first, _ = choose(net, card, "cpu", "auto", VNNI, cache_path=path)
@@ -300,10 +304,10 @@ def test_corrupt_artefact_is_gated_again_or_runs_fp32(tmp_path, monkeypatch, cap
 
 
 def test_auto_without_any_crops_skips_reduced_precisions_and_says_why(tmp_path, monkeypatch, small, int8_wins):
-    from frpose_cli.runtime import crops
+    from frpose_cli.precision import crops
     net, card = small
     monkeypatch.setattr(crops, "vendored_root", lambda: None)                 # a wheel, no --calib-data
-    assert autoselect.calibration_source(None) == ("none", [])
+    assert cache.calibration_source(None) == ("none", [])
     logs = []
     sel, module = choose(net, card, "cpu", "auto", ZEN4, log=logs.append, cache_path=tmp_path / "precision.json")
     assert sel.precision == "fp32" and set(sel.rejected) == {"bf16", "int8"} and not int8_wins

@@ -237,7 +237,7 @@ def test_overlay_of_a_known_pose_lands_on_the_person(ckpt, tmp_path, monkeypatch
     in_crop = transform_points(kpts[:, :2], warp_matrix(center, scale, 0, (SIZE[1], SIZE[0])))
     heatmaps, _ = codec.encode(in_crop, kpts[:, 2])
     oracle = OracleModel(heatmaps, card.keypoints.flip_index())
-    monkeypatch.setattr("frpose_cli.runtime.precision.prepare_for_inference", lambda model, device, setup, *a: oracle)
+    monkeypatch.setattr("frpose_cli.precision.formats.prepare_for_inference", lambda model, device, setup, *a: oracle)
     out = tmp_path / "run"
     code, stdout, _ = run_cli(["predict", VAL / "000000000785.jpg", "-w", ckpt, "--boxes", boxes,
                                "--out", out, "--no-progress", "--backend", "torch"], capsys)

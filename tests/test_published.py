@@ -6,7 +6,7 @@ import torchvision
 from frpose_cli.cards import load_card
 from frpose_cli.errors import FrposeError
 from frpose_cli.weights.published import detect_layout, frpose_key_to_sbn, infer_depth, published_to_sbn
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from frpose_cli.weights.init_weights import apply_pretrained
 from helpers import randomised_all
 

@@ -6,15 +6,15 @@ import onnx
 import pytest
 import torch
 
-from frpose_cli.runtime import hardware
+from frpose_cli import hardware
 from frpose_cli.cards import load_card
 from frpose_cli.weights.checkpoint import save_checkpoint
-from frpose_cli.runtime.crops import calibration_crops
+from frpose_cli.precision.crops import calibration_crops
 from frpose_cli.runtime.export_format import onnx_bytes_any_size
-from frpose_cli.runtime.hardware import CpuInfo, Hardware
+from frpose_cli.hardware import CpuInfo, Hardware
 from frpose_cli.runtime.optimize import prepare_for_inference
 from frpose_cli.runtime.quantize import calibration_batches, output_producers, quantize_int8, reduce_range_for
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from helpers import randomised, run_cli
 
 SIZE = (64, 64)

@@ -13,7 +13,7 @@ from frpose_cli.weights.checkpoint import save_checkpoint
 from frpose_cli.errors import FrposeError
 from frpose_cli.deploy.export import export_model
 from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from frpose_cli.weights.loader import detect_file_kind
 from helpers import randomised, run_cli
 
@@ -145,7 +145,7 @@ def test_python_api_and_cli_pick_the_same_default_device(files, monkeypatch):
     present, else the CPU; ONNX files (ONNX Runtime's CPU provider) default to the CPU."""
     from types import SimpleNamespace
     from frpose_cli.device import pick_device
-    from frpose_cli.runtime import load
+    from frpose_cli import load
     ckpt, onnx_path = files
     seen = []
     monkeypatch.setattr(load, "runnable_model", lambda net, card, device, *a: seen.append(device) or SimpleNamespace())

@@ -16,7 +16,7 @@ from frpose_cli.data.dataset import CocoPoseDataset
 from frpose_cli.errors import FrposeError
 from frpose_cli.weights.init_weights import init_from
 from frpose_cli.inference.predict import PosePredictor
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from helpers import reference_sbn, resnet_names
 
 SIZE = (64, 64)

@@ -6,7 +6,7 @@ so we report GMACs and compare those.  Achieved GFLOP/s (2 × MACs per second at
 throughput batch; giga-operations for int8) is set against the measured ceiling of the
 row's precision on the same device and thread count (:mod:`frpose_cli.deploy.ceiling`), which
 tells how close the network runs to what the hardware can do.  Reduced-precision rows
-carry the accuracy gate's figures (:mod:`frpose_cli.runtime.gate`) when trained weights exist.
+carry the accuracy gate's figures (:mod:`frpose_cli.precision.gate`) when trained weights exist.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def bench_card(card: ModelCard, device: torch.device, setup: str = "fused", batc
     if setup in ("onnxruntime", "int8") and device.type != "cpu":
         raise FrposeError(f"the {setup} set-up runs on the CPU here; use --device cpu")
     if setup == "int8" and calibration is None:
-        from frpose_cli.runtime.crops import calibration_crops
+        from frpose_cli.precision.crops import calibration_crops
         calibration = calibration_crops(card).inputs
     model, fmt = prepare_for_inference(model, device, setup, calibration), input_memory_format(setup)
     x1 = torch.randn(1, 3, *card.input_size, device=device).contiguous(memory_format=fmt)
@@ -174,7 +174,7 @@ def set_ceiling(result: BenchResult, ceiling) -> BenchResult:
 
 
 def set_gate(result: BenchResult, report=None, note: str = "") -> BenchResult:
-    """Copy a :class:`~frpose_cli.runtime.gate.GateReport` (or the reason there is none) into ``result``."""
+    """Copy a :class:`~frpose_cli.precision.gate.GateReport` (or the reason there is none) into ``result``."""
     if report is not None:
         result.gate_median_px, result.gate_p95_px = round(report.median_px, 4), round(report.p95_px, 4)
         result.gate_ap_delta = None if report.ap_delta is None else round(report.ap_delta, 3)
@@ -205,7 +205,7 @@ def bench_setups(requested: list[str], device, hw, log=print) -> list[str]:
     """The set-ups to run: ``all`` is every set-up that runs natively here (each one left out is
     named with the reason); set-ups asked for by name run even when emulated (bf16 on an
     AVX2 CPU: that is how its 60x slowdown was measured), with a warning."""
-    from frpose_cli.runtime.precision import unavailable_reason
+    from frpose_cli.precision.formats import unavailable_reason
     wanted = list(SETUPS) if "all" in requested else list(dict.fromkeys(requested))
     for s in wanted:
         if s not in SETUPS:
@@ -231,12 +231,12 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
               net=None):
     """Every (card, set-up) measured with its precision's ceiling and, for reduced precision, the
     accuracy gate on trained weights.  ``precision`` adds its set-up (``auto``: the one
-    :func:`frpose_cli.runtime.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
+    :func:`frpose_cli.precision.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
     (``--weights``), timed instead of random ones.  Returns (results, ceilings, notes)."""
     from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling
-    from frpose_cli.runtime.gate import gate_setup, load_gate_network
-    from frpose_cli.runtime.hardware import detect
-    from frpose_cli.runtime.precision import check_precision, setup_for, unavailable_reason
+    from frpose_cli.precision.gate import gate_setup, load_gate_network
+    from frpose_cli.hardware import detect
+    from frpose_cli.precision.formats import check_precision, setup_for, unavailable_reason
     device = torch.device(device)
     hw = detect(device)
     machine = hw.describe(device)
@@ -256,7 +256,7 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
         check_precision(precision)
         for card in cards:
             if precision == "auto":
-                from frpose_cli.runtime.autoselect import choose
+                from frpose_cli.precision.autoselect import choose
                 gate_net, why = gate_net_for(card)
                 if gate_net is None:
                     notes.append(f"{card.name}: reduced precisions not gated: {why}")

@@ -56,7 +56,7 @@ def bench_job(o: BenchOptions, console) -> list:
     from frpose_cli.device import pick_device
     from frpose_cli.fileio import atomic_write_json
     from frpose_cli.outputs import check_output_file
-    from frpose_cli.runtime import hardware
+    from frpose_cli import hardware
 
     if o.json_path:   # fail before measuring, not after
         check_output_file(o.json_path, "--json", overwrite=False)   # as every verb: never over an existing file
@@ -98,7 +98,7 @@ def print_table(console, results, dev, hw, ceilings, notes) -> None:
     from rich.table import Table
 
     from frpose_cli.deploy.bench import latency_ratios
-    from frpose_cli.runtime.gate import THRESHOLDS
+    from frpose_cli.precision.gate import THRESHOLDS
 
     table = Table(title=f"frpose bench — {dev}, {torch.get_num_threads()} threads; (paper Table 2) in brackets",
                   caption="GMACs = multiply-accumulates: what the paper's Table 2 calls GFLOPs. "

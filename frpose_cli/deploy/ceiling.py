@@ -16,7 +16,7 @@ Rates are GFLOP/s (2 × multiply-accumulates per second; for int8, giga-operatio
 network outruns its ceiling, :func:`raise_ceiling` measures again, longer, and keeps the
 best; a share above 100 % survives only if the network still outruns it.
 
-The theoretical peak comes from the ISA (:mod:`frpose_cli.runtime.hardware`): FLOPs per cycle per
+The theoretical peak comes from the ISA (:mod:`frpose_cli.hardware`): FLOPs per cycle per
 core × clock × threads.  The clock is the one the system reports; when the measured rate is
 above the peak, only a faster running (boost) clock explains it, and the footer says which
 clock the measurement implies at least.  bf16: AVX512-BF16 doubles float32's rate, AMX-BF16 is 1024 FLOPs
@@ -181,7 +181,7 @@ def theoretical_peak(hw, precision: str, device) -> tuple[float | None, str]:
 
 def measure_ceiling(device, precision: str = "fp32", hw=None, repeats: int = 3, small: bool = False) -> Ceiling:
     """Measure the ceiling of ``precision`` on ``device`` (see the module docstring)."""
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.hardware import detect
     device = torch.device(device)
     hw = hw or detect(device)
     convs, gemms = (SMALL_CONV_SHAPES, SMALL_GEMM_SIZES) if small else (CONV_SHAPES, GEMM_SIZES)

@@ -5,13 +5,13 @@
   on real person crops.  ONNX Runtime (and other QDQ-aware runtimes) run it anywhere.
 * ``bf16`` → TorchScript only: the BN-folded network traced under bfloat16 autocast, so the
   casts are in the file and it runs bf16 wherever it is loaded.  Exporting needs a CPU (or
-  GPU) with native bf16, as every bf16 path does here (:mod:`frpose_cli.runtime.precision`).
+  GPU) with native bf16, as every bf16 path does here (:mod:`frpose_cli.precision.formats`).
 * ``fp16`` is an inference precision for CUDA (``--precision fp16`` on predict/eval), not an
   export: a float32 file loses nothing and autocast applies at run time.
 
 The float32 export's parity check (1e-3 on heatmaps) cannot hold for reduced precision, so
 the written file is checked by the accuracy gate instead: the file, loaded back as
-``predict`` loads it, against the float32 network on real crops (:func:`frpose_cli.runtime.gate.run_gate`).
+``predict`` loads it, against the float32 network on real crops (:func:`frpose_cli.precision.gate.run_gate`).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ FORMAT_FOR = {"int8": "onnx", "bf16": "torchscript"}
 
 
 def check_export_precision(precision: str, fmt: str, hw, device="cpu") -> None:
-    from frpose_cli.runtime.precision import unavailable_reason
+    from frpose_cli.precision.formats import unavailable_reason
     if precision == "fp32":
         return
     if precision == "fp16":
@@ -51,9 +51,9 @@ def export_int8(net, card, out, codec_name=None, dynamic_batch=True, opset=17, b
                 calib_data=None, hw=None) -> Path:
     import onnx
 
-    from frpose_cli.runtime.crops import calibration_crops
+    from frpose_cli.precision.crops import calibration_crops
     from frpose_cli.runtime.export_format import onnx_bytes
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.hardware import detect
     from frpose_cli.runtime.quantize import CALIBRATION_BATCH, calibration_batches, quantize_int8, reduce_range_for
     from frpose_cli.runtime.export_format import METADATA_KEY
     hw = hw or detect("cpu")
@@ -97,7 +97,7 @@ def export_bf16(net, card, out, codec_name=None, dynamic_batch=True, batch=1, so
 def export_reduced(net, card, fmt, out, precision, codec_name=None, dynamic_batch=True, opset=17, batch=1,
                    source="", calib_data=None, hw=None) -> Path:
     """Write ``net`` as a ``precision`` (int8 or bf16) file; see the module docstring."""
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.hardware import detect
     hw = hw or detect("cpu")
     check_export_precision(precision, fmt, hw)
     out = Path(out)
@@ -110,8 +110,8 @@ def export_reduced(net, card, fmt, out, precision, codec_name=None, dynamic_batc
 
 def gate_exported(net, exported, card, codec_name=None, calib_data=None):
     """The accuracy gate of an exported reduced-precision file against the float32 network."""
-    from frpose_cli.runtime.crops import gate_crops
-    from frpose_cli.runtime.gate import run_gate
+    from frpose_cli.precision.crops import gate_crops
+    from frpose_cli.precision.gate import run_gate
     from frpose_cli.runtime.optimize import prepare_for_inference
     crops = gate_crops(card, calib_data, codec_name=codec_name)
     reference = prepare_for_inference(net.cpu(), torch.device("cpu"), "eager")
@@ -120,11 +120,11 @@ def gate_exported(net, exported, card, codec_name=None, calib_data=None):
 
 def resolve_export_precision(precision: str, net, card, codec_name=None, calib_data=None, log=None) -> str:
     """``auto`` → what ``--precision auto`` picks for ``net`` on this CPU; other names pass through."""
-    from frpose_cli.runtime.precision import check_precision
+    from frpose_cli.precision.formats import check_precision
     check_precision(precision)
     if precision != "auto":
         return precision
-    from frpose_cli.runtime.autoselect import choose
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.precision.autoselect import choose
+    from frpose_cli.hardware import detect
     selection, _ = choose(net, card, torch.device("cpu"), "auto", detect("cpu"), calib_data, codec_name, log)
     return selection.precision

@@ -59,7 +59,7 @@ def run_export(o: ExportOptions, log=_stderr, say=print) -> Path:
     from frpose_cli.deploy.export import FORMATS, SUFFIXES, export_model, parity_check
     from frpose_cli.deploy.export_precision import export_reduced, gate_exported, resolve_export_precision
     from frpose_cli.outputs import check_output_file
-    from frpose_cli.runtime.load import load_pose_model
+    from frpose_cli.load import load_pose_model
 
     if o.fmt not in FORMATS:
         raise FrposeError(f"unknown --format {o.fmt!r}; choose from {', '.join(FORMATS)}")

@@ -204,7 +204,7 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, split_kind,
     if image_dir is None:
         raise FrposeError("give --data COCO_ROOT or --images DIR")
     from frpose_cli.evaluation.evaluate import evaluate_model, resolve_codec
-    from frpose_cli.runtime.load import load_pose_model
+    from frpose_cli.load import load_pose_model
     from frpose_cli.runtime.topdown import flip_shift_for_codec
     dev = shards.device_for(job, o.device)
     test_dev, unreadable = split_kind

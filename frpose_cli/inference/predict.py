@@ -35,7 +35,7 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.runtime.engine import TopDownEngine
 from frpose_cli.inference.results import Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
-from frpose_cli.runtime.load import load_pose_model
+from frpose_cli.load import load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
 from frpose_cli.inference.predict_loop import STAGES, WORKER_STAGES, PredictLoop, Progress, StageTimer
 from frpose_cli.inference.run_folder import resolve_out_dir, run_options
@@ -111,7 +111,7 @@ class PredictSummary:
 class PosePredictor:
     """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints.
 
-    ``weights``: anything :func:`frpose_cli.runtime.load.load_pose_model` takes (file, zoo name, URL);
+    ``weights``: anything :func:`frpose_cli.load.load_pose_model` takes (file, zoo name, URL);
     ``None`` → the zoo's default pose model (:data:`frpose_cli.weights.zoo.DEFAULT_POSE`)."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
@@ -121,7 +121,7 @@ class PosePredictor:
             entry = zoo.get(weights)
             log(f"pose model: {entry.name}, published Simple Baselines weights ({entry.source}, COCO val AP "
                 f"{entry.ap}); not the paper's network, whose weights are not published: pass --weights for yours")
-        # precision and set-up: frpose_cli.runtime.precision (auto: gated and timed once per model and machine)
+        # precision and set-up: frpose_cli.precision.formats (auto: gated and timed once per model and machine)
         # the device policy is load_pose_model's (frpose_cli.device.pick_device): CUDA if present, an ONNX
         # file on the CPU; the detector then runs where the pose model does
         self.model = load_pose_model(weights, model_name, input_size, backend, device, progress=progress,

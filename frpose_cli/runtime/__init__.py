@@ -1,2 +1,4 @@
-"""Running a pose model: any weights → a ``PoseModel`` (``load``), its inference set-ups and
-precisions, the accuracy gate and ``--precision auto``, the machine's hardware and ceiling."""
+"""Running a pose model: ``PoseModel`` (the one face of every backend), the inference set-ups
+(``optimize``), ONNX Runtime and int8 sessions (``onnxrt``, ``quantize``), what an exported file
+carries (``export_format``) and the top-down engine (``engine``, ``topdown``).  Loading weights into
+a ``PoseModel``: :mod:`frpose_cli.load`; choosing the precision: :mod:`frpose_cli.precision`."""

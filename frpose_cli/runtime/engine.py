@@ -2,7 +2,7 @@
 
 ``frpose predict`` (:class:`frpose_cli.inference.predict.PosePredictor`), ``frpose eval``
 (:func:`frpose_cli.evaluation.evaluate.infer_poses`), the accuracy gate
-(:func:`frpose_cli.runtime.gate.run_gate`, so it gates exactly what the verbs run) and bench's
+(:func:`frpose_cli.precision.gate.run_gate`, so it gates exactly what the verbs run) and bench's
 accuracy figures all go through :class:`TopDownEngine`:
 
 1. **crops** (:meth:`TopDownEngine.crops`): box → centre/scale (aspect-ratio fix, ×1.25 padding,

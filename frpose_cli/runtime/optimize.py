@@ -7,14 +7,14 @@ Both are exact up to float rounding (checked in tests/test_optimize.py).
 ``channels_last`` and ``folded`` are each half of ``fused``, kept to measure each part;
 ``compile`` is ``fused`` through ``torch.compile`` (slow first call); ``onnxruntime``
 exports the BN-folded network to ONNX in memory and runs it on ONNX Runtime's CPU provider
-(:mod:`frpose_cli.runtime.load`).  Measured choice of the CPU float32 default
+(:mod:`frpose_cli.load`).  Measured choice of the CPU float32 default
 (:func:`default_setup`): docs/design.md.
 
-Reduced precision (:data:`SETUP_PRECISION`; which one runs where: :mod:`frpose_cli.runtime.precision`):
+Reduced precision (:data:`SETUP_PRECISION`; which one runs where: :mod:`frpose_cli.precision.formats`):
 ``bf16`` and ``fp16`` run ``fused`` under autocast (bf16 only where the CPU or GPU has it
 natively, fp16 on CUDA), ``int8`` is ONNX Runtime static int8 calibrated on real crops
 (:mod:`frpose_cli.runtime.quantize`).  They change results slightly; the accuracy gate
-(:mod:`frpose_cli.runtime.gate`) measures by how much.
+(:mod:`frpose_cli.precision.gate`) measures by how much.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class Autocast(nn.Module):
 def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "fused",
                           calibration: torch.Tensor | None = None) -> nn.Module:
     """Eval-mode model on ``device`` in one of :data:`SETUPS`; ``int8`` needs ``calibration``,
-    real network inputs (N, 3, H, W) to fit its scales on (:func:`frpose_cli.runtime.crops.calibration_crops`)."""
+    real network inputs (N, 3, H, W) to fit its scales on (:func:`frpose_cli.precision.crops.calibration_crops`)."""
     spec = setup_named(setup)
     model = model.eval()
     if spec.device not in ("any", device.type):

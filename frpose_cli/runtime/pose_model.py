@@ -1,6 +1,6 @@
 """The common face of every loaded pose model, whatever runs it (torch set-ups, TorchScript, ONNX
 Runtime in float32 or int8): ``heatmaps = pose_model(images)`` plus what the model is.  Built by
-:func:`frpose_cli.runtime.load.load_pose_model` and :func:`frpose_cli.runtime.precision.wrap`."""
+:func:`frpose_cli.load.load_pose_model` and :func:`frpose_cli.precision.formats.wrap`."""
 from __future__ import annotations
 
 import torch

@@ -14,7 +14,7 @@ Choices, each measured or forced by the hardware (figures in docs/benchmarks.md)
 * **reduce_range (7-bit weights) on CPUs without VNNI**: there the AVX2 kernel adds pairs of
   u8×s8 products into 16 bits, which saturates with full-range weights; VNNI/AMX
   accumulate in 32 bits and keep the full range.
-* **MinMax calibration** over real person crops (:mod:`frpose_cli.runtime.crops`), batch by batch
+* **MinMax calibration** over real person crops (:mod:`frpose_cli.precision.crops`), batch by batch
   (the calibrator keeps every activation of what it is fed until it reduces them).
 * **The heatmap layer stays float32**: the last convolution writes the heatmaps, whose
   values carry the sub-pixel keypoint position; it is <0.2 % of the MACs.
@@ -130,7 +130,7 @@ def int8_session_bytes(net: torch.nn.Module, calibration: torch.Tensor, hw=None)
     """The ``int8`` inference set-up's model: ``net`` exported with symbolic batch and size
     (:func:`frpose_cli.runtime.export_format.onnx_bytes_any_size`) and quantized on ``calibration`` inputs."""
     from frpose_cli.runtime.export_format import onnx_bytes_any_size
-    from frpose_cli.runtime.hardware import detect
+    from frpose_cli.hardware import detect
     hw = hw or detect("cpu")
     batches = calibration_batches(calibration.detach().cpu().float().numpy())
     return quantize_int8(onnx_bytes_any_size(net), batches, reduce_range_for(hw))

@@ -13,7 +13,7 @@ an ``http(s)://`` URL  downloaded into the same cache (hash checked when the fil
 
 :func:`resolve_weights` turns the argument into a local file (:class:`WeightsFile`);
 :func:`load_network` reads a torch-kind file into a PoseNet with its card, codec and channel
-order; :func:`frpose_cli.runtime.load.load_pose_model` puts a backend around either.  Every read goes
+order; :func:`frpose_cli.load.load_pose_model` puts a backend around either.  Every read goes
 through :func:`frpose_cli.weights.checkpoint.read_checkpoint_file` (``weights_only=True``).
 """
 from __future__ import annotations

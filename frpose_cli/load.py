@@ -18,7 +18,7 @@ A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_fl
 ``.card`` (input size, keypoints, normalisation and channel order), ``.codec_name``,
 ``.backend``, ``.setup``, ``.precision`` and ``.weights``, so ``run_heatmaps`` and
 ``evaluate_model`` take it as they take a plain network.  PyTorch weights run in the precision
-``--precision`` asks for (:mod:`frpose_cli.runtime.precision`: fp32, bf16, fp16, int8, or ``auto``, gated
+``--precision`` asks for (:mod:`frpose_cli.precision.formats`: fp32, bf16, fp16, int8, or ``auto``, gated
 and timed once per model and machine); exported files run in the precision they were exported in.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from frpose_cli.device import pick_device
 from frpose_cli.errors import FrposeError
 from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
-from frpose_cli.runtime.autoselect import runnable_model
+from frpose_cli.precision.runnable import runnable_model
 from frpose_cli.runtime.pose_model import PoseModel
 from frpose_cli.runtime.optimize import SETUP_PRECISION, check_backend, prepare_for_inference
 from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
@@ -88,7 +88,7 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
     ``device``: None → :func:`frpose_cli.device.pick_device`'s default, as the CLI (CUDA if present, else CPU);
     ``setup``: an inference set-up of :data:`frpose_cli.runtime.optimize.SETUPS`, used as it is (benchmarks);
-    without it ``precision`` decides (:func:`frpose_cli.runtime.autoselect.runnable_model`; None: the device's
+    without it ``precision`` decides (:func:`frpose_cli.precision.runnable.runnable_model`; None: the device's
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
     and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
     """

@@ -2,11 +2,11 @@
 
 Once per (model, input size, machine signature, backend, calibration source):
 
-1. the candidates are the precisions native here (:func:`frpose_cli.runtime.precision.candidates`:
+1. the candidates are the precisions native here (:func:`frpose_cli.precision.formats.candidates`:
    never bf16 on a CPU without AVX512-BF16/AMX); without any real person crops (an installed
    wheel, no ``--calib-data``) the reduced ones are not tried, and the line says so;
 2. each reduced-precision candidate is built and passes the accuracy gate
-   (:mod:`frpose_cli.runtime.gate`) against float32 on real crops, or is rejected with the reason;
+   (:mod:`frpose_cli.precision.gate`) against float32 on real crops, or is rejected with the reason;
 3. float32 and the survivors are timed round-robin (``ROUNDS`` rounds at batch
    ``TIMING_BATCH``, so a noisy machine slows them alike) and the fastest is chosen — a
    reduced precision only if it is at least ``MIN_GAIN`` × float32's throughput, a margin
@@ -17,9 +17,9 @@ Once per (model, input size, machine signature, backend, calibration source):
    very model that was gated instead of quantizing again from whatever crops they have.
 
 "Model" is the card name plus a hash of the network's tensors (the gate's verdict belongs to
-the trained weights), "machine signature" is :meth:`frpose_cli.runtime.hardware.Hardware.signature`
+the trained weights), "machine signature" is :meth:`frpose_cli.hardware.Hardware.signature`
 (CPU model, ISA flags, threads, torch and ONNX Runtime versions), "calibration source" is
-:func:`calibration_source` (the crop roots and their annotation files).  A run with
+:func:`frpose_cli.precision.cache.calibration_source` (the crop roots and their annotation files).  A run with
 ``--calib-data`` uses the entry of its own source (or decides); a run without it uses the newest
 entry for the model, size, machine and backend, whichever source gated it — so a plain run after
 a ``--calib-data`` run runs what that run gated, even where no crops exist.  A stored model that
@@ -27,8 +27,6 @@ is missing or corrupt is gated again where crops exist, else the run falls back 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,108 +35,14 @@ from pathlib import Path
 import torch
 
 from frpose_cli.errors import FrposeError, warn
-from frpose_cli.fileio import atomic_write_binary, atomic_write_json, locked
-from frpose_cli.home import frpose_home
+from frpose_cli.precision.cache import (cache_file, cache_key, calibration_source, find_entry, load_artefact, read_cache,
+                                        store_artefact, write_cache_entry)
 
 MIN_GAIN = 1.10
 TIMING_BATCH = 8
 ROUNDS = 3
-CACHE_VERSION = 2          # 1 stored decisions without what they gated: such files are decided again
 NO_CROPS = ("no real person crops to calibrate and gate on (an installed wheel ships none): "
             "give --calib-data COCO_ROOT")
-
-
-def cache_file() -> Path:
-    return frpose_home() / "precision.json"
-
-
-def cache_key(model_key: str, input_size, signature: str, backend: str = "auto", calibration: str = "") -> str:
-    """Without ``calibration`` the *base* key (model, size, backend, machine) entries are grouped by."""
-    base = f"{model_key}|{input_size[0]}x{input_size[1]}|{backend}|{signature}"
-    return f"{base}|calib:{calibration}" if calibration else base
-
-
-def calibration_source(calib_data=None) -> tuple[str, list[Path]]:
-    """(digest, roots): the COCO roots whose people calibrate int8 and gate (the vendored slice, where
-    there is one, and ``--calib-data``) and a digest naming them — each root's resolved path and its
-    annotation files' size and modification time (hashing a full COCO annotation file would cost
-    every start half a second).  ``"none"`` and ``[]`` when no root has annotations."""
-    from frpose_cli.runtime import crops
-    if calib_data and not Path(calib_data).is_dir():
-        raise FrposeError(f"--calib-data {calib_data}: no such folder (expected a COCO root with annotations/)")
-    h = hashlib.sha256(f"limit={crops.DEFAULT_LIMIT}".encode())
-    roots = []
-    for root in (crops.vendored_root(), Path(calib_data) if calib_data else None):
-        files = [crops.split_paths(root, s)[0] for s in ("train2017", "val2017")] if root else []
-        stats = [(f.name, f.stat()) for f in files if f.is_file()]
-        if stats:
-            roots.append(Path(root))
-            h.update(str(Path(root).resolve()).encode())
-            for name, st in stats:
-                h.update(f"|{name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return (h.hexdigest()[:16] if roots else "none"), roots
-
-
-def read_cache(path: Path) -> dict:
-    """The cached entries; an unreadable or foreign file counts as empty (it is rebuilt, not trusted)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
-        return {}
-    return data["entries"]
-
-
-def write_cache_entry(path: Path, key: str, entry: dict) -> None:
-    try:
-        with locked(path):   # read, change, rewrite: another process's entry written meanwhile is kept
-            entries = read_cache(path)
-            entries.pop(key, None)    # re-inserted last: the newest entry is the last one (find_entry)
-            entries[key] = entry
-            atomic_write_json(path, {"version": CACHE_VERSION, "entries": entries}, indent=1)
-    except OSError as e:   # a read-only cache must not stop inference: the choice is simply made again
-        warn(f"cannot write the precision cache {path} ({e.strerror or e})")
-
-
-def find_entry(entries: dict, base: str, key: str | None) -> dict | None:
-    """The entry of ``key`` (a run naming its calibration source), or with ``key`` None the newest
-    entry of ``base`` whatever source gated it."""
-    if key is not None:
-        entry = entries.get(key)
-        return entry if isinstance(entry, dict) else None
-    same = [e for e in entries.values() if isinstance(e, dict) and e.get("base") == base]
-    return same[-1] if same else None
-
-
-def artefact_file(path: Path, key: str) -> Path:
-    return Path(path).parent / f"precision-{hashlib.sha256(key.encode()).hexdigest()[:20]}.int8.onnx"
-
-
-def store_artefact(path: Path, key: str, data: bytes) -> dict | None:
-    """Write the gated model beside the cache; its entry field, or None when it cannot be written."""
-    target = artefact_file(path, key)
-    try:
-        atomic_write_binary(target, lambda f: f.write(data))
-    except OSError as e:
-        warn(f"cannot store the gated int8 model {target} ({e.strerror or e}); it is gated again next time")
-        return None
-    return {"file": target.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
-def load_artefact(path: Path, entry: dict) -> tuple[bytes | None, str]:
-    """(the stored model's bytes, "") when present and matching its sha256, else (None, why not)."""
-    art = entry.get("artefact") if isinstance(entry.get("artefact"), dict) else {}
-    target = Path(path).parent / Path(str(art.get("file", ""))).name   # a name, never a path out of the cache
-    if not art.get("file") or not target.is_file():
-        return None, f"the gated int8 model {target} is missing"
-    try:
-        data = target.read_bytes()
-    except OSError as e:
-        return None, f"the gated int8 model {target} is unreadable ({e.strerror or e})"
-    if hashlib.sha256(data).hexdigest() != art.get("sha256"):
-        return None, f"the gated int8 model {target} is corrupt (sha256 mismatch)"
-    return data, ""
 
 
 @dataclass
@@ -226,7 +130,7 @@ _SAME = object()
 def _reuse(entry, path, net, gate_net, card, device, backend, calib_data, codec_name, roots):
     """A cached entry → (Selection, module, say its line), or None to decide again.  An int8 entry
     runs its stored model; when that is unusable and no crops are here to gate another, float32."""
-    from frpose_cli.runtime.precision import build_setup, setup_for
+    from frpose_cli.precision.formats import build_setup, setup_for
     sel = Selection(**{k: entry[k] for k in ("precision", "key", "throughput", "gates", "rejected")},
                     setup=setup_for(entry["precision"], device, backend), cached=True)
     if sel.setup != "int8":
@@ -257,9 +161,9 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     ``gate_net`` is the trained network the gate compares on (default ``net`` itself; ``bench``
     times a random network and gates trained weights of the same card; None rejects every
     reduced precision).  Uses the cached entry (module docstring says which) when there is one."""
-    from frpose_cli.runtime.gate import run_gate
+    from frpose_cli.precision.gate import run_gate
     from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
-    from frpose_cli.runtime.precision import build_setup, candidates, setup_for, unavailable_reason, \
+    from frpose_cli.precision.formats import build_setup, candidates, setup_for, unavailable_reason, \
         weights_fingerprint, wrap
     device = torch.device(device)
     path = Path(cache_path) if cache_path else cache_file()
@@ -284,7 +188,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
 
     def crops(kind):
         if kind not in crops_cache:
-            from frpose_cli.runtime.crops import calibration_crops, gate_crops
+            from frpose_cli.precision.crops import calibration_crops, gate_crops
             crops_cache[kind] = (gate_crops(card, calib_data, codec_name=codec_name) if kind == "gate" else
                                  calibration_crops(card, calib_data, exclude_ids=crops("gate").ann_ids,
                                                    codec_name=codec_name))
@@ -332,27 +236,3 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     return sel, module
 
 
-def runnable_model(net: torch.nn.Module, card, device, precision: str | None = None, backend: str = "auto",
-                   codec_name: str | None = None, source: str = "", calib_data=None, log=None, hw=None):
-    """The float32 network ``net`` (eval mode, any device) → a runnable PoseModel in ``precision``
-    (None: :func:`default_precision`).  ``auto`` runs :func:`choose`."""
-    from frpose_cli.runtime.hardware import detect
-    from frpose_cli.runtime.optimize import check_backend
-    from frpose_cli.runtime.precision import build_setup, check_precision, default_precision, setup_for, \
-        unavailable_reason, wrap
-    device = torch.device(device)
-    precision = check_precision(precision or default_precision(device))
-    check_backend(backend)
-    hw = hw or detect(device)
-    if precision == "auto":
-        selection, module = choose(net, card, device, backend, hw, calib_data=calib_data, codec_name=codec_name,
-                                   log=log)
-        model = wrap(module, selection.setup, card, codec_name, source)
-        model.selection = selection
-        return model
-    reason = unavailable_reason(precision, device, hw, backend)
-    if reason:
-        raise FrposeError(f"--precision {precision}: {reason}")
-    setup = setup_for(precision, device, backend)
-    return wrap(build_setup(net, card, device, setup, calib_data, codec_name=codec_name), setup, card,
-                codec_name, source)

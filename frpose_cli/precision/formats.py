@@ -16,7 +16,7 @@ int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
 
 ``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
 per model, input size, machine and calibration source, and caches what it gated
-(:mod:`frpose_cli.runtime.autoselect`, whose ``runnable_model`` is the
+(:mod:`frpose_cli.precision.autoselect`; :func:`frpose_cli.precision.runnable.runnable_model` is the
 entry point every verb uses).  ``FRPOSE_PRECISION``
 sets the default for every verb that has one (e.g. ``fp32`` on machines whose results must not move);
 ``eval`` has none: it runs fp32 unless ``--precision`` says otherwise.
@@ -115,11 +115,11 @@ def weights_fingerprint(net: torch.nn.Module) -> str:
 
 
 def build_setup(net, card, device, setup: str, calib_data=None, gate_ids=(), codec_name=None) -> torch.nn.Module:
-    """``net`` prepared as ``setup``; int8 is calibrated on real crops (:mod:`frpose_cli.runtime.crops`)
+    """``net`` prepared as ``setup``; int8 is calibrated on real crops (:mod:`frpose_cli.precision.crops`)
     other than the gate's people ``gate_ids``."""
     calibration = None
     if setup == "int8":
-        from frpose_cli.runtime.crops import calibration_crops
+        from frpose_cli.precision.crops import calibration_crops
         calibration = calibration_crops(card, calib_data, exclude_ids=gate_ids, codec_name=codec_name).inputs
     return prepare_for_inference(net, torch.device(device), setup, calibration)
 

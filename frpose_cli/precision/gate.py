@@ -1,7 +1,7 @@
 """The accuracy gate: may a reduced-precision set-up stand in for float32?
 
 The candidate and the float32 reference run the same *trained* network on the same real
-person crops (:mod:`frpose_cli.runtime.crops`, ground-truth boxes, flip test as ``eval`` and
+person crops (:mod:`frpose_cli.precision.crops`, ground-truth boxes, flip test as ``eval`` and
 ``predict`` use it).  Measured:
 
 * **keypoint drift**: distance between the two decoded positions of every labelled
@@ -114,7 +114,7 @@ def _oks_ap(crops, in_image, scores) -> float | None:
 def run_gate(reference: torch.nn.Module, candidate: torch.nn.Module, card, crops, precision: str = "",
              codec_name: str | None = None, flip: bool = True, batch: int = 8, thresholds=THRESHOLDS) -> GateReport:
     """Compare ``candidate`` with the float32 ``reference`` (both runnable modules of one trained
-    network) on ``crops`` (:class:`~frpose_cli.runtime.crops.CropSet`)."""
+    network) on ``crops`` (:class:`~frpose_cli.precision.crops.CropSet`)."""
     codec = codec_for_card(card, codec_name)
     ref_crop, ref_image, ref_scores = keypoints_of(reference, crops, card, codec, flip, batch)
     cand_crop, cand_image, cand_scores = keypoints_of(candidate, crops, card, codec, flip, batch)
@@ -158,10 +158,10 @@ def load_gate_network(card, weights=None):
 
 def gate_setup(card, setup: str, gate_net, device="cpu", calib_data=None, crops=None, codec_name=None) -> GateReport:
     """Gate the inference set-up ``setup`` of the trained ``gate_net`` against its float32 self on
-    ``crops`` (default: :func:`frpose_cli.runtime.crops.gate_crops`); int8 calibrates on other people."""
-    from frpose_cli.runtime.crops import gate_crops
+    ``crops`` (default: :func:`frpose_cli.precision.crops.gate_crops`); int8 calibrates on other people."""
+    from frpose_cli.precision.crops import gate_crops
     from frpose_cli.runtime.optimize import SETUP_PRECISION, prepare_for_inference
-    from frpose_cli.runtime.precision import build_setup, wrap
+    from frpose_cli.precision.formats import build_setup, wrap
     crops = crops if crops is not None else gate_crops(card, calib_data, codec_name=codec_name)
     device = torch.device(device)
     reference = prepare_for_inference(gate_net, device, "eager")

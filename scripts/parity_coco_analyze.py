@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from frpose_cli.evaluation.analyze import COCO_AREAS, diagnose
+from frpose_cli.evaluation.diagnosis import COCO_AREAS, diagnose
 from frpose_cli.metrics.cocoeval import load_ground_truth, validate_results
 from frpose_cli.data.keypoints import COCO17, COCO17_OKS_SIGMAS
 

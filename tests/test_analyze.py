@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from frpose_cli.evaluation.analyze import FastOksEval, classify, diagnose
+from frpose_cli.evaluation.diagnosis import FastOksEval, classify, diagnose
 from frpose_cli.metrics.cocoeval import coco_keypoint_eval, load_ground_truth, validate_results
 from frpose_cli.data.keypoints import COCO17, COCO17_OKS_SIGMAS
 

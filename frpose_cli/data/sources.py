@@ -8,7 +8,7 @@ report it and carry on.
 
 :meth:`Source.files` lists the files without decoding anything, each with its *position* in
 the source (ignored files included): the unit of the deterministic split of sharded runs
-(:mod:`frpose_cli.inference.shards`), which every process computes from names alone.  :meth:`Source.read`
+(:mod:`frpose_cli.jobs.shards`), which every process computes from names alone.  :meth:`Source.read`
 decodes one file into its items (an image, or a video's frames).
 
 Images are decoded by :mod:`frpose_cli.data.images` (8-bit RGB, EXIF orientation ignored, damage

@@ -41,7 +41,7 @@ def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyz
     print_timings(report)
     figures = {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict()}
     if analyze:
-        from frpose_cli.evaluation.analyze_report import run_analysis
+        from frpose_cli.evaluation.diagnosis_report import run_analysis
         figures["analysis"] = run_analysis(report["results"], ann_file, analysis_name, compare, analysis_dir, console)
         log(f"analysis: {analysis_dir}")
     if json_out is not None:

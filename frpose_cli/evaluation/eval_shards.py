@@ -1,4 +1,4 @@
-"""`frpose eval` in shards (:mod:`frpose_cli.inference.shards`): each process runs the network on its images
+"""`frpose eval` in shards (:mod:`frpose_cli.jobs.shards`): each process runs the network on its images
 and writes its poses as one part, atomically; one process merges the parts and scores them.
 
 A part is ``OUT-parts/shard-{i}-of-{n}.npz`` beside the results file ``OUT.json``: the raw poses
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,68 +131,3 @@ def load_parts(parts: Path, count: int | None = None) -> tuple[RawPoses, dict, l
     present = {int(p.stem.split("-")[1]) for p in mine}
     missing = [f"{i}/{count}" for i in range(count) if i not in present]
     return merge_parts([raw for raw, _ in loaded]), loaded[0][1], missing
-
-
-class EvalProgress:
-    """Person crops done.  Each process counts its own; under torchrun the other ranks rewrite a
-    one-number file (``progress-I-of-N``) about once a second and rank 0's bar shows the total
-    over all ranks with each rank's count (no collective: ranks finish at different times)."""
-
-    def __init__(self, enabled: bool, shard, parts: Path, total_all: int, total_mine: int):
-        from tqdm import tqdm
-        self.shard, self.parts, self.own, self.mine, self.last = shard, Path(parts), 0, total_mine, 0.0
-        self.rank0 = shard.torchrun and shard.index == 0
-        self.shows = bool(enabled) and (self.rank0 or not shard.torchrun)
-        self.bar = tqdm(total=total_all if self.rank0 else total_mine, desc=f"eval {shard.label}", unit="crop",
-                        disable=not self.shows, leave=False, dynamic_ncols=True)
-        self.others = {i: self.parts / f"progress-{i}-of-{shard.count}" for i in range(1, shard.count)} \
-            if self.rank0 else {}
-
-    def update(self, n: int) -> None:
-        self.own += n
-        if not self.shard.torchrun or self.shard.index == 0:
-            self.bar.update(n)
-        if self.shard.torchrun and (time.monotonic() - self.last >= 1.0 or self.own >= self.mine):
-            self.poll()     # the last count is written before the part, so rank 0 never misses it
-
-    def poll(self) -> None:
-        """Rank 0: read the others' counts; the others: write their own."""
-        self.last = time.monotonic()
-        if not self.shard.torchrun:
-            return
-        if not self.rank0:
-            self.parts.mkdir(parents=True, exist_ok=True)
-            (self.parts / f"progress-{self.shard.index}-of-{self.shard.count}").write_text(str(self.own))
-            return
-        counts = {0: self.own}
-        for i, path in self.others.items():
-            try:
-                counts[i] = int(path.read_text() or 0)
-            except (OSError, ValueError):   # not written yet, or read while being rewritten
-                counts[i] = 0
-        self.bar.n = sum(counts.values())
-        self.bar.set_postfix_str(" ".join(f"rank{i} {c}" for i, c in counts.items()), refresh=True)
-
-    def close(self) -> None:
-        self.bar.close()
-        for path in self.others.values():      # rank 0 is the last to need them
-            path.unlink(missing_ok=True)
-
-
-def collect(parts: Path, shard, tick=None) -> RawPoses | None:
-    """After this shard's part is written: the merged poses in the process that merges, else None.
-    Under torchrun rank 0 waits for every part; an array job merges when it is the last to finish."""
-    from frpose_cli.inference import shards as sh
-    paths = [part_path(parts, i, shard.count) for i in range(shard.count)]
-    if shard.torchrun:
-        if shard.index != 0:
-            return None
-        sh.wait_until(lambda: all(p.exists() for p in paths), tick)
-    elif not all(p.exists() for p in paths) or not sh.take_merge_lock(parts):
-        return None
-    try:
-        raw, _, _ = load_parts(parts, shard.count)
-    finally:
-        if not shard.torchrun:
-            sh.release_merge_lock(parts)
-    return raw

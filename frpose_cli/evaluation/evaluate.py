@@ -84,7 +84,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances, timings}``; with
     ``score=False`` (test-dev: no annotations) only the results, nothing is scored.
 
-    With a sharded ``shard`` (:mod:`frpose_cli.inference.shards`) only the shard's images are run, its poses
+    With a sharded ``shard`` (:mod:`frpose_cli.jobs.shards`) only the shard's images are run, its poses
     are written to ``parts`` (:mod:`frpose_cli.evaluation.eval_shards`, recording ``part_meta``), and the
     process that merges returns the whole run's report; the others return ``None``.
     """
@@ -97,10 +97,13 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     skipped = Counter(getattr(instances, "skipped", {}))
     if max_instances is not None:
         instances = type(instances)(list(instances)[:max_instances], skipped)
-    sharded = shard is not None and shard.sharded
-    places = list(range(len(instances)))
-    if sharded:
-        total = len(instances)
+    from frpose_cli.jobs.progress import JobProgress
+    from frpose_cli.jobs.shards import Shard, merge_when_complete
+
+    shard = shard if shard is not None else Shard()
+    total, places = len(instances), list(range(len(instances)))
+    done = False
+    if shard.sharded:
         instances, places = eval_shards.own_instances(instances, shard)
         path = eval_shards.part_path(parts, shard.index, shard.count)
         done = path.exists()   # a rerun (requeued array job): only the merge is left
@@ -109,20 +112,23 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
                               "choose another --out (parts of different runs are never mixed)")
         if done and log is not None:
             log(f"eval shard {shard.label}: its part {path} is already there (same options): kept, not run again")
-        bar = eval_shards.EvalProgress(progress, shard, parts, total, len(instances))
-        try:
+    bar = JobProgress(progress and len(instances) > 0, shard, parts or ".", "eval", "crop", len(instances), total)
+    try:
+        raw = None
+        if not done:
+            raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip,
+                              batch_size, workers, device, flip_shift, bar, allow_empty=shard.sharded)
+            bar.finish()
+        if shard.sharded:
             if not done:
-                raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip,
-                                  batch_size, workers, device, flip_shift, bar, allow_empty=True)
                 eval_shards.write_part(path, raw, part_meta or {}, shard.label)
-            raw = eval_shards.collect(parts, shard, tick=bar.poll)
-        finally:
-            bar.close()
-        if raw is None:
-            return None
-    else:
-        raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip, batch_size,
-                          workers, device, flip_shift, progress)
+            every = [eval_shards.part_path(parts, i, shard.count) for i in range(shard.count)]
+            raw = merge_when_complete(shard, parts, lambda: all(q.exists() for q in every),
+                                      lambda: eval_shards.load_parts(parts, shard.count)[0], tick=bar.poll)
+    finally:
+        bar.close()
+    if raw is None:
+        return None
     return score_poses(raw, gt, rescore_thr, nms_thr, cocoeval, score)
 
 
@@ -156,10 +162,6 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
     damaged, timings = set(), dict.fromkeys(("load", "pose", "decode"), 0.0)
     try:
         batches = iter(loader) if len(dataset) else iter(())
-        bar = progress if hasattr(progress, "update") else None   # a shard's bar (eval_shards.EvalProgress)
-        if progress is True and len(dataset):
-            from tqdm import tqdm
-            batches = iter(tqdm(loader, desc="eval", unit="batch", leave=False))
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
@@ -173,8 +175,8 @@ def infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, 
             timings["pose"] += t2 - t1
             timings["decode"] += time.perf_counter() - t2
             valid = batch["valid"].numpy().astype(bool)
-            if bar is not None:
-                bar.update(len(valid))
+            if hasattr(progress, "update"):   # a jobs.progress.JobProgress
+                progress.update(len(valid))
             local["unreadable image"] += int((~valid).sum())
             damaged.update(int(i) for i in batch["image_id"].numpy()[batch["damaged"].numpy().astype(bool)])
             scale = batch["scale"].numpy()

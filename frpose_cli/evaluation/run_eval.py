@@ -19,7 +19,7 @@ from frpose_cli.distributed import world_size
 from frpose_cli.errors import FrposeError
 from frpose_cli.evaluation.eval_report import finish, print_shard_done, stderr_log
 from frpose_cli.evaluation.testdev import check_submission_paths, default_alg, is_image_info, results_name
-from frpose_cli.inference import shards
+from frpose_cli.jobs import shards
 from frpose_cli.metrics.cocoeval import load_ground_truth
 from frpose_cli.metrics.pck import reference_points
 
@@ -130,7 +130,7 @@ def _outputs(o: EvalOptions, test_split: bool):
     if where is None and o.results is None and not test_split:
         where = run_folders.new_run_path("eval") / ("oracle-results.json" if o.oracle else "results.json")
     if o.analyze:
-        from frpose_cli.evaluation.analyze_report import check_analysis_dir
+        from frpose_cli.evaluation.diagnosis_report import check_analysis_dir
         folder = check_analysis_dir(folder or run_folders.new_run_path("analyze", what="--analysis-dir"))
     return where, folder
 
@@ -151,7 +151,7 @@ def run_eval(o: EvalOptions, log=stderr_log) -> dict | None:
         reference_points(gt.keypoints, o.pck_ref)
         return gt
 
-    # Shards split the network's work (torchrun ranks or --shard i/n: frpose_cli.inference.shards).
+    # Shards split the network's work (torchrun ranks or --shard i/n: frpose_cli.jobs.shards).
     if (o.shard or world_size() > 1) and (o.results is not None or o.oracle):
         raise FrposeError("--results and --oracle run no network: run them in one process, without --shard or torchrun")
     job = shards.shard_for(o.shard, o.device) if o.results is None and not o.oracle else shards.Shard()

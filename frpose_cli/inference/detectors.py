@@ -68,7 +68,7 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0
 
 class WholeImageDetector:
     name = "whole-image"
-    in_worker = True     # needs no network: runs in predict's DataLoader workers (predict_data.py)
+    in_worker = True     # needs no network: runs in predict's DataLoader workers (decode_workers.py)
 
     def __call__(self, item: SourceItem) -> np.ndarray:
         h, w = item.image.shape[:2]

@@ -1,7 +1,7 @@
 """`frpose predict` core: source → person boxes → batched crops → heatmaps → keypoints → files.
 
-One streaming pass per process (:mod:`frpose_cli.inference.predict_loop`): files are decoded in DataLoader
-workers (:mod:`frpose_cli.inference.predict_data`), persons are detected and cropped, crops wait in a
+One streaming pass per process (:mod:`frpose_cli.inference.stream`): files are decoded in DataLoader
+workers (:mod:`frpose_cli.inference.decode_workers`), persons are detected and cropped, crops wait in a
 batch, the network runs (with the flip test), keypoints are decoded back into image pixels, and
 each image's records are appended to the run's log.  Only the current batch's images (and the
 few the workers have ready) are in memory, however large the source.
@@ -14,7 +14,7 @@ Outputs in the run folder::
     vis/               overlays (images keep their relative path; a video → one .mp4)
     heatmaps/          heatmap overlays with --save-heatmaps
 
-Sharded runs (torchrun, ``--shard i/n``; :mod:`frpose_cli.inference.shards`) write one log per process into
+Sharded runs (torchrun, ``--shard i/n``; :mod:`frpose_cli.jobs.shards`) write one log per process into
 one folder; the two JSON files are merged from all logs (:mod:`frpose_cli.inference.run_merge`), so they
 are the same whatever the split.  A one-process run merges at its end, also after Ctrl-C or an
 error; ``resume`` continues any of them.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frpose_cli.inference import shards
+from frpose_cli.jobs import shards
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import make_detector
 from frpose_cli.errors import FrposeError
@@ -37,9 +37,10 @@ from frpose_cli.inference.results import Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 from frpose_cli.load import load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
-from frpose_cli.inference.predict_loop import STAGES, WORKER_STAGES, PredictLoop, Progress, StageTimer
+from frpose_cli.inference.stream import STAGES, WORKER_STAGES, PredictLoop, StageTimer
 from frpose_cli.inference.run_folder import resolve_out_dir, run_options
-from frpose_cli.inference.run_log import LogProgress, RunLog, done_state, finished_shards, list_logs, log_path, next_session
+from frpose_cli.inference.run_log import PARTS, RunLog, done_state, end_of, finished_shards, list_logs, log_path, next_session
+from frpose_cli.jobs.progress import JobProgress
 from frpose_cli.inference.run_merge import MergeReport, merge_logs
 from frpose_cli.data.sources import Source
 from frpose_cli.weights.loader import default_weights_for
@@ -218,9 +219,7 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
               "split_rule": f"files of the source in order (ignored ones included): {shards.SHARD_RULE}",
               "torchrun": shard.torchrun, "workers": opts.workers}
     runlog = RunLog(log_path(out_dir, session, shard.index, shard.count), header, opts.save_every)
-    others = LogProgress({r: log_path(out_dir, session, r, shard.count) for r in range(1, shard.count)}) \
-        if shard.torchrun and shard.index == 0 else None
-    progress = Progress(opts.progress and shard.is_main, others, str(shard.index))
+    progress = JobProgress(opts.progress and shard.is_main, shard, out_dir / PARTS, "predict", "img")
     summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
                              torchrun=shard.torchrun)
     timer = StageTimer(predictor.device)
@@ -234,24 +233,23 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
         stats = {"images": summary.images, "persons": summary.persons, "resumed": summary.resumed,
                  "seconds": round(summary.seconds, 3), "timings": {k: round(v, 3) for k, v in timer.seconds.items()},
                  "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()}}
+        progress.finish()   # before the log's closing line, so rank 0 never misses the last count
         if loop.finished or runlog.lines or runlog.file is not None:   # no empty run folders
             runlog.close(stats, loop.finished)
         if not shard.sharded and list_logs(out_dir):    # one process: its results are merged even when it stops
             summary.merged = merge_logs(list_logs(out_dir), out_dir)
-        progress.poll()
         if not loop.finished:
             progress.close()
-    if shard.torchrun and shard.index == 0:   # rank 0 merges once every rank has finished its part
-        shards.wait_until(lambda: others.poll() or others.all_finished, tick=progress.poll)
-        progress.poll()
-        summary.merged = merge_logs(list_logs(out_dir), out_dir)
-    elif shard.sharded and not shard.torchrun:   # an array job: the last one to finish merges
-        _, summary.waiting_for = finished_shards(out_dir)
-        if not summary.waiting_for and shards.take_merge_lock(out_dir / "parts"):
-            try:
-                summary.merged = merge_logs(list_logs(out_dir), out_dir)
-            finally:
-                shards.release_merge_lock(out_dir / "parts")
+    if shard.sharded:   # torchrun: rank 0 once every rank has finished; array jobs: the last one to finish
+        def complete():
+            if shard.torchrun:   # this session's other ranks have closed their logs (done or stopped)
+                return all(end_of(log_path(out_dir, session, r, shard.count)) for r in range(1, shard.count))
+            _, summary.waiting_for = finished_shards(out_dir)
+            return not summary.waiting_for
+        summary.merged = shards.merge_when_complete(shard, out_dir / PARTS, complete,
+                                                    lambda: merge_logs(list_logs(out_dir), out_dir), tick=progress.poll)
+        if shard.torchrun:
+            summary.waiting_for = []    # the merge is rank 0's; the other ranks wait for nothing
     progress.close()
     return summary
 

@@ -166,36 +166,6 @@ class RunLog:
                 self.file = None
 
 
-class LogProgress:
-    """Images logged so far by each process of one session, read incrementally (rank 0's total)."""
-
-    def __init__(self, paths: dict):
-        self.paths = dict(paths)                 # label → log path
-        self.offsets = dict.fromkeys(self.paths, 0)
-        self.images = dict.fromkeys(self.paths, 0)
-        self.finished = dict.fromkeys(self.paths, False)
-
-    def poll(self) -> None:
-        for label, path in self.paths.items():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(self.offsets[label])
-                    data = f.read()
-            except OSError:
-                continue
-            whole = data[:data.rfind(b"\n") + 1]
-            self.offsets[label] += len(whole)
-            for line in whole.splitlines():
-                if line.startswith(b'{"o":') and b'"image":' in line:
-                    self.images[label] += 1
-                elif line.startswith((b'{"done"', b'{"stopped"')):
-                    self.finished[label] = True
-
-    @property
-    def all_finished(self) -> bool:
-        return all(self.finished.values())
-
-
 def done_state(run_dir: Path) -> tuple[set, dict]:
     """What earlier sessions finished: the (file name, frame) of every image with results, and the
     records of done video frames by file name (a resumed video's overlay is redrawn whole)."""

@@ -1,4 +1,4 @@
-"""`frpose eval --analyze`: the error diagnosis (:mod:`frpose_cli.evaluation.analyze`) as terminal tables,
+"""`frpose eval --analyze`: the error diagnosis (:mod:`frpose_cli.evaluation.diagnosis`) as terminal tables,
 JSON figures and PNGs, for one run or two side by side (``--compare``).
 
 :func:`table_figures` turns a diagnosis into the numbers the tables print, rounded as printed,
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from frpose_cli.data.annotations import read_json
-from frpose_cli.evaluation.analyze import CLASSES, ERROR_TYPES, STEPS, diagnose
+from frpose_cli.evaluation.diagnosis import CLASSES, ERROR_TYPES, STEPS, diagnose
 from frpose_cli.metrics.cocoeval import GroundTruth, validate_results
 from frpose_cli.errors import FrposeError
 from frpose_cli.outputs import check_writable_dir

@@ -1,7 +1,7 @@
 """The streaming loop of `frpose predict` (one process, one shard): items → boxes → batched crops →
 heatmaps → keypoints → log entries and overlays.
 
-Items arrive in source order (:mod:`frpose_cli.inference.predict_data`); a person crop waits in the batch
+Items arrive in source order (:mod:`frpose_cli.inference.decode_workers`); a person crop waits in the batch
 until ``--batch-size`` crops are ready, then the network runs (with the flip test) and the
 batch's images get their log entries and overlays.  Every event of the stream — an image, a
 skipped, damaged or ignored file — goes through the same queue, so the log is written in
@@ -20,7 +20,7 @@ from frpose_cli.device import synchronize
 from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
 from frpose_cli.data.geometry import warp_matrix
 from frpose_cli.inference.results import Results
-from frpose_cli.inference.predict_data import Loaded, ShardStream, detect_counting, loader
+from frpose_cli.inference.decode_workers import Loaded, ShardStream, detect_counting, loader
 from frpose_cli.inference.run_folder import safe_relative
 from frpose_cli.data.sources import SourceItem
 
@@ -51,41 +51,11 @@ class StageTimer:
             self.seconds[stage] += time.perf_counter() - start
 
 
-class Progress:
-    """A bar of this process's items; under torchrun rank 0's bar counts every rank's images
-    (read from their logs) and shows each rank's count."""
-
-    def __init__(self, enabled: bool, others=None, label: str = ""):
-        from tqdm import tqdm
-        self.bar = tqdm(desc="predict", unit="img", disable=not enabled, dynamic_ncols=True)
-        self.others, self.label, self.own, self.counted, self.last = others, label, 0, 0, 0.0
-
-    def update(self, n: int = 1) -> None:
-        self.own += n
-        self.bar.update(n)
-        if self.others is not None and time.monotonic() - self.last > 1.0:
-            self.poll()
-
-    def poll(self) -> None:
-        if self.others is None:
-            return
-        self.last = time.monotonic()
-        self.others.poll()
-        total = sum(self.others.images.values())
-        self.bar.update(total - self.counted)
-        self.counted = total
-        self.bar.set_postfix_str(" ".join(f"rank{k} {v}" for k, v in [(self.label, self.own),
-                                                                        *self.others.images.items()]))
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 class PredictLoop:
     """The loop's state: pending batch (and the events queued behind it), open overlay videos, counters."""
 
     def __init__(self, opts, out_dir, predictor, detector, log, summary, timer, done: set, video_records: dict,
-                 progress: Progress):
+                 progress):
         self.opts, self.out_dir, self.pred, self.detector, self.log = opts, out_dir, predictor, detector, log
         self.summary, self.timer, self.done, self.video_records = summary, timer, done, video_records
         self.progress = progress

@@ -163,3 +163,26 @@ def take_merge_lock(folder: Path) -> bool:
 
 def release_merge_lock(folder: Path) -> None:
     (folder / "merging.lock").unlink(missing_ok=True)
+
+
+def merge_when_complete(shard: Shard, lock_folder: Path, complete, merge, tick=None):
+    """After this shard's part is written: ``merge()`` in the one process that merges, else None.
+
+    Under torchrun rank 0 waits (polling, calling ``tick``) until ``complete()`` and merges; an array
+    job merges only when it finds every part ``complete()`` and wins the merge lock in
+    ``lock_folder`` (two that finish together: one merges).  An unsharded run merges at once.
+    predict (logs with a closing line) and eval (one ``.npz`` per shard) differ only in
+    ``complete`` and ``merge``."""
+    if not shard.sharded:
+        return merge()
+    if shard.torchrun:
+        if shard.index != 0:
+            return None
+        wait_until(complete, tick)
+        return merge()
+    if not complete() or not take_merge_lock(lock_folder):
+        return None
+    try:
+        return merge()
+    finally:
+        release_merge_lock(lock_folder)

@@ -82,11 +82,14 @@ def test_usage_errors(tmp_path, capsys, args, needle):
     assert_one_line_error(code, err, needle)
 
 
-def test_model_eval_with_detector_boxes_matches_pycocotools_on_its_results(tmp_path, capsys, ckpt):
+def test_model_eval_with_detector_boxes_matches_pycocotools_on_its_results(tmp_path, capsys, ckpt, monkeypatch):
+    reads, real = [], json.load
+    monkeypatch.setattr(json, "load", lambda f, *a, **k: reads.append(Path(getattr(f, "name", ""))) or real(f, *a, **k))
     out, metrics = tmp_path / "res.json", tmp_path / "m.json"
     code, stdout, err = run_cli(["eval", "--weights", ckpt, "--data", DATA, "--out", out, "--json", metrics,
                                  "--no-progress", "--batch-size", "16", "--workers", "1"], capsys)
     assert code == 0, err
+    assert reads.count(ANN) == 1, reads   # the test-split check and the ground truth share one read
     assert DET_JSON.name in err and "shift 1 heatmap px" in err   # sbn codec at stride 4
     results = json.loads(out.read_text())
     n_boxes = len(json.loads(DET_JSON.read_text()))

@@ -63,8 +63,8 @@ def _merge_predict(run_dirs, out, partial: bool) -> int:
         lines.append(f"incomplete: shard(s) {', '.join(m.missing)} have not finished (resume them with "
                      "--resume, then merge again); merged what is there")
     for kind, entries in (("skipped", m.skipped), ("warning", m.warnings)):
-        for d in entries[:20]:
-            lines.append(f"{kind} {d['file_name']}: {d.get('reason', d.get('warning'))}")
+        for s in entries[:20]:
+            lines.append(f"{kind} {s.file_name}: {s.reason}")
     lines.append(f"results: {m.out_dir / 'predictions.json'}")
     print("\n".join(lines))
     return 1 if m.missing or m.skipped or m.warnings else 0

@@ -1,7 +1,6 @@
 """`frpose predict`: thin option parsing over :func:`frpose_cli.inference.predict.run_predict`."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -76,7 +75,8 @@ def predict(
         calib_data=str(calib_data) if calib_data else None, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr,
         out=str(out) if out else None, resume=resume, vid_stride=vid_stride, save_vis=save_vis,
         save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, shard=shard)
-    summary = run_predict(opts, log=lambda msg: print(f"frpose: {msg}", file=sys.stderr))
+    from frpose_cli.errors import note
+    summary = run_predict(opts, log=note)
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
@@ -90,9 +90,7 @@ def print_summary(s) -> None:
               f"{s.out_dir / 'parts'}" + (f"; waiting for shard(s) {', '.join(s.waiting_for)}: the last to finish "
                                           f"merges, or run `frpose merge {s.out_dir}`" if s.waiting_for else ""))
         return
-    skipped, warnings, ignored = (s.skipped, s.warnings, s.ignored) if m is None else \
-        ([(d["file_name"], d.get("reason", d.get("warning"))) for d in entries]
-         for entries in (m.skipped, m.warnings, m.ignored))
+    skipped, warnings, ignored = (s.skipped, s.warnings, s.ignored) if m is None else (m.skipped, m.warnings, m.ignored)
     per_image = s.seconds / s.images * 1000 if s.images else 0.0
     lines = [f"predict: {s.images} images, {s.persons} persons, {len(skipped)} skipped, "
              f"{len(warnings)} with warnings, {len(ignored)} ignored"

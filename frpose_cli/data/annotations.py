@@ -33,11 +33,13 @@ def read_json(path, what: str):
         raise FrposeError(f"{what} {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
-def read_keypoint_annotations(ann_file) -> tuple[dict, dict, frozenset]:
+def read_keypoint_annotations(ann_file, data=None) -> tuple[dict, dict, frozenset]:
     """A COCO keypoint annotation file as JSON, checked: its keypoint category and image ids.
 
-    The one reader behind evaluation's ground truth and training's data (``dataset.load_coco``)."""
-    data = read_json(ann_file, "annotation file")
+    The one reader behind evaluation's ground truth and training's data (``dataset.load_coco``).
+    ``data``: the file's JSON when the caller has read it already (eval reads it once to tell a
+    test split's image-info file apart); it is checked here as if just read, and filled in."""
+    data = read_json(ann_file, "annotation file") if data is None else data
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise FrposeError(f"annotation file {ann_file} is not COCO format (needs 'images' and 'annotations' lists)")

@@ -4,12 +4,11 @@ resolved, the output named (a new ``runs/export/CARD-HxW[-PRECISION][-N].onnx`` 
 with torch for float32, the accuracy gate for reduced precision)."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from frpose_cli import run_folders
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import FrposeError, note
 
 
 @dataclass
@@ -27,10 +26,6 @@ class ExportOptions:
     calib_data: Path | None = None
     check: bool = True
     random_weights: bool = False
-
-
-def _stderr(msg: str) -> None:
-    print(f"frpose: {msg}", file=sys.stderr)
 
 
 def _network(o: ExportOptions, log):
@@ -53,7 +48,7 @@ def _network(o: ExportOptions, log):
     return loaded.net, loaded.card, loaded.codec_name, loaded.what, str(resolved)
 
 
-def run_export(o: ExportOptions, log=_stderr, say=print) -> Path:
+def run_export(o: ExportOptions, log=note, say=print) -> Path:
     """Export and check; ``say`` gets the report lines as they are ready (the export, then the
     check). Returns the file; a failed check raises, keeping the file for inspection."""
     from frpose_cli.deploy.export import FORMATS, SUFFIXES, export_model, parity_check

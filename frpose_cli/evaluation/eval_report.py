@@ -6,19 +6,14 @@ metric table and the files it writes.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-from frpose_cli.errors import FrposeError
-
-
-def stderr_log(msg: str) -> None:
-    print(f"frpose: {msg}", file=sys.stderr)
+from frpose_cli.errors import FrposeError, note
 
 
 def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyze=False, analysis_name="",
-           ann_file=None, compare=None, analysis_dir=None, log=stderr_log) -> None:
+           ann_file=None, compare=None, analysis_dir=None, log=note) -> None:
     """Write, print and analyse a report (also what `frpose merge` does with an eval run's parts)."""
     from frpose_cli.console import make_console
     from frpose_cli.data.oks_sigmas import describe as describe_sigmas
@@ -69,7 +64,7 @@ def print_shard_done(job, parts) -> None:
              f"`frpose merge {parts}`" if missing and not job.torchrun else "; rank 0 merges"))
 
 
-def merge_eval_parts(parts: Path, log=stderr_log) -> int:
+def merge_eval_parts(parts: Path, log=note) -> int:
     """Score (or, for a test split, write the submission of) a whole set of eval parts, with what
     the parts record; returns the exit code. Outputs that exist already are never overwritten."""
     from frpose_cli.data.keypoints import KeypointSpec

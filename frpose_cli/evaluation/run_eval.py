@@ -16,8 +16,8 @@ from pathlib import Path
 from frpose_cli import run_folders
 from frpose_cli.cards import load_card
 from frpose_cli.distributed import world_size
-from frpose_cli.errors import FrposeError
-from frpose_cli.evaluation.eval_report import finish, print_shard_done, stderr_log
+from frpose_cli.errors import FrposeError, note
+from frpose_cli.evaluation.eval_report import finish, print_shard_done
 from frpose_cli.evaluation.testdev import check_submission_paths, default_alg, is_image_info, results_name
 from frpose_cli.jobs import shards
 from frpose_cli.metrics.cocoeval import load_ground_truth
@@ -97,14 +97,25 @@ def default_boxes(data: Path | None, split: str = ""):
     raise FrposeError(f"choose the person boxes: --boxes DET_JSON (detector results) or --gt-boxes ({where})")
 
 
-def _image_info(ann_file) -> tuple[bool, FrposeError | None]:
-    """Whether ``ann_file`` is a test split's image-info file, read once; an unreadable file's
-    one-line error is kept for the network run to raise before its model loads (the other runs
-    report it where they load the file)."""
-    try:
-        return bool(is_image_info(ann_file)), None
-    except FrposeError as e:
-        return False, e
+class AnnotationFile:
+    """The annotation file, read once: whether it is a test split's image-info file, and its JSON
+    handed on to the one loader that needs it (then dropped: the loader checks and fills it in).
+    An unreadable file's one-line error is kept for the network run to raise before its model
+    loads (the other runs report it where they load the file)."""
+
+    def __init__(self, path):
+        from frpose_cli.data.annotations import read_json
+        self.path, self.data, self.error = path, None, None
+        try:
+            self.data = read_json(path, "annotation file")
+        except FrposeError as e:
+            self.error = e
+        self.test_split = self.error is None and bool(is_image_info(data=self.data))
+
+    def take(self):
+        """The JSON for the first loader (None after that, or when unreadable: it reads the file itself)."""
+        data, self.data = self.data, None
+        return data
 
 
 def _check(o: EvalOptions) -> None:
@@ -135,7 +146,7 @@ def _outputs(o: EvalOptions, test_split: bool):
     return where, folder
 
 
-def run_eval(o: EvalOptions, log=stderr_log) -> dict | None:
+def run_eval(o: EvalOptions, log=note) -> dict | None:
     """Run, write and print one evaluation; returns its report (None when this process wrote a
     shard's part that another merges, or a test split's submission files)."""
     _check(o)
@@ -147,7 +158,7 @@ def run_eval(o: EvalOptions, log=stderr_log) -> dict | None:
 
     def ground_truth(recorded=None):
         """The annotations with their OKS σ; a bad --pck-ref fails here, before any network runs."""
-        gt = load_ground_truth(ann_file, o.sigmas, recorded=recorded, warn=log)
+        gt = load_ground_truth(ann_file, o.sigmas, recorded=recorded, warn=log, data=annotations.take())
         reference_points(gt.keypoints, o.pck_ref)
         return gt
 
@@ -155,7 +166,8 @@ def run_eval(o: EvalOptions, log=stderr_log) -> dict | None:
     if (o.shard or world_size() > 1) and (o.results is not None or o.oracle):
         raise FrposeError("--results and --oracle run no network: run them in one process, without --shard or torchrun")
     job = shards.shard_for(o.shard, o.device) if o.results is None and not o.oracle else shards.Shard()
-    test_split, unreadable = _image_info(ann_file)
+    annotations = AnnotationFile(ann_file)
+    test_split = annotations.test_split
     if job.sharded and not job.torchrun and o.out is None and not test_split:
         raise FrposeError("--shard needs --out RESULTS.json: every shard writes its part beside it "
                           "(OUT-parts/), and the last one merges into it")
@@ -171,7 +183,7 @@ def run_eval(o: EvalOptions, log=stderr_log) -> dict | None:
     elif o.oracle:
         report, gt, title, name = _oracle(o, ann_file, ground_truth)
     else:
-        ran = _network(o, weights, job, ann_file, image_dir, out, (test_split, unreadable), ground_truth, log)
+        ran = _network(o, weights, job, ann_file, image_dir, out, annotations, ground_truth, log)
         if ran is None:
             return None
         report, gt, title, name = ran
@@ -196,7 +208,7 @@ def _oracle(o: EvalOptions, ann_file, ground_truth):
     return report, gt, title, f"oracle {card.name}"
 
 
-def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, split_kind, ground_truth, log):
+def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, annotations, ground_truth, log):
     """The protocol with a network; None when this process's part is written for another to
     merge (shards) or a test split's submission files are written."""
     if weights is None and not o.model:
@@ -207,9 +219,9 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, split_kind,
     from frpose_cli.load import load_pose_model
     from frpose_cli.runtime.topdown import flip_shift_for_codec
     dev = shards.device_for(job, o.device)
-    test_dev, unreadable = split_kind
-    if unreadable is not None:
-        raise unreadable
+    test_dev = annotations.test_split
+    if annotations.error is not None:
+        raise annotations.error
     if test_dev and (o.gt_boxes or o.analyze):
         raise FrposeError(f"{ann_file.name} has no annotations (a test split): scores come from the COCO "
                           "server, so --gt-boxes and --analyze need a split with annotations (val2017)")
@@ -242,7 +254,8 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, split_kind,
             o, card, net, box_source, c, shift, flip, ann_file, title, test_dev, where))
     if test_dev:
         from frpose_cli.evaluation.testdev import run_test_dev
-        if run_test_dev(net, card, ann_file, image_dir, o.split, o.alg, out, **kwargs) is None:
+        if run_test_dev(net, card, ann_file, image_dir, o.split, o.alg, out, info_data=annotations.take(),
+                        **kwargs) is None:
             print_shard_done(job, kwargs["parts"])
         return None
     report = evaluate_model(net, card, ann_file, image_dir, gt=gt, **kwargs)

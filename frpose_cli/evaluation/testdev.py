@@ -31,16 +31,18 @@ from frpose_cli.data.keypoints import KeypointSpec
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 
 
-def is_image_info(path) -> bool:
-    """True for an image-info file (images, no ``annotations``), as COCO ships test-dev's."""
-    data = read_json(path, "annotation file")
+def is_image_info(path=None, data=None) -> bool:
+    """True for an image-info file (images, no ``annotations``), as COCO ships test-dev's
+    (``data``: the file's JSON, read already)."""
+    data = read_json(path, "annotation file") if data is None else data
     return isinstance(data, dict) and isinstance(data.get("images"), list) and "annotations" not in data
 
 
-def load_image_info(path, keypoints: KeypointSpec) -> GroundTruth:
+def load_image_info(path, keypoints: KeypointSpec, data=None) -> GroundTruth:
     """An image-info file as a :class:`GroundTruth` without persons, whose person category
-    carries the model's keypoint names, so boxes, crops and results work as for val2017."""
-    data = read_json(path, "image-info file")
+    carries the model's keypoint names, so boxes, crops and results work as for val2017
+    (``data``: the file's JSON, read already)."""
+    data = read_json(path, "image-info file") if data is None else data
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not data["images"]:
         raise FrposeError(f"image-info file {path} has no 'images' list")
     try:
@@ -104,7 +106,8 @@ def summary(results: list, gt: GroundTruth, skipped: dict, json_path: Path, zip_
     return "\n".join(lines)
 
 
-def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None, out, **protocol) -> dict | None:
+def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None, out, info_data=None,
+                 **protocol) -> dict | None:
     """The protocol on an image-info file → the server's JSON and zip; prints where they are.
 
     ``protocol``: the keyword arguments of :func:`frpose_cli.evaluation.evaluate.evaluate_model`."""
@@ -113,7 +116,7 @@ def run_test_dev(model, card, info_file, image_dir, split: str, alg: str | None,
     member = results_name(split, alg or default_alg(card.name))
     json_path = Path(out) if out is not None else run_folders.verb_dir("eval") / member   # the server's name
     zip_path = check_submission_paths(json_path)
-    gt = load_image_info(info_file, card.keypoints)
+    gt = load_image_info(info_file, card.keypoints, info_data)
     report = evaluate_model(model, card, info_file, image_dir, gt=gt, score=False, **protocol)
     if report is None:   # a shard whose part another process merges
         return None

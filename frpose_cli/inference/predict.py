@@ -82,7 +82,7 @@ class PredictSummary:
     images: int = 0                # processed in this run (images + video frames)
     persons: int = 0
     resumed: int = 0               # already in predictions.json, skipped by --resume
-    skipped: list = field(default_factory=list)   # (file name, reason): not processed
+    skipped: list = field(default_factory=list)   # run_merge.Skipped: not processed
     warnings: list = field(default_factory=list)  # (file name, warning): processed, but damaged or short
     ignored: list = field(default_factory=list)   # (file name, reason): found by a scan, not a picture
     boxes_dropped: dict = field(default_factory=dict)   # reason → count

@@ -21,12 +21,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import NamedTuple
 
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_open
 from frpose_cli.inference.run_log import end_of, header_of, list_logs, read_entries, unfinished
 
 PREDICTIONS, IMAGES = "predictions.json", "images.json"
+
+
+class Skipped(NamedTuple):
+    """A file not (fully) processed, in every summary and report: its name and why (for a warning,
+    the warning).  ``images.json`` spells it ``{"file_name", "reason"}`` (``"warning"`` for warnings)."""
+    file_name: str
+    reason: str
+
+    @classmethod
+    def from_entry(cls, fields: dict) -> "Skipped":
+        return cls(fields["file_name"], fields.get("reason", fields.get("warning")))
+
+    def to_json(self, key: str = "reason") -> dict:
+        return {"file_name": self.file_name, key: self.reason}
 
 
 @dataclass
@@ -48,9 +63,9 @@ class MergeReport:
     out_dir: Path
     images: int = 0
     persons: int = 0
-    skipped: list = field(default_factory=list)     # (file name, reason)
-    warnings: list = field(default_factory=list)
-    ignored: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)     # Skipped
+    warnings: list = field(default_factory=list)    # Skipped (reason: the warning)
+    ignored: list = field(default_factory=list)     # Skipped
     boxes_dropped: Counter = field(default_factory=Counter)
     images_without_boxes: int = 0
     shards: list = field(default_factory=list)      # ShardStats of the latest split, then older ones
@@ -117,7 +132,7 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
                 for kind, target in (("skipped", report.skipped), ("warning", report.warnings),
                                      ("ignored", report.ignored)):
                     if kind in e:
-                        target.append(e[kind])
+                        target.append(Skipped.from_entry(e[kind]))
             slot += any("image" in e or "skipped" in e for e, _ in group)
         pred.write("]")
         for log in logs:
@@ -178,7 +193,8 @@ def _write_images_json(out_dir: Path, meta: dict, report: MergeReport, listing) 
             f.write(chunk)
         f.write("]")
         for name, items in (("skipped", report.skipped), ("warnings", report.warnings), ("ignored", report.ignored)):
-            f.write(f',\n "{name}": ' + json.dumps(items, indent=1).replace("\n", "\n "))
+            records = [s.to_json("warning" if name == "warnings" else "reason") for s in items]
+            f.write(f',\n "{name}": ' + json.dumps(records, indent=1).replace("\n", "\n "))
         f.write("\n}\n")
 
 

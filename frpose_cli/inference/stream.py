@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from frpose_cli.data.geometry import warp_matrix
 from frpose_cli.inference.results import Results
 from frpose_cli.inference.decode_workers import Loaded, ShardStream, detect_counting, loader
 from frpose_cli.inference.run_folder import safe_relative
+from frpose_cli.inference.run_merge import Skipped
 from frpose_cli.data.sources import SourceItem
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
@@ -49,6 +51,29 @@ class StageTimer:
             if stage in ("detect", "pose"):
                 synchronize(self.device)
             self.seconds[stage] += time.perf_counter() - start
+
+
+@dataclass
+class PendingImage:
+    """An image whose crops wait in the batch."""
+    item: SourceItem
+    boxes: np.ndarray
+    crops: np.ndarray
+    centers: np.ndarray
+    scales: np.ndarray
+    dropped: dict
+
+
+@dataclass
+class PendingEntry:
+    """A log entry (skipped, damaged, ignored file) queued behind the batch, to keep stream order."""
+    entry: dict
+
+
+@dataclass
+class PendingRedraw:
+    """A frame a resumed run did earlier: its overlay is drawn in order with the frames in the batch."""
+    item: SourceItem
 
 
 class PredictLoop:
@@ -97,21 +122,21 @@ class PredictLoop:
     def event(self, item: SourceItem, kind: str, **fields) -> None:
         entry = {"o": [item.position, item.sub], kind: {"file_name": item.file_name, **fields}}
         if self.pending:
-            self.pending.append(("event", entry))
+            self.pending.append(PendingEntry(entry))
         else:
             self.log.add(entry)
 
     def handle(self, item: SourceItem, loaded: Loaded | None = None) -> None:
         if item.ignored:
             self.event(item, "ignored", reason=item.ignored)
-            self.summary.ignored.append((item.file_name, item.ignored))
+            self.summary.ignored.append(Skipped(item.file_name, item.ignored))
             return
         if item.warning:   # damaged but usable, or (no image) a note on a whole file such as a short video
             self.event(item, "warning", warning=item.warning)
-            self.summary.warnings.append((item.file_name, item.warning))
+            self.summary.warnings.append(Skipped(item.file_name, item.warning))
         if item.error:
             self.event(item, "skipped", reason=item.error)
-            self.summary.skipped.append((item.file_name, item.error))
+            self.summary.skipped.append(Skipped(item.file_name, item.error))
             self.progress.update()
             return
         if (loaded is not None and loaded.done) or (item.image is not None and item.key in self.done):
@@ -119,7 +144,7 @@ class PredictLoop:
             self.progress.update()
             if item.frame is not None and self.opts.save_vis:
                 if self.pending:   # drawn in order with the frames waiting in the batch
-                    self.pending.append(("redraw", item))
+                    self.pending.append(PendingRedraw(item))
                 else:
                     self.redraw_done_frame(item)
             return
@@ -132,7 +157,7 @@ class PredictLoop:
                 boxes, dropped = detect_counting(self.detector, item)
             with self.timer("crop"):
                 crops, centers, scales = self.pred.crops(item.image, boxes)
-        self.pending.append(("image", item, boxes, crops, centers, scales, dropped))
+        self.pending.append(PendingImage(item, boxes, crops, centers, scales, dropped))
         self.pending_crops += len(crops)
         if self.pending_crops >= self.opts.batch_size:
             self.flush()
@@ -140,26 +165,25 @@ class PredictLoop:
     def flush(self) -> None:
         if not self.pending:
             return
-        images = [p for p in self.pending if p[0] == "image"]
-        crops = np.concatenate([p[3] for p in images]) if images else np.zeros((0,), np.uint8)
+        images = [p for p in self.pending if isinstance(p, PendingImage)]
+        crops = np.concatenate([p.crops for p in images]) if images else np.zeros((0,), np.uint8)
         with self.timer("pose"):
             heatmaps = self.pred.heatmaps(crops, self.opts.batch_size) if len(crops) else None
         with self.timer("decode"):
-            kpts = self.pred.decode(heatmaps, np.concatenate([p[4] for p in images]),
-                                    np.concatenate([p[5] for p in images])) if len(crops) else None
+            kpts = self.pred.decode(heatmaps, np.concatenate([p.centers for p in images]),
+                                    np.concatenate([p.scales for p in images])) if len(crops) else None
         start = 0
         pending, self.pending, self.pending_crops = self.pending, [], 0
         for p in pending:
-            if p[0] == "event":
-                self.log.add(p[1])
-            elif p[0] == "redraw":
-                self.redraw_done_frame(p[1])
+            if isinstance(p, PendingEntry):
+                self.log.add(p.entry)
+            elif isinstance(p, PendingRedraw):
+                self.redraw_done_frame(p.item)
             else:
-                _, item, boxes, item_crops, centers, scales, dropped = p
-                n = len(item_crops)
+                n = len(p.crops)
                 with self.timer("write"):
-                    self.finish_image(item, boxes, kpts[start:start + n] if n else np.zeros((0, 0, 3)),
-                                      heatmaps[start:start + n] if n else None, centers, scales, dropped)
+                    self.finish_image(p.item, p.boxes, kpts[start:start + n] if n else np.zeros((0, 0, 3)),
+                                      heatmaps[start:start + n] if n else None, p.centers, p.scales, p.dropped)
                 start += n
 
     def finish_image(self, item, boxes, kpts, heatmaps, centers, scales, dropped) -> None:
@@ -199,7 +223,7 @@ class PredictLoop:
         self.failed_overlays.add(item.file_name)
         reason = f"overlay not written ({error})"
         self.log.add({"o": [item.position, item.sub], "skipped": {"file_name": item.file_name, "reason": reason}})
-        self.summary.skipped.append((item.file_name, reason))
+        self.summary.skipped.append(Skipped(item.file_name, reason))
 
     def save_overlay(self, item, kpts, boxes) -> None:
         canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
@@ -245,7 +269,7 @@ class PredictLoop:
             except (OSError, cv2.error) as e:
                 if name not in self.failed_overlays:
                     self.failed_overlays.add(name)
-                    self.summary.skipped.append((name, f"overlay video not finished ({e})"))
+                    self.summary.skipped.append(Skipped(name, f"overlay video not finished ({e})"))
 
 
 def stretch_heat(heat: np.ndarray) -> np.ndarray:

@@ -76,11 +76,13 @@ class GroundTruth:
         return self._apis[cocoeval]
 
 
-def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None) -> GroundTruth:
+def load_ground_truth(ann_file, sigmas=None, recorded: KeypointSpec | None = None, warn=None,
+                      data=None) -> GroundTruth:
     """Load and check a keypoint annotation file; its OKS σ are resolved by
     :func:`frpose_cli.data.oks_sigmas.resolve_sigmas` (``sigmas``: ``--sigmas``; ``recorded``: a
-    checkpoint's keypoint set; ``warn``: receives one-line warnings)."""
-    data, cat, image_ids = read_keypoint_annotations(ann_file)
+    checkpoint's keypoint set; ``warn``: receives one-line warnings; ``data``: the file's JSON, read
+    already by the caller)."""
+    data, cat, image_ids = read_keypoint_annotations(ann_file, data)
     from frpose_cli.data.oks_sigmas import resolve_sigmas
     spec = resolve_sigmas(spec_from_category(cat, f"annotation file {ann_file}"), sigmas, recorded, warn)
     return GroundTruth(str(ann_file), data, int(cat["id"]), len(cat["keypoints"]), image_ids, spec)

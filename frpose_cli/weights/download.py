@@ -52,7 +52,7 @@ try:
 except ImportError:   # Windows
     fcntl = None
 
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import FrposeError, note, warn
 from frpose_cli.fileio import atomic_write_binary
 from frpose_cli.home import frpose_home
 
@@ -174,8 +174,8 @@ def _check_hash(url: str, name: str, digest: str, full: str | None, refuse: bool
     said = f"{url}: the downloaded file's SHA-256 is {digest[:len(claim)]}…, expected {claim}… (the hash in its name)"
     if refuse:
         raise FrposeError(f"{said}; not kept (a damaged mirror or a changed upload?)")
-    print(f"frpose: warning: {said}; kept, as the name may not be a hash (--strict-hash or FRPOSE_STRICT_HASH=1 "
-          "refuses such files)", file=sys.stderr)
+    warn(f"{said}; kept, as the name may not be a hash (--strict-hash or FRPOSE_STRICT_HASH=1 "
+         "refuses such files)")
 
 
 @contextmanager
@@ -212,8 +212,7 @@ def _lock(path: Path, dest: Path) -> int | None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if not said:
-                    print(f"frpose: waiting for another process downloading {dest.name} into {dest.parent}",
-                          file=sys.stderr)
+                    note(f"waiting for another process downloading {dest.name} into {dest.parent}")
                     said = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(fd, path):
@@ -319,5 +318,5 @@ def _stream(url: str, f, name: str, progress: bool, dest: Path) -> str:
     if total is not None and got != total:
         raise FrposeError(f"cannot download {url}: the transfer stopped at {got} of {total} bytes")
     if progress:
-        print(f"frpose: downloaded {url} → {dest} ({got / 2 ** 20:.1f} MB)", file=sys.stderr)
+        note(f"downloaded {url} → {dest} ({got / 2 ** 20:.1f} MB)")
     return sha.hexdigest()

@@ -82,7 +82,7 @@ def check_file_precision(model: PoseModel, precision: str | None) -> PoseModel:
 def load_pose_model(weights, model_name: str | None = None, input_size=None, backend: str = "auto",
                     device: torch.device | str | None = None, setup: str | None = None,
                     threads: int | None = None, progress: bool = True, precision: str | None = None,
-                    calib_data=None, log=None) -> PoseModel:
+                    calib_data=None, log=None, decide_precision: bool = True) -> PoseModel:
     """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
@@ -90,7 +90,8 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     ``setup``: an inference set-up of :data:`frpose_cli.runtime.optimize.SETUPS`, used as it is (benchmarks);
     without it ``precision`` decides (:func:`frpose_cli.precision.runnable.runnable_model`; None: the device's
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
-    and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes.
+    and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes;
+    ``decide_precision``: False keeps an undecided ``auto`` at float32 for this load (a short run).
     """
     check_backend(backend)
     weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
@@ -111,7 +112,7 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     loaded = load_network(weights, model_name, input_size)
     if setup is None:
         model = runnable_model(loaded.net, loaded.card, device, precision, backend, loaded.codec_name,
-                               str(weights.path), calib_data, log)
+                               str(weights.path), calib_data, log, decide=decide_precision)
         model.weights, model.what = weights, loaded.what
         return model
     if backend == "onnxruntime" and setup != "onnxruntime":

@@ -166,8 +166,16 @@ def test_predict_and_eval_choose_with_auto_and_say_so(tmp_path, capsys, monkeypa
     monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2)
     monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FRPOSE_PRECISION")                     # the CPU default: auto
-    code, _, err = run_cli(["predict", coco_root / "val2017" / "000000000785.jpg", "-w", ckpt, "--out",
-                            tmp_path / "p", "--no-vis", "--no-progress"], capsys)
+    image = coco_root / "val2017" / "000000000785.jpg"
+    # a one-image run does not wait for the choice (issue 21): float32 now, and it says how the choice is made
+    code, _, err = run_cli(["predict", image, "-w", ckpt, "--out", tmp_path / "q", "--no-vis", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "precision auto: fp32" in err and "not decided yet" in err and "gating and timing" not in err
+    assert json.loads((tmp_path / "q" / "images.json").read_text())["precision"] == "fp32"
+    assert read_cache(tmp_path / "home" / "precision.json") == {}
+    # asked for by name, it is decided now (and cached)
+    code, _, err = run_cli(["predict", image, "-w", ckpt, "--precision", "auto", "--out", tmp_path / "p", "--no-vis",
+                            "--no-progress"], capsys)
     assert code == 0, err
     assert "precision auto: gating and timing fp32, int8" in err and "precision auto: " in err.splitlines()[1]
     chosen = json.loads((tmp_path / "p" / "images.json").read_text())["precision"]
@@ -316,3 +324,20 @@ def test_auto_without_any_crops_skips_reduced_precisions_and_says_why(tmp_path, 
     assert module(torch.randn(1, 3, 64, 64)).shape == (1, 17, 16, 16)
     again, _ = choose(net, card, "cpu", "auto", ZEN4, cache_path=tmp_path / "precision.json")
     assert again.cached and again.key.endswith("|calib:none")
+
+
+def test_a_short_run_does_not_wait_for_the_precision_choice(tmp_path):
+    """issue 21: undecided `auto` is decided before a run only when asked for by name or when the run
+    earns it back (a video, or DECIDE_AT_IMAGES images); shorter runs start at once in float32."""
+    from types import SimpleNamespace
+    from frpose_cli.data.sources import Source
+    from frpose_cli.inference.predict import DECIDE_AT_IMAGES, _worth_deciding
+    few, many, video = tmp_path / "few", tmp_path / "many", tmp_path / "video"
+    for folder, names in ((few, [f"{i}.jpg" for i in range(3)]),
+                          (many, [f"{i}.jpg" for i in range(DECIDE_AT_IMAGES)]), (video, ["a.jpg", "clip.mp4"])):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes(b"")
+    default, named = SimpleNamespace(precision=None), SimpleNamespace(precision="auto")
+    assert not _worth_deciding(default, Source(few)) and _worth_deciding(named, Source(few))
+    assert _worth_deciding(default, Source(many)) and _worth_deciding(default, Source(video))

@@ -33,6 +33,9 @@ VERBS = {
                             "--device", "cpu", "--no-progress"], [("train", "sbn-r18", "")], "runs/train/sbn-r18/last.pt"),
     "export": (lambda ckpt: ["export", "-w", ckpt, "--no-check"], [("export", "sbn-r18-64x32", ".onnx")],
                "runs/export/sbn-r18-64x32.onnx"),
+    "reproduce": (lambda ckpt: ["reproduce", "table1", "--data", DATA, "--dry-run", "--only", "sbn-r34-256x192",
+                                "--no-progress"], [("reproduce", "table1", "")],
+                  "runs/reproduce/table1/sbn-r34-256x192/eval/metrics.json"),
     "bench": (lambda ckpt: ["bench", "sbn-r18", "--input-size", "64x32", "--iters", "1", "--warmup", "0",
                             "--batch", "1", "--device", "cpu"], [], None),
 }

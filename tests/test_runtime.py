@@ -148,7 +148,7 @@ def test_python_api_and_cli_pick_the_same_default_device(files, monkeypatch):
     from frpose_cli import load
     ckpt, onnx_path = files
     seen = []
-    monkeypatch.setattr(load, "runnable_model", lambda net, card, device, *a: seen.append(device) or SimpleNamespace())
+    monkeypatch.setattr(load, "runnable_model", lambda net, card, device, *a, **k: seen.append(device) or SimpleNamespace())
     for cuda in (False, True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         load_pose_model(ckpt)

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from frpose_cli.cli import bench, export, evaluate, merge, predict, train
+from frpose_cli.cli import bench, export, evaluate, merge, predict, reproduce, train
 from frpose_cli.cli.options import apply_download_options, offline_option, strict_hash_option
 from frpose_cli.errors import FrposeError
 
@@ -44,6 +44,7 @@ app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
 app.command("merge")(merge.merge)
+app.command("reproduce")(reproduce.reproduce)
 
 
 @app.command("models")
@@ -83,9 +84,10 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
                           f"{e.ap:.1f}" if e.ap is not None else "-", "yes" if e.cached() else "no", e.source)
     console.print(zoo_table)
     console.print("detectors for `frpose predict --detector NAME`: "
-                  + ", ".join(f"{e.name} (box AP {e.ap:.1f})" for e in zoo.DETECTORS)
-                  + f"; default {zoo.DETECTOR.name} (`torchvision`); the AP column is box AP for detectors, "
-                  "keypoint AP for pose weights", markup=False, highlight=False)
+                  + ", ".join(f"{e.name} (box AP {e.ap:.1f}, {e.cpu_ms / 1000:.2f} s an image in float32)"
+                              for e in zoo.DETECTORS)
+                  + f" on {zoo.DETECTOR_CPU_MACHINE}; default {zoo.DETECTOR.name} (`torchvision`); the AP column is "
+                  "box AP for detectors, keypoint AP for pose weights", markup=False, highlight=False)
     console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
                   "network has no published weights)", markup=False)
     console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "

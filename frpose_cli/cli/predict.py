@@ -77,47 +77,6 @@ def predict(
         save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, shard=shard)
     from frpose_cli.errors import note
     summary = run_predict(opts, log=note)
-    print_summary(summary)
+    from frpose_cli.inference.predict_report import summary_text
+    print(summary_text(summary))
     raise typer.Exit(summary.exit_code)
-
-
-def print_summary(s) -> None:
-    m = s.merged
-    if m is None and s.shard != "0/1":   # a shard whose results another process merges
-        print(f"predict shard {s.shard}: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped"
-              + (f", {s.resumed} already done (--resume)" if s.resumed else "")
-              + f" in {s.seconds:.1f} s ({s.images / s.seconds if s.seconds else 0:.2f} images/s); logged in "
-              f"{s.out_dir / 'parts'}" + (f"; waiting for shard(s) {', '.join(s.waiting_for)}: the last to finish "
-                                          f"merges, or run `frpose merge {s.out_dir}`" if s.waiting_for else ""))
-        return
-    skipped, warnings, ignored = (s.skipped, s.warnings, s.ignored) if m is None else (m.skipped, m.warnings, m.ignored)
-    per_image = s.seconds / s.images * 1000 if s.images else 0.0
-    lines = [f"predict: {s.images} images, {s.persons} persons, {len(skipped)} skipped, "
-             f"{len(warnings)} with warnings, {len(ignored)} ignored"
-             + (f", {s.resumed} already done (--resume)" if s.resumed else "")
-             + f" in {s.seconds:.1f} s ({per_image:.0f} ms/image, detector {s.detector})"]
-    if s.images and sum(s.timings.values()) > 0:
-        lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items())
-                     + (f"; in {s.workers} workers meanwhile: " + ", ".join(
-                         f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.worker_seconds.items()) if s.workers else ""))
-    if m is not None and len(m.shards) > 1:
-        for st in m.shards:
-            lines.append(f"shard {st.shard}: {st.images} images, {st.persons} persons in {st.seconds:.1f} s "
-                         f"({st.rate:.2f} images/s)" + ("" if st.finished else ", not finished"))
-        lines.append(f"run: {m.images} images, {m.persons} persons in {m.out_dir}")
-    if m is not None and m.missing:
-        lines.append(f"incomplete: shard(s) {', '.join(m.missing)} have not finished; merged what is there")
-    listed = [f"{kind} {name}: {reason}" for kind, entries in (("skipped", skipped), ("warning", warnings),
-                                                                ("ignored", ignored)) for name, reason in entries]
-    lines += listed[:20]
-    if len(listed) > 20:
-        lines.append(f"... and {len(listed) - 20} more (every one is listed in {s.out_dir / 'images.json'})")
-    dropped = dict(m.boxes_dropped) if m is not None else s.boxes_dropped
-    if dropped:
-        lines.append("boxes dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())))
-    if s.images_without_boxes:
-        lines.append(f"{s.images_without_boxes} of {s.images} images matched no box of --boxes"
-                     + (" (none matched: do its image_id / file_name values name these images?)"
-                        if s.images_without_boxes == s.images else ""))
-    lines.append(f"results: {s.out_dir / 'predictions.json'}")
-    print("\n".join(lines))

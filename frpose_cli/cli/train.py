@@ -47,6 +47,8 @@ def train(
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp, dark-clip, udp-clip (default: the card's)"),
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (log lines are always printed)"),
+    log_every: int = typer.Option(10, "--log-every", help="A step record (mean loss, lr) in metrics.jsonl every N optimiser steps of a process, and at each epoch's end; rank 0 writes it under torchrun"),
+    tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="TensorBoard scalars in RUN_DIR/tensorboard/ as well (default: on when the tensorboard package is installed)"),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
     max_pixels: int = max_pixels_option(),
@@ -66,8 +68,8 @@ def train(
                       epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
                       pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
                       sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, progress=progress,
-                      given=_typed_options(ctx))
-    summary = run(cfg)
+                      log_every=log_every, given=_typed_options(ctx))
+    summary = run(cfg, tensorboard=tensorboard)
     if summary.get("finished"):
         typer.echo(summary["message"])
     else:

@@ -231,12 +231,16 @@ class TorchvisionDetector:
 
     ``min_size``/``max_size`` are the detector's own resize bounds (800/1333 as trained);
     a smaller ``min_size`` trades recall on small people for speed on a CPU.
+
+    ``setup``: the set-up it runs in (:mod:`frpose_cli.inference.detector_setups`: fp32, fused, bf16,
+    fp16), or None to use the cached choice for these weights on this machine, or to decide it
+    alongside this run.  ``log`` receives the one line saying which set-up runs and why.
     """
     name = "torchvision"
 
     def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
                  min_size: int = 800, max_size: int = 1333, bn_eps: float | None = None,
-                 arch: str = "fasterrcnn-r50-fpn"):
+                 arch: str = "fasterrcnn-r50-fpn", setup: str | None = "fp32", log=None):
         if arch not in ARCHS:
             raise FrposeError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHS)}")
         build, default_eps, tv_name = ARCHS[arch]
@@ -272,29 +276,79 @@ class TorchvisionDetector:
         self.model.eval().to(self.device)
         self.score_thr, self.weights_path = score_thr, weights_path
         self.dropped: Counter = Counter()
+        self.log = log or (lambda line: None)
+        self.choice, self.runner, self.trial_model = self._choose(setup, (min_size, max_size))
+        if self.choice.line:
+            self.log(self.choice.line)
+
+    def _choose(self, setup, sizes):
+        from frpose_cli import hardware
+        from frpose_cli.inference import detector_setups as ds
+        from frpose_cli.precision.cache import cache_file, cache_key, find_entry, read_cache
+        hw = hardware.detect(self.device)
+        if setup is not None:
+            reason = ds.unavailable_reason(setup, self.device, hw)
+            if reason:
+                raise FrposeError(f"detector set-up {setup}: {reason}")
+            return ds.DetectorChoice(setup), (None if setup == "fp32" else ds.build_setup(self.model, setup)), None
+        key = cache_key(f"detector:{self.arch}:{ds.weights_digest(self.weights_path)}", sizes,
+                        hw.signature(self.device), "torch")
+        entry = find_entry(read_cache(cache_file()), key, key)
+        if entry is not None and entry.get("kind") == "detector" and entry.get("setup") in ds.SETUPS \
+                and ds.unavailable_reason(entry["setup"], self.device, hw) is None:
+            line = f"detector set-up: {entry['setup']} (decided on {entry.get('when', 'an earlier run')}: {entry.get('line', '')})"
+            runner = None if entry["setup"] == "fp32" else ds.build_setup(self.model, entry["setup"])
+            return ds.DetectorChoice(entry["setup"], line=line), runner, None
+        candidate = ds.candidate_for(self.device, hw)
+        line = (f"detector set-up: fp32 while {candidate} is gated and timed against it on the first "
+                f"{ds.TRIAL_IMAGES} images with a person (the run's boxes are float32's meanwhile)")
+        return ds.DetectorChoice("fp32", candidate, key, line=line), None, ds.build_setup(self.model, candidate)
+
+    @property
+    def setup(self) -> str:
+        return self.choice.setup
+
+    def __call__(self, item: SourceItem) -> np.ndarray:
+        if self.trial_model is None:   # runner None: the model as built (fp32)
+            return self._detect(self.model if self.runner is None else self.runner, item)
+        from frpose_cli.inference import detector_setups as ds
+        boxes, done = ds.run_trial(self.choice, lambda it: self._detect(self.model, it),
+                                   lambda it: self._detect(self.trial_model, it, count_dropped=False), item,
+                                   self.score_thr)
+        if done:
+            report = ds.decide(self.choice, self.score_thr)
+            if self.choice.setup != "fp32":
+                self.runner = self.trial_model
+            self.trial_model = None
+            from frpose_cli.precision.cache import cache_file, write_cache_entry
+            write_cache_entry(cache_file(), self.choice.key, self.choice.to_entry(report))
+            self.log(self.choice.line)
+        return boxes
 
     @torch.inference_mode()
-    def __call__(self, item: SourceItem) -> np.ndarray:
+    def _detect(self, model, item: SourceItem, count_dropped: bool = True) -> np.ndarray:
         image = item.image
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
-        out = self.model([tensor.to(self.device)])[0]   # RGB in 0..1, as torchvision's detectors expect
+        out = model([tensor.to(self.device)])[0]   # RGB in 0..1, as torchvision's detectors expect
         keep = (out["labels"] == COCO_PERSON_LABEL) & (out["scores"] >= self.score_thr)
         xyxy = out["boxes"][keep].cpu().numpy()
         scores = out["scores"][keep].cpu().numpy()
         boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], scores[:, None]], 1)
         h, w = image.shape[:2]
-        return clip_boxes(boxes.astype(np.float32), w, h, dropped=self.dropped)
+        return clip_boxes(boxes.astype(np.float32), w, h, dropped=self.dropped if count_dropped else None)
 
 
 def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",
-                  det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True):
+                  det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True,
+                  setup: str | None = "fp32", log=None):
     """The person detector the user asked for.
 
     ``--boxes`` wins; ``torchvision`` (the zoo's default ``fasterrcnn-r50-fpn``) or a zoo
     detector name needs weights (``--detector-weights`` of that architecture, or the zoo's file,
     cached or downloaded; error otherwise); ``auto`` uses the default detector when its weights
     are cached or can be downloaded, and otherwise falls back to the whole image with a
-    one-line warning saying why.
+    one-line warning saying why.  ``setup``/``log``: the torchvision detector's set-up
+    (:class:`TorchvisionDetector`; None: cached or decided alongside the run).
     """
     if detector not in DETECTOR_CHOICES:
         raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
@@ -320,4 +374,5 @@ def make_detector(detector: str = "auto", boxes=None, detector_weights=None, dev
             warn(f"warning: no person detector, using the whole image as one person ({e})")
             return WholeImageDetector()
     return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
-                               max_size=max(det_size, round(det_size * 1333 / 800)), arch=entry.name)
+                               max_size=max(det_size, round(det_size * 1333 / 800)), arch=entry.name,
+                               setup=setup, log=log)

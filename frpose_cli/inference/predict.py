@@ -42,7 +42,7 @@ from frpose_cli.inference.run_folder import resolve_out_dir, run_options
 from frpose_cli.inference.run_log import PARTS, RunLog, done_state, end_of, finished_shards, list_logs, log_path, next_session
 from frpose_cli.jobs.progress import JobProgress
 from frpose_cli.inference.run_merge import MergeReport, merge_logs
-from frpose_cli.data.sources import Source
+from frpose_cli.data.sources import Source, is_video
 from frpose_cli.weights.loader import default_weights_for
 
 
@@ -76,6 +76,9 @@ class PredictOptions:
     shard: str | None = None       # "i/n" without torchrun (shards.py)
 
 
+DECIDE_AT_IMAGES = 100
+
+
 @dataclass
 class PredictSummary:
     out_dir: Path
@@ -92,6 +95,7 @@ class PredictSummary:
     worker_seconds: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STAGES, 0.0))
     workers: int = 0
     detector: str = ""
+    detector_setup: str = ""       # fp32, fused, bf16, fp16 (torchvision detectors: detector_setups.py)
     shard: str = "0/1"             # this process's shard
     merged: MergeReport | None = None   # the whole run, when this process merged it
     waiting_for: list = field(default_factory=list)   # shards not finished yet (no merge)
@@ -116,7 +120,7 @@ class PosePredictor:
     ``None`` → the zoo's default pose model (:data:`frpose_cli.weights.zoo.DEFAULT_POSE`)."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
-                 log=print, progress=True, precision=None, calib_data=None):
+                 log=print, progress=True, precision=None, calib_data=None, decide_precision=True):
         if not weights:
             weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
             entry = zoo.get(weights)
@@ -126,7 +130,8 @@ class PosePredictor:
         # the device policy is load_pose_model's (frpose_cli.device.pick_device): CUDA if present, an ONNX
         # file on the CPU; the detector then runs where the pose model does
         self.model = load_pose_model(weights, model_name, input_size, backend, device, progress=progress,
-                                     precision=precision, calib_data=calib_data, log=log)
+                                     precision=precision, calib_data=calib_data, log=log,
+                                     decide_precision=decide_precision)
         self.device = next(self.model.parameters()).device
         self.card, self.setup, self.backend = self.model.card, self.model.setup, self.model.backend
         self.precision = self.model.precision
@@ -204,13 +209,17 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, shards.device_for(shard, opts.device),
                               opts.flip, opts.backend, log=log if shard.is_main else _quiet,
                               progress=opts.progress and shard.is_main, precision=opts.precision,
-                              calib_data=opts.calib_data)
+                              calib_data=opts.calib_data, decide_precision=_worth_deciding(opts, source))
     if opts.flip and not predictor.flip and shard.is_main:
         log(f"flip test off: {predictor.card.keypoints.flip_problem()}")
     if detector is None:
+        from frpose_cli.inference.detector_setups import setup_for_precision
+        from frpose_cli.precision.formats import default_precision
         detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, predictor.device,
                                  opts.det_thr, opts.det_size, warn=log if shard.is_main else _quiet,
-                                 progress=opts.progress and shard.is_main)
+                                 progress=opts.progress and shard.is_main,
+                                 setup=setup_for_precision(opts.precision or default_precision(predictor.device)),
+                                 log=log if shard.is_main else _quiet)
     meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
             "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
             "backend": predictor.backend, "precision": predictor.precision, "detector": getattr(detector, "name", type(detector).__name__),
@@ -230,6 +239,7 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
     finally:
         loop.close()
         summary.timings, summary.seconds = timer.seconds, time.perf_counter() - start
+        summary.detector_setup = getattr(detector, "setup", "")
         stats = {"images": summary.images, "persons": summary.persons, "resumed": summary.resumed,
                  "seconds": round(summary.seconds, 3), "timings": {k: round(v, 3) for k, v in timer.seconds.items()},
                  "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()}}
@@ -252,6 +262,17 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
             summary.waiting_for = []    # the merge is rank 0's; the other ranks wait for nothing
     progress.close()
     return summary
+
+
+def _worth_deciding(opts, source) -> bool:
+    """Whether an undecided ``--precision auto`` is decided before this run (15-60 s, once per weights and
+    machine): when asked for by name, or for a run long enough to earn it back (a video, or
+    :data:`DECIDE_AT_IMAGES` images or more); a shorter run starts at once in float32."""
+    if opts.precision == "auto":
+        return True
+    import itertools
+    files = list(itertools.islice(source.files(), DECIDE_AT_IMAGES))
+    return len(files) >= DECIDE_AT_IMAGES or any(is_video(f.path) for f in files if not f.ignored)
 
 
 def _quiet(*_args, **_kwargs) -> None:

@@ -41,6 +41,9 @@ from frpose_cli.precision.cache import (cache_file, cache_key, calibration_sourc
 MIN_GAIN = 1.10
 TIMING_BATCH = 8
 ROUNDS = 3
+UNDECIDED = ("not decided yet for these weights on this machine (deciding costs 15-60 s, more than a "
+             "short run saves): it is made before runs of 100+ images, with --precision auto, or once by "
+             "`frpose bench MODEL --weights W --precision auto`; later runs use it")
 NO_CROPS = ("no real person crops to calibrate and gate on (an installed wheel ships none): "
             "give --calib-data COCO_ROOT")
 
@@ -155,12 +158,14 @@ def _reuse(entry, path, net, gate_net, card, device, backend, calib_data, codec_
 
 
 def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log=None, cache_path=None,
-           model_key: str | None = None, gate_net=_SAME):
+           model_key: str | None = None, gate_net=_SAME, decide: bool = True):
     """``--precision auto`` for the float32 network ``net``: (Selection, prepared module).
 
     ``gate_net`` is the trained network the gate compares on (default ``net`` itself; ``bench``
     times a random network and gates trained weights of the same card; None rejects every
-    reduced precision).  Uses the cached entry (module docstring says which) when there is one."""
+    reduced precision).  Uses the cached entry (module docstring says which) when there is one;
+    without one, ``decide=False`` runs float32 and says how the choice is made (a short run that
+    would spend longer choosing than the choice saves: :data:`UNDECIDED`)."""
     from frpose_cli.precision.gate import run_gate
     from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
     from frpose_cli.precision.formats import build_setup, candidates, setup_for, unavailable_reason, \
@@ -181,6 +186,12 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
                 log(sel.line())
             return sel, module
     cands = candidates(device, hw, backend)
+    if not decide and len(cands) > 1 and roots:
+        sel = Selection("fp32", setup_for("fp32", device, backend), key=key,
+                        rejected={p: UNDECIDED for p in cands[1:]})
+        if log:
+            log(sel.line())
+        return sel, build_setup(net, card, device, sel.setup, codec_name=codec_name)
     if len(cands) > 1 and roots and log:
         log(f"precision auto: gating and timing {', '.join(cands)} for {card.name} "
             f"{card.input_size[0]}x{card.input_size[1]} on {hw.describe(device)} (once; cached in {path})")

@@ -15,16 +15,18 @@ from frpose_cli.runtime.optimize import check_backend
 
 
 def runnable_model(net: torch.nn.Module, card, device, precision: str | None = None, backend: str = "auto",
-                   codec_name: str | None = None, source: str = "", calib_data=None, log=None, hw=None):
+                   codec_name: str | None = None, source: str = "", calib_data=None, log=None, hw=None,
+                   decide: bool = True):
     """The float32 network ``net`` (eval mode, any device) → a runnable PoseModel in ``precision``
-    (None: :func:`default_precision`).  ``auto`` runs :func:`choose`."""
+    (None: :func:`default_precision`).  ``auto`` runs :func:`choose` (``decide``: whether an
+    undecided choice is made now or float32 runs meanwhile)."""
     device = torch.device(device)
     precision = check_precision(precision or default_precision(device))
     check_backend(backend)
     hw = hw or hardware.detect(device)   # through the module: tests mock the machine there
     if precision == "auto":
         selection, module = choose(net, card, device, backend, hw, calib_data=calib_data, codec_name=codec_name,
-                                   log=log)
+                                   log=log, decide=decide)
         model = wrap(module, selection.setup, card, codec_name, source)
         model.selection = selection
         return model

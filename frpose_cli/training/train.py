@@ -35,7 +35,7 @@ from frpose_cli.data.oks_sigmas import describe as describe_sigmas
 from frpose_cli.outputs import FolderLock, check_writable_dir
 from frpose_cli.metrics.pck import pck
 from frpose_cli.training.preempt import Preempted, SkipSampler, StopSignals, check_finite
-from frpose_cli.training.train_log import MetricsLog
+from frpose_cli.training.train_log import MetricsLog, ScalarsWriter, summary_writer_class
 from frpose_cli.weights.init_weights import apply_pretrained, init_from
 from frpose_cli.training.train_setup import (TrainConfig, checkpoint_bytes, new_run_dir, prepare, rng_state,  # noqa: F401 (API)
                           set_rng_state)
@@ -94,26 +94,34 @@ def _better(record: dict, best: dict, epoch: int) -> tuple[bool, dict]:
     return True, {"metric": metric, "value": value, "epoch": epoch}
 
 
-def run(cfg: TrainConfig, on_step=None) -> dict:
+def run(cfg: TrainConfig, on_step=None, tensorboard: bool | None = None) -> dict:
     """Train as ``cfg`` says (under torchrun: this process's share). Returns a summary dict;
     ``on_step(epoch, step, model)`` is called after every optimiser step (tests use it to
-    interrupt a run or read gradients)."""
+    interrupt a run or read gradients).  ``tensorboard``: scalars in RUN_DIR/tensorboard/ too
+    (None: when the package is installed; train_log.summary_writer_class) — an argument, not a
+    TrainConfig field: it changes no figure of the run, so a resume need not match it."""
     env = distributed.setup(cfg.device)
     try:
         with StopSignals() as stop:   # SIGTERM / SIGUSR1: save at the next step and stop (training/preempt.py)
             try:
-                return _run(cfg, env, on_step, stop)
+                return _run(cfg, env, on_step, stop, tensorboard)
             finally:
+                if getattr(stop, "log", None) is not None:   # the event stream of a preempted or failed run too
+                    stop.log.close()
                 if getattr(stop, "lock", None) is not None:
                     stop.lock.release()
     finally:
         distributed.cleanup(env)
 
 
-def _run(cfg: TrainConfig, env, on_step, stop) -> dict:
+def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
     say = (lambda m: tqdm.write(m)) if env.is_main and not cfg.quiet else (lambda m: None)
     warn = (lambda m: tqdm.write(f"frpose: {m}", file=sys.stderr)) if env.is_main else (lambda m: None)
     cfg, ckpt, coco, card, codec = prepare(dataclasses.replace(cfg), say, warn)
+    if not isinstance(cfg.log_every, int) or cfg.log_every < 1:
+        raise FrposeError(f"--log-every must be an integer ≥ 1 (got {cfg.log_every!r})")
+    # every rank when asked for explicitly, so a missing package stops all of them alike
+    writer_class = summary_writer_class(tensorboard) if env.is_main or tensorboard else None
     if ckpt is not None and int(ckpt["epoch"]) >= cfg.epochs:
         done = int(ckpt["epoch"])
         return {"run_dir": str(Path(cfg.out)), "epochs": cfg.epochs, "start_epoch": done, "finished": True,
@@ -190,7 +198,11 @@ def _run(cfg: TrainConfig, env, on_step, stop) -> dict:
                             pin_memory=loader.pin_memory, persistent_workers=False, worker_init_fn=loader.worker_init_fn)
         say(f"resuming epoch {partial['epoch'] + 1} at step {partial['step'] + 1}")
     criterion = JointsMSELoss(use_target_weight=True)
-    log = MetricsLog(run_dir, keep_epochs=start_epoch + bool(partial)) if env.is_main else None
+    taken = partial["step"] if partial else 0      # steps of the interrupted epoch already taken
+    steps_per_epoch = len(loader) + taken
+    scalars = ScalarsWriter(writer_class, run_dir, steps_per_epoch, start_epoch * steps_per_epoch + taken) \
+        if writer_class and env.is_main else None
+    stop.log = log = MetricsLog(run_dir, keep_epochs=start_epoch + bool(partial), scalars=scalars) if env.is_main else None
     kp = card.keypoints
     say(f"keypoints: {kp.num_keypoints} ({', '.join(kp.names[:5])}{' …' if kp.num_keypoints > 5 else ''}), "
         f"{len(kp.flip_pairs) if kp.can_flip else 'no'} flip pairs, {describe_sigmas(kp)}")

@@ -1,0 +1,128 @@
+"""The detector on the speed path: its set-ups, its gate (detections matched at IoU ≥ 0.9) and the
+choice made alongside a first run, cached like the pose network's."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from frpose_cli import hardware
+from frpose_cli.data.images import read_image
+from frpose_cli.hardware import CpuInfo, Hardware
+from frpose_cli.inference import detector_setups as ds
+from frpose_cli.inference.detectors import ARCHS, TorchvisionDetector
+from frpose_cli.precision.cache import cache_file, read_cache
+
+IMAGES = sorted((Path(__file__).parent / "data" / "coco" / "val2017").glob("*.jpg"))
+BF16_CPU = Hardware(CpuInfo("x86_64", "AuthenticAMD", "mocked Zen 4", 25, 17,
+                            frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}), "AVX512", 2, 2.6),
+                    threads=2)
+AVX2_CPU = Hardware(CpuInfo("x86_64", "AuthenticAMD", "mocked AVX2", 25, 1, frozenset({"avx2", "fma"}), "AVX2", 2,
+                            2.45), threads=2)
+
+
+def test_gate_passes_identical_boxes_and_rejects_moved_missing_and_extra_ones():
+    ref = np.array([[10, 10, 100, 200, 0.9], [300, 40, 80, 160, 0.7]], np.float32)
+    assert ds.compare_detections(ref, ref, 0.3) == {"required": 2, "matched": 2, "missing": 0, "extra": 0,
+                                                    "worst_iou": 1.0, "worst_score_change": 0.0}
+    moved = ref.copy()
+    moved[0, 0] += 12          # 12 % of the width: IoU 0.79
+    assert ds.compare_detections(ref, moved, 0.3)["missing"] == 1
+    rescored = ref.copy()
+    rescored[1, 4] -= 0.08     # beyond the score tolerance
+    assert ds.compare_detections(ref, rescored, 0.3)["missing"] == 1
+    extra = np.concatenate([ref, [[500, 50, 60, 120, 0.8]]])
+    assert ds.compare_detections(ref, extra, 0.3)["extra"] == 1
+    # around the threshold a score may cross it either way: neither missing nor extra
+    edge = np.array([[10, 10, 100, 200, 0.32]], np.float32)
+    assert ds.compare_detections(edge, np.zeros((0, 5)), 0.3)["missing"] == 0
+    assert ds.compare_detections(np.zeros((0, 5)), edge, 0.3)["extra"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(5, 300), st.floats(5, 300),
+                          st.floats(0.4, 1.0)), min_size=1, max_size=8),
+       st.permutations(range(8)))
+def test_gate_does_not_depend_on_the_order_of_detections(boxes, order):
+    ref = np.array(boxes, np.float64)
+    cand = ref[[i for i in order if i < len(ref)]]
+    one = ds.compare_detections(ref, cand, 0.3)
+    assert one["missing"] == 0 and one["extra"] == 0 and one["matched"] == one["required"]
+
+
+def _confident_random_mobilenet(tmp_path):
+    """Torchvision's MobileNetV3 Faster R-CNN with random weights whose box head is sure of 'person':
+    boxes a random network proposes, but a stable number of them (nothing is downloaded)."""
+    torch.manual_seed(0)
+    build = ARCHS["fasterrcnn-mobilenet-v3"][0]
+    model = build(91, min_size=256, max_size=427)
+    with torch.no_grad():
+        head = model.roi_heads.box_predictor
+        head.cls_score.weight.mul_(0.1)
+        head.cls_score.bias.zero_()
+        head.cls_score.bias[1] = 6.0
+        head.bbox_pred.weight.mul_(0.1)
+    path = tmp_path / "mobilenet.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _items():
+    return [SimpleNamespace(image=read_image(p)[0], file_name=p.name, frame=None) for p in IMAGES]
+
+
+def test_fused_set_up_passes_its_gate_on_real_images_and_box_noise_is_rejected(tmp_path, monkeypatch):
+    weights = _confident_random_mobilenet(tmp_path)
+    det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,
+                              arch="fasterrcnn-mobilenet-v3", setup="fp32")
+    fused = ds.build_setup(det.model, "fused")
+    items = _items()[:2]
+    pairs = [(det._detect(det.model, it), det._detect(fused, it, count_dropped=False)) for it in items]
+    report = ds.gate_detections(pairs, 0.3, "fused")
+    assert report.passed and report.required > 0 and report.worst_iou > 0.99, report.reason()
+
+    rng = np.random.default_rng(0)
+    noisy = [(ref, cand + np.c_[rng.normal(0, 0.1, (len(cand), 2)) * cand[:, 2:4], np.zeros((len(cand), 3))])
+             for ref, cand in pairs]
+    rejected = ds.gate_detections(noisy, 0.3, "fused")
+    assert not rejected.passed and rejected.missing > 0 and "gate failed" in rejected.reason()
+
+
+def test_bf16_set_up_runs_its_backbone_in_bf16_with_mocked_native_hardware(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "detect", lambda device="cpu": BF16_CPU)
+    assert ds.candidate_for("cpu", BF16_CPU) == "bf16" and ds.candidate_for("cpu", AVX2_CPU) == "fused"
+    assert "no native bf16" in ds.unavailable_reason("bf16", "cpu", AVX2_CPU)
+    weights = _confident_random_mobilenet(tmp_path)
+    det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,
+                              arch="fasterrcnn-mobilenet-v3", setup="bf16")
+    seen = []
+    det.runner.backbone.body.register_forward_hook(lambda m, i, o: seen.append({v.dtype for v in o.values()}))
+    boxes = det(_items()[0])
+    assert seen == [{torch.bfloat16}] and boxes.dtype == np.float32 and boxes.shape[1] == 5
+    with pytest.raises(Exception, match="no native bf16"):
+        monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2_CPU)
+        TorchvisionDetector(weights, min_size=256, max_size=427, arch="fasterrcnn-mobilenet-v3", setup="bf16")
+
+
+def test_first_run_decides_alongside_then_the_next_run_starts_with_the_cached_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2_CPU)   # candidate: fused
+    weights = _confident_random_mobilenet(tmp_path)
+    lines = []
+    make = lambda: TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,   # noqa: E731
+                                       arch="fasterrcnn-mobilenet-v3", setup=None, log=lines.append)
+    det = make()
+    assert det.trial_model is not None and "while fused is gated" in lines[0]
+    reference = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,
+                                    arch="fasterrcnn-mobilenet-v3", setup="fp32")
+    items = _items()
+    outputs = [det(it) for it in items[:ds.TRIAL_IMAGES]]
+    for it, out in zip(items, outputs):   # during the trial the run's boxes are float32's
+        assert np.array_equal(out, reference(it))
+    assert det.trial_model is None and "gate passed" in lines[-1]
+    entry = next(e for e in read_cache(cache_file()).values() if e.get("kind") == "detector")
+    assert entry["passed"] and entry["setup"] == det.setup in ("fused", "fp32") and entry["tried"] == "fused"
+    again = make()
+    assert again.trial_model is None and again.setup == entry["setup"] and "decided on" in lines[-1]

@@ -2,15 +2,24 @@
 
     python scripts/bench_predict.py ../shared/data/coco-mini/val2017 --limit 16
 
-Runs the real pipeline (read → detect → crop → pose → decode → write) twice on the same
-images: with ``--detector whole-image`` and with torchvision's Faster R-CNN ResNet-50 FPN.
-No weights are downloaded and none are needed for timing: the pose model and the detector
-are randomly initialised (their cost does not depend on the weight values).  An untrained
-detector finds nobody, so in the torchvision mode the detector runs in full and its output
-is then replaced by the annotated person boxes of the image (from the COCO annotation file
-next to the folder), i.e. the pose stage sees as many persons as a good detector would give.
+Runs the real pipeline (read → detect → crop → pose → decode → write) on the same images once
+per row: ``whole-image`` (the pose network alone: the reference line), then every detector of
+``--detectors`` in every set-up of ``--detector-setups`` (fp32, fused, bf16, fp16:
+frpose_cli/inference/detector_setups.py; a set-up this machine cannot run natively is skipped
+with the reason).  No weights are downloaded and none are needed for timing: the pose model and
+the detectors are randomly initialised (their cost does not depend on the weight values).  An
+untrained detector finds nobody (its box head is set to be sure of "background", as a trained one
+is for almost every proposal: a random head would keep thousands of boxes of 90 classes and time
+their NMS instead), so the detector runs in full and its output is then replaced
+by the annotated person boxes of the image (from the COCO annotation file next to the folder),
+i.e. the pose stage sees as many persons as a good detector would give.
 
-Prints images/s and milliseconds per image per stage; ``--json FILE`` saves the figures.
+Peer row: when the ``ultralytics`` package is installed (a benchmark input, never a dependency)
+and ``--yolo WEIGHTS`` names a local YOLO pose file (e.g. yolo11n-pose.pt), the same images go
+through ``YOLO(WEIGHTS).predict`` one at a time in the same run.
+
+Prints images/s and milliseconds per image per stage, each row's ratio to the first detector row
+and the machine's ISA; ``--json FILE`` saves the figures.
 """
 from __future__ import annotations
 
@@ -73,7 +82,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--annotations", type=Path, default=None)
-    ap.add_argument("--modes", default="whole-image,torchvision")
+    ap.add_argument("--detectors", default="fasterrcnn-r50-fpn,fasterrcnn-mobilenet-v3")
+    ap.add_argument("--detector-setups", default="fp32,fused,bf16")
+    ap.add_argument("--precision", default="fp32", help="the pose network's --precision in every row (fixed, so the "
+                    "rows differ only in the detector; bf16 shows the speed of a gated bf16 choice)")
+    ap.add_argument("--yolo", type=Path, default=None, help="a local ultralytics YOLO pose weights file: the peer row")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -89,40 +102,93 @@ def main(argv=None) -> int:
         card = load_card(args.model, parse_input_size(args.input_size))
         torch.manual_seed(0)
         ckpt = save_checkpoint(work / "pose.pt", card.build_model(), card)
+        from frpose_cli import hardware
+        from frpose_cli.inference import detector_setups
+        from frpose_cli.inference.detectors import ARCHS
+        hw = hardware.detect("cpu")
         results = {"model": card.name, "input_size": list(card.input_size), "flip": not args.no_flip,
-                   "threads": torch.get_num_threads(), "images": len(images), "modes": {}}
-        for mode in args.modes.split(","):
+                   "threads": torch.get_num_threads(), "images": len(images), "machine": hw.describe("cpu"),
+                   "det_size": args.det_size, "pose_precision": args.precision, "rows": {}}
+        print(f"{len(images)} images of {args.folder}, {card.name} {args.input_size}, detector input {args.det_size} px, "
+              f"pose network in {args.precision}, on {hw.describe('cpu')}", flush=True)
+        boxes = annotated_boxes(args.folder, args.annotations)
+        rows = [("whole-image", "whole-image", None, None)]
+        for arch in args.detectors.split(","):
+            for setup in args.detector_setups.split(","):
+                why = detector_setups.unavailable_reason(setup, "cpu", hw)
+                if why:
+                    print(f"{arch} {setup}: skipped ({why})", flush=True)
+                    continue
+                rows.append((f"{arch} {setup}", arch, arch, setup))
+        for label, mode, arch, setup in rows:
             detector = None
-            if mode == "torchvision":
-                from torchvision.models.detection import fasterrcnn_resnet50_fpn
-                det_file = work / "detector.pth"
-                torch.save(fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict(), det_file)
-                real = TorchvisionDetector(det_file, score_thr=0.3, min_size=args.det_size,
-                                           max_size=round(args.det_size * 1333 / 800))
-                detector = TimedDetectorWithAnnotatedBoxes(real, annotated_boxes(args.folder, args.annotations))
-            opts = PredictOptions(source=str(listing), weights=str(ckpt), detector=mode, out=str(work / mode),
-                                  batch_size=args.batch_size, flip=not args.no_flip, progress=False,
-                                  det_size=args.det_size)
+            if arch is not None:
+                det_file = work / f"{arch}.pth"
+                if not det_file.exists():
+                    torch.manual_seed(0)
+                    model = ARCHS[arch][0](91)
+                    with torch.no_grad():   # sure of "background": a random box head would keep thousands of
+                        model.roi_heads.box_predictor.cls_score.bias[0] = 20.0   # boxes of 90 classes for NMS
+                    torch.save(model.state_dict(), det_file)
+                real = TorchvisionDetector(det_file, score_thr=0.3, min_size=args.det_size, arch=arch,
+                                           max_size=round(args.det_size * 1333 / 800), setup=setup)
+                detector = TimedDetectorWithAnnotatedBoxes(real, boxes)
+            opts = PredictOptions(source=str(listing), weights=str(ckpt), detector="auto" if arch else mode,
+                                  out=str(work / label.replace(" ", "-")), batch_size=args.batch_size,
+                                  flip=not args.no_flip, progress=False, det_size=args.det_size, precision=args.precision)
             start = time.perf_counter()
             summary = run_predict(opts, log=lambda m: None, detector=detector)
-            setup = time.perf_counter() - start - summary.seconds
+            setup_s = time.perf_counter() - start - summary.seconds
             wall = summary.seconds   # the streaming loop; model loading is reported as setup
             n = max(summary.images, 1)
             row = {"images": summary.images, "persons": summary.persons, "wall_s": round(wall, 2),
-                   "setup_s": round(setup, 2),
-                   "images_per_s": round(summary.images / wall, 3),
+                   "setup_s": round(setup_s, 2), "images_per_s": round(summary.images / wall, 3),
                    "ms_per_image": {k: round(summary.timings[k] / n * 1000, 1) for k in STAGES},
                    "ms_per_person_pose": round(summary.timings["pose"] / max(summary.persons, 1) * 1000, 1)}
-            results["modes"][mode] = row
-            split = ", ".join(f"{k} {v:.0f} ms ({v / (wall / n * 1000) * 100:.0f}%)"
-                              for k, v in row["ms_per_image"].items())
-            print(f"{mode:12s} {row['images']} images, {row['persons']} persons, {wall:.1f} s, "
-                  f"{row['images_per_s']:.3f} images/s (+{setup:.1f} s setup) | per image: {split}", flush=True)
+            results["rows"][label] = row
+            _print_row(label, row, results["rows"])
+        if args.yolo is not None:
+            row = _yolo_row(args.yolo, images)
+            if row is not None:
+                results["rows"]["ultralytics " + args.yolo.name] = row
+                _print_row("ultralytics " + args.yolo.name, row, results["rows"])
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_row(label: str, row: dict, rows: dict) -> None:
+    first = next((r for k, r in rows.items() if k != "whole-image"), None)
+    ratio = f", {row['images_per_s'] / first['images_per_s']:.2f}x the first detector row" \
+        if first is not None and first is not row and first["images_per_s"] else ""
+    n = row["wall_s"] / max(row["images"], 1) * 1000
+    split = ", ".join(f"{k} {v:.0f} ms ({v / n * 100:.0f}%)" for k, v in row.get("ms_per_image", {}).items())
+    print(f"{label:32s} {row['images']} images, {row['persons']} persons, {row['wall_s']:.1f} s, "
+          f"{row['images_per_s']:.3f} images/s{ratio} (+{row['setup_s']:.1f} s setup) | per image: {split}", flush=True)
+
+
+def _yolo_row(weights: Path, images: list) -> dict | None:
+    """The peer: ultralytics' own end-to-end predict (detection and pose in one network), one image at a time."""
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        print("ultralytics: not installed, no peer row (pip install ultralytics in a scratch venv)", flush=True)
+        return None
+    if not weights.is_file():
+        print(f"ultralytics: {weights} not found, no peer row", flush=True)
+        return None
+    start = time.perf_counter()
+    model = YOLO(str(weights))
+    model.predict(str(images[0]), verbose=False, device="cpu")     # warm-up, as the rows' setup
+    setup_s = time.perf_counter() - start
+    start, persons = time.perf_counter(), 0
+    for path in images:
+        persons += sum(len(r.boxes) for r in model.predict(str(path), verbose=False, device="cpu"))
+    wall = time.perf_counter() - start
+    return {"images": len(images), "persons": persons, "wall_s": round(wall, 2), "setup_s": round(setup_s, 2),
+            "images_per_s": round(len(images) / wall, 3)}
 
 
 if __name__ == "__main__":

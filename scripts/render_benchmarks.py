@@ -134,7 +134,35 @@ def render(data: dict, table2: list | None = None) -> str:
                      f"passes the gate, if at least 1.10× float32 at batch 8)."))
     if table2:
         lines += [""] + render_table2(table2)
+    predict = ROOT / "docs" / "predict_benchmarks.json"
+    if predict.is_file():
+        lines += [""] + render_predict(json.loads(predict.read_text()))
     return "\n".join(lines) + "\n"
+
+
+def render_predict(run: dict) -> list[str]:
+    """The end-to-end section from docs/predict_benchmarks.json (scripts/bench_predict.py --json)."""
+    rows = run["rows"]
+    first = next((r for k, r in rows.items() if k != "whole-image"), None)
+    pose = rows.get("whole-image")
+    lines = ["## End to end: `frpose predict` with each detector set-up", "",
+             f"`{run['command']}` on {run['date']}: {run['images']} COCO val images, {run['model']} "
+             f"{run['input_size'][0]}x{run['input_size'][1]} with the pose network in {run['pose_precision']} in every "
+             f"row, detector input {run['det_size']} px, random weights (speed does not depend on them; the annotated "
+             f"boxes stand in for the untrained detector's), on **{run['machine']}**. × first: images/s over the first "
+             "detector row's, same run; pose ms: the pose stage per image (the pose network alone is the whole-image "
+             "row, one person an image).", "",
+             "| row | images/s | × first | detect ms/image | pose ms/image | persons |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, r in rows.items():
+        ratio = f"{r['images_per_s'] / first['images_per_s']:.2f}" if first else "–"
+        ms = r.get("ms_per_image", {})
+        lines.append(f"| {label} | {r['images_per_s']:.3f} | {ratio} | {ms.get('detect', 0):.0f} | "
+                     f"{ms.get('pose', 0):.0f} | {r['persons']} |")
+    if pose and first:
+        lines += ["", f"Per image, detection takes {first['ms_per_image']['detect'] / pose['ms_per_image']['pose']:.1f}× "
+                      "the pose network's time for one person with the default detector in its first row."]
+    return lines
 
 
 def load_table2() -> list | None:

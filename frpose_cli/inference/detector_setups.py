@@ -13,10 +13,12 @@ bf16       ``fused`` with the backbone and FPN under bfloat16 autocast: only whe
 fp16       the same in float16, CUDA only
 =========  ==========================================================================================
 
-Only the backbone and FPN (about nine tenths of the arithmetic of an 800-px image) run in reduced
-precision; the region proposal network and the box head stay float32, because bf16 keeps 8 bits of
-mantissa: a 600-px box coordinate would move by up to 2 px, and proposal scores that differ in their
-third digit would tie and reorder non-maximum suppression.  ONNX Runtime is not tried: exporting
+What runs in reduced precision is the arithmetic: the backbone and FPN, the 3×3 convolution of the
+region proposal network and the box head's two fully connected layers.  The layers that turn
+features into scores and box offsets (the RPN's and the box predictor's 1×1/linear outputs), the
+anchor decoding and NMS stay float32, because bf16 keeps 8 bits of mantissa: a 600-px box
+coordinate computed in bf16 would move by up to 2 px, and scores that differ in their third digit
+would tie and reorder non-maximum suppression.  ONNX Runtime is not tried: exporting
 Faster R-CNN's data-dependent proposal and NMS stages is a conversion of its own, not a set-up.
 
 **The gate** (:func:`gate_detections`, thresholds fixed before any measurement): on real images, every
@@ -56,18 +58,21 @@ MAX_TRIAL_ITEMS = 6       # ... looked for among at most this many images
 MIN_GAIN = 1.10           # as the pose network's choice (frpose_cli.precision.autoselect.MIN_GAIN)
 
 
-class AutocastBackbone(nn.Module):
-    """The backbone + FPN under autocast, channels_last in, float32 feature maps out (the heads stay float32)."""
+class Autocast(nn.Module):
+    """A part of the detector under autocast (channels_last in), float32 out, so the next part reads float32."""
 
-    def __init__(self, backbone: nn.Module, dtype: torch.dtype | None):
+    def __init__(self, body: nn.Module, dtype: torch.dtype | None):
         super().__init__()
-        self.body, self.dtype, self.out_channels = backbone, dtype, backbone.out_channels
+        self.body, self.dtype = body, dtype
+        if hasattr(body, "out_channels"):   # FasterRCNN reads its backbone's width
+            self.out_channels = body.out_channels
 
     def forward(self, x):
-        x = x.contiguous(memory_format=torch.channels_last)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            features = self.body(x)
-        return {k: v.float() for k, v in features.items()}
+            out = self.body(x)
+        return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
 
 
 def unavailable_reason(setup: str, device, hw) -> str | None:
@@ -84,7 +89,10 @@ def build_setup(model: nn.Module, setup: str) -> nn.Module:
         return model
     fused = fold_batchnorm(model)                 # FrozenBatchNorm2d → conv bias
     dtype = {"fused": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setup]
-    fused.backbone = AutocastBackbone(fused.backbone, dtype)
+    fused.backbone = Autocast(fused.backbone, dtype)
+    if dtype is not None:   # the heavy layers of the heads; their score and box outputs stay float32
+        fused.rpn.head.conv = Autocast(fused.rpn.head.conv, dtype)
+        fused.roi_heads.box_head = Autocast(fused.roi_heads.box_head, dtype)
     return fused.to(memory_format=torch.channels_last)
 
 

@@ -188,7 +188,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     cands = candidates(device, hw, backend)
     if not decide and len(cands) > 1 and roots:
         sel = Selection("fp32", setup_for("fp32", device, backend), key=key,
-                        rejected={p: UNDECIDED for p in cands[1:]})
+                        rejected={", ".join(cands[1:]): UNDECIDED})
         if log:
             log(sel.line())
         return sel, build_setup(net, card, device, sel.setup, codec_name=codec_name)

@@ -86,16 +86,16 @@ POSE = (
 # The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
 # FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1); detector ``ap`` is box AP.
 DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-                    layout="torchvision", ap=37.0, cpu_ms=3530,
+                    layout="torchvision", ap=37.0, cpu_ms=3712,
                     source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the default")
 DETECTOR_MOBILENET = ZooEntry("fasterrcnn-mobilenet-v3", "detector",
                               _TORCHVISION + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", layout="torchvision",
-                              ap=32.8, cpu_ms=660, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
+                              ap=32.8, cpu_ms=923, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
                                               "(box AP 32.8); the faster detector")
 DETECTORS = (DETECTOR, DETECTOR_MOBILENET)   # DETECTOR, the paper's detector family, is the default
-# Where cpu_ms was measured (the best of 3 calls after one warm-up, eager float32, --det-size 800 on a 640x480
-# COCO val image; the set-ups' gains on the same machine: docs/benchmarks.md, "Detector set-ups").
-DETECTOR_CPU_MACHINE = "2-core AMD EPYC Zen 4 (AVX2, AVX-512F, AVX512-BF16, VNNI), torch 2.14.1"
+# Where cpu_ms was measured: the fp32 rows of docs/benchmarks.md, "End to end" (scripts/bench_predict.py, eager
+# float32 at --det-size 800, mean over 6 coco-mini val images inside `predict`), with the set-ups' gains beside them.
+DETECTOR_CPU_MACHINE = "a 2-core AMD EPYC Zen 4 (AVX2, AVX-512F, AVX512-BF16, VNNI), torch 2.14.1"
 IMAGENET = tuple(ZooEntry(f"imagenet-r{d}", "imagenet", _TORCHVISION + f, layout="resnet",
                           source=f"torchvision ResNet-{d} IMAGENET1K_V1")
                  for d, f in ((18, "resnet18-f37072fd.pth"), (34, "resnet34-b627a593.pth"),

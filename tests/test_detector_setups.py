@@ -126,3 +126,17 @@ def test_first_run_decides_alongside_then_the_next_run_starts_with_the_cached_ch
     assert entry["passed"] and entry["setup"] == det.setup in ("fused", "fp32") and entry["tried"] == "fused"
     again = make()
     assert again.trial_model is None and again.setup == entry["setup"] and "decided on" in lines[-1]
+
+
+def test_a_trial_that_sees_nobody_is_not_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2_CPU)
+    weights = _confident_random_mobilenet(tmp_path)
+    det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427, arch="fasterrcnn-mobilenet-v3",
+                              setup=None)
+    blank = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8), file_name="x.jpg", frame=None)
+    monkeypatch.setattr(det, "_detect", lambda model, item, count_dropped=True: np.zeros((0, 5), np.float32))
+    for _ in range(ds.MAX_TRIAL_ITEMS):
+        det(blank)
+    assert det.trial_model is None and det.setup == "fp32" and "not gated" in det.choice.line
+    assert read_cache(cache_file()) == {}

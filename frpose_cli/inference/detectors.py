@@ -320,8 +320,9 @@ class TorchvisionDetector:
             if self.choice.setup != "fp32":
                 self.runner = self.trial_model
             self.trial_model = None
-            from frpose_cli.precision.cache import cache_file, write_cache_entry
-            write_cache_entry(cache_file(), self.choice.key, self.choice.to_entry(report))
+            if report.required:   # a trial that saw nobody decided nothing: the next run tries again
+                from frpose_cli.precision.cache import cache_file, write_cache_entry
+                write_cache_entry(cache_file(), self.choice.key, self.choice.to_entry(report))
             self.log(self.choice.line)
         return boxes
 

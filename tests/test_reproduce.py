@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import typer
 
 from frpose_cli.cli import app as cli
@@ -32,14 +31,8 @@ def frpose(*args) -> tuple[int, str, str]:
     return exc.value.code or 0, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two cores shared with other processes: a second OpenMP thread waits for a busy core
-    # (a ReLU measured 8 ms with two threads, 0.06 ms with one).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def table_line(stdout: str, row: str) -> list[str]:

@@ -19,32 +19,15 @@ import pytest
 from frpose_cli.errors import FrposeError
 from frpose_cli.training.preempt import Preempted
 from frpose_cli.training.train import TrainConfig, run
+from test_train import config as base_config, data, small_split  # noqa: F401 (data: the fixture)
 
 COCO_DIR = Path(__file__).parent / "data" / "coco"
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 needs_tensorboard = pytest.mark.skipif(not HAS_TENSORBOARD, reason="the optional tensorboard package is not installed")
 
 
-def small_split(tmp_path, split, keep):
-    data = json.loads((COCO_DIR / "annotations" / f"person_keypoints_{split}2017.json").read_text())
-    data["annotations"] = [a for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]][:keep]
-    path = tmp_path / f"{split}{keep}.json"
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ann")
-    return {"train_ann": small_split(tmp, "train", 6), "train_images": str(COCO_DIR / "train2017"),
-            "val_ann": small_split(tmp, "val", 3), "val_images": str(COCO_DIR / "val2017")}
-
-
 def config(data, out, **kw):
-    base = dict(model="sbn-r18", input_size=[64, 32], epochs=1, batch_size=3, workers=0, device="cpu",
-                pretrained="none", out=str(out), seed=1, quiet=True, log_every=1, **data)
-    base.update(kw)
-    return TrainConfig(**base)
+    return base_config(data, out, **{"log_every": 1, **kw})
 
 
 def records(run_dir, kind):

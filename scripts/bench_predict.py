@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="fp32", help="the pose network's --precision in every row (fixed, so the "
                     "rows differ only in the detector; bf16 shows the speed of a gated bf16 choice)")
     ap.add_argument("--yolo", type=Path, default=None, help="a local ultralytics YOLO pose weights file: the peer row")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the detector's arithmetic rate against the measured "
+                    "ceiling of its precision (frpose_cli/deploy/ceiling.py)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -147,6 +149,8 @@ def main(argv=None) -> int:
                    "ms_per_person_pose": round(summary.timings["pose"] / max(summary.persons, 1) * 1000, 1)}
             results["rows"][label] = row
             _print_row(label, row, results["rows"])
+        if not args.no_ceiling:
+            _detector_rates(results, rows, work, images, args.det_size, hw)
         if args.yolo is not None:
             row = _yolo_row(args.yolo, images)
             if row is not None:
@@ -167,6 +171,48 @@ def _print_row(label: str, row: dict, rows: dict) -> None:
     split = ", ".join(f"{k} {v:.0f} ms ({v / n * 100:.0f}%)" for k, v in row.get("ms_per_image", {}).items())
     print(f"{label:32s} {row['images']} images, {row['persons']} persons, {row['wall_s']:.1f} s, "
           f"{row['images_per_s']:.3f} images/s{ratio} (+{row['setup_s']:.1f} s setup) | per image: {split}", flush=True)
+
+
+def _detector_flops(det_file: Path, arch: str, images: list, det_size: int) -> float:
+    """The float32 detector's FLOPs (2 x multiply-adds of its convolutions and matrix products) summed over the
+    images, counted by torch's FlopCounterMode on each image (their sizes differ)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from frpose_cli.data.images import read_image
+    det = TorchvisionDetector(det_file, score_thr=0.3, min_size=det_size, arch=arch,
+                              max_size=round(det_size * 1333 / 800), setup="fp32")
+    total = 0.0
+    for path in images:
+        image = read_image(path)[0]
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            det.model([tensor])
+        total += counter.get_total_flops()
+    return total
+
+
+def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int, hw) -> None:
+    """Each detector row's GFLOP/s in the detect stage and its share of the measured ceiling of its precision."""
+    from frpose_cli.deploy.ceiling import measure_ceiling
+    flops, ceilings = {}, {}
+    for label, _, arch, setup in rows:
+        if arch is None:
+            continue
+        if arch not in flops:
+            flops[arch] = _detector_flops(work / f"{arch}.pth", arch, images, det_size)
+        precision = "fp32" if setup in ("fp32", "fused") else setup
+        if precision not in ceilings:
+            ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
+        row = results["rows"][label]
+        seconds = row["ms_per_image"]["detect"] * row["images"] / 1000
+        rate = flops[arch] / max(seconds, 1e-9) / 1e9
+        row.update({"detect_gflop_per_image": round(flops[arch] / len(images) / 1e9, 1),
+                    "detect_gflops_per_s": round(rate, 1), "ceiling_precision": precision,
+                    "ceiling_gflops": round(ceilings[precision], 1),
+                    "pct_ceiling": round(100 * rate / ceilings[precision], 1)})
+        print(f"{label:32s} detect: {row['detect_gflop_per_image']} GFLOP an image, {rate:.0f} GFLOP/s, "
+              f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceilings[precision]:.0f} GFLOP/s)", flush=True)
 
 
 def _yolo_row(weights: Path, images: list) -> dict | None:

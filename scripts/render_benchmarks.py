@@ -151,14 +151,18 @@ def render_predict(run: dict) -> list[str]:
              f"row, detector input {run['det_size']} px, random weights (speed does not depend on them; the annotated "
              f"boxes stand in for the untrained detector's), on **{run['machine']}**. × first: images/s over the first "
              "detector row's, same run; pose ms: the pose stage per image (the pose network alone is the whole-image "
-             "row, one person an image).", "",
-             "| row | images/s | × first | detect ms/image | pose ms/image | persons |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "row, one person an image). Detect GFLOP/s: the float32 detector's FLOPs on these images (torch's "
+             "FlopCounterMode) over the detect stage's time; % ceiling: of the measured ceiling of the set-up's "
+             "precision (frpose_cli/deploy/ceiling.py).", "",
+             "| row | images/s | × first | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         ratio = f"{r['images_per_s'] / first['images_per_s']:.2f}" if first else "–"
         ms = r.get("ms_per_image", {})
+        rate = f"{r['detect_gflops_per_s']:.0f}" if "detect_gflops_per_s" in r else "–"
+        pct = f"{r['pct_ceiling']:.0f} % of {r['ceiling_precision']} {r['ceiling_gflops']:.0f}" if "pct_ceiling" in r else "–"
         lines.append(f"| {label} | {r['images_per_s']:.3f} | {ratio} | {ms.get('detect', 0):.0f} | "
-                     f"{ms.get('pose', 0):.0f} | {r['persons']} |")
+                     f"{ms.get('pose', 0):.0f} | {r['persons']} | {rate} | {pct} |")
     if pose and first:
         lines += ["", f"Per image, detection takes {first['ms_per_image']['detect'] / pose['ms_per_image']['pose']:.1f}× "
                       "the pose network's time for one person with the default detector in its first row."]

@@ -129,8 +129,7 @@ def main(argv=None) -> int:
                 if not det_file.exists():
                     torch.manual_seed(0)
                     model = ARCHS[arch][0](91)
-                    with torch.no_grad():   # sure of "background": a random box head would keep thousands of
-                        model.roi_heads.box_predictor.cls_score.bias[0] = 20.0   # boxes of 90 classes for NMS
+                    _sure_of_background(model)
                     torch.save(model.state_dict(), det_file)
                 real = TorchvisionDetector(det_file, score_thr=0.3, min_size=args.det_size, arch=arch,
                                            max_size=round(args.det_size * 1333 / 800), setup=setup)
@@ -161,6 +160,16 @@ def main(argv=None) -> int:
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _sure_of_background(model) -> None:
+    """A random box head would keep thousands of boxes of 90 classes for NMS: make it sure of "background"."""
+    with torch.no_grad():
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.box_predictor.cls_score.bias[0] = 20.0
+        else:   # SSDlite: each level's last conv gives anchors x classes logits
+            for level in model.head.classification_head.module_list:
+                level[-1].bias.view(-1, 91)[:, 0] = 20.0
 
 
 def _print_row(label: str, row: dict, rows: dict) -> None:

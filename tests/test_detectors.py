@@ -248,3 +248,44 @@ def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, mon
     assert (det.model.rpn.score_thresh, det.model.transform.max_size) == (ref.rpn.score_thresh, 533)
 
     assert_same_person_boxes(det, ref, at_least=5, score_atol=1e-4)
+
+
+def test_ssdlite_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monkeypatch):
+    """``--detector ssdlite320-mobilenet-v3`` equals ``ssdlite320_mobilenet_v3_large(weights=COCO_V1)``
+    (its download replaced by a fixed state dict): reduced tail, BatchNorm2d eps 0.001, 320x320 input;
+    same person boxes and scores on a real COCO image."""
+    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights, ssdlite320_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    state = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    for level in range(6):   # persons, confidently, from every level's classifier
+        key = f"head.classification_head.module_list.{level}.1"
+        state[key + ".weight"] *= 0.01
+        state[key + ".bias"].view(-1, 91)[:, 1] = 5.0
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    torch.save(state, home / "weights" / zoo.DETECTOR_SSDLITE.file_name)
+    monkeypatch.setenv("FRPOSE_HOME", str(home))
+    monkeypatch.setattr(SSDLite320_MobileNet_V3_Large_Weights, "get_state_dict",
+                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
+    assert zoo.DETECTOR_SSDLITE.url == SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.url
+    assert SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["_metrics"]["COCO-val2017"]["box_map"] == \
+        zoo.DETECTOR_SSDLITE.ap
+    ref = ssdlite320_mobilenet_v3_large(weights=SSDLite320_MobileNet_V3_Large_Weights.COCO_V1,
+                                        score_thresh=0.05).eval()   # frpose keeps what scores 0.05 or more
+    det = make_detector("ssdlite320-mobilenet-v3", det_thr=0.3)   # from the cache (offline)
+    assert isinstance(det, TorchvisionDetector) and det.name == "ssdlite320-mobilenet-v3"
+    assert {name: type(m) for name, m in det.model.named_modules()} == \
+        {name: type(m) for name, m in ref.named_modules()}
+    assert {name: m.eps for name, m in det.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)} == \
+        {name: m.eps for name, m in ref.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert_same_person_boxes(det, ref, at_least=3, score_atol=1e-4)
+    with pytest.raises(FrposeError, match="not SSDlite weights"):
+        TorchvisionDetector(_faster_rcnn_file(tmp_path), arch="ssdlite320-mobilenet-v3")
+
+
+def _faster_rcnn_file(tmp_path):
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+    path = tmp_path / "frcnn.pth"
+    torch.save(fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict(), path)
+    return path

@@ -35,10 +35,14 @@ def test_batched_across_images_writes_the_bytes_of_one_image_at_a_time(tmp_path,
 def test_the_summary_names_the_faster_detector_when_detection_dominates():
     slow = SimpleNamespace(images=4, detector="torchvision", timings={"detect": 8.0, "pose": 1.0, "read": 0.1})
     line = detection_hint(slow)
-    assert line.startswith("detection: 88 % of the time") and "--detector fasterrcnn-mobilenet-v3" in line
-    assert f"{zoo.DETECTOR_MOBILENET.ap:.1f} against {zoo.DETECTOR.ap:.1f}" in line
+    assert line.startswith("detection: 88 % of the time")
+    mobilenet, ssd = line.index("--detector fasterrcnn-mobilenet-v3"), line.index("--detector ssdlite320-mobilenet-v3")
+    assert mobilenet < ssd   # the smaller step first: it keeps more of the box AP
+    assert f"box AP {zoo.DETECTOR_MOBILENET.ap:.1f}" in line and f"box AP {zoo.DETECTOR.ap:.1f}" in line
     light = SimpleNamespace(images=4, detector="torchvision", timings={"detect": 1.0, "pose": 3.0})
     assert detection_hint(light) == "detection: 25 % of the time"
-    fastest = SimpleNamespace(images=4, detector="fasterrcnn-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
+    middle = SimpleNamespace(images=4, detector="fasterrcnn-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
+    assert "--detector ssdlite320-mobilenet-v3" in detection_hint(middle) and "fasterrcnn-r50" not in detection_hint(middle)
+    fastest = SimpleNamespace(images=4, detector="ssdlite320-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
     assert "--detector" not in detection_hint(fastest)
     assert detection_hint(SimpleNamespace(images=3, detector="boxes", timings={"detect": 0.0, "pose": 1.0})) == ""

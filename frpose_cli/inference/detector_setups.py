@@ -90,7 +90,7 @@ def build_setup(model: nn.Module, setup: str) -> nn.Module:
     fused = fold_batchnorm(model)                 # FrozenBatchNorm2d → conv bias
     dtype = {"fused": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setup]
     fused.backbone = Autocast(fused.backbone, dtype)
-    if dtype is not None:   # the heavy layers of the heads; their score and box outputs stay float32
+    if dtype is not None and hasattr(fused, "rpn"):   # Faster R-CNN's heavy head layers; scores and boxes stay float32
         fused.rpn.head.conv = Autocast(fused.rpn.head.conv, dtype)
         fused.roi_heads.box_head = Autocast(fused.roi_heads.box_head, dtype)
     return fused.to(memory_format=torch.channels_last)

@@ -28,6 +28,7 @@ from frpose_cli.weights.checkpoint import read_checkpoint_file
 from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
+from frpose_cli.inference.detector_archs import ARCHS, overwrite_eps
 
 COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
 DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.DETECTORS))
@@ -163,52 +164,6 @@ class BoxFileDetector:
 
 # ----------------------------------------------------------------------------- torchvision
 
-def _overwrite_eps(model: torch.nn.Module, eps: float) -> None:
-    """Set ``eps`` of every ``FrozenBatchNorm2d``: torchvision's own helper when it is there."""
-    try:
-        from torchvision.models.detection._utils import overwrite_eps
-    except ImportError:
-        from torchvision.ops import FrozenBatchNorm2d
-        for module in model.modules():
-            if isinstance(module, FrozenBatchNorm2d):
-                module.eps = eps
-    else:
-        overwrite_eps(model, eps)
-
-
-def _build_r50_fpn(num_classes: int, **kwargs):
-    """What ``fasterrcnn_resnet50_fpn(weights=COCO_V1)`` builds before loading: resnet50(norm_layer=
-    FrozenBatchNorm2d), ``_resnet_fpn_extractor`` with 3 trainable layers, ``FasterRCNN(backbone, ...)``."""
-    from torchvision.models.detection import FasterRCNN
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-    from torchvision.ops import FrozenBatchNorm2d
-    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
-                                   norm_layer=FrozenBatchNorm2d, trainable_layers=3)
-    return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
-
-
-def _build_mobilenet_v3_fpn(num_classes: int, **kwargs):
-    """What ``fasterrcnn_mobilenet_v3_large_fpn(weights=COCO_V1)`` builds before loading:
-    mobilenet_v3_large(norm_layer=FrozenBatchNorm2d) (eps 1e-5, no overwrite_eps; ``weights=None``
-    would give BatchNorm2d with eps 1e-3), ``_mobilenet_extractor(backbone, fpn=True, 3 trainable
-    layers)``, anchors (32..512)x3 levels with ratios 0.5/1/2, and ``rpn_score_thresh=0.05``."""
-    from torchvision.models import mobilenet_v3_large
-    from torchvision.models.detection import FasterRCNN
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
-    from torchvision.ops import FrozenBatchNorm2d
-    backbone = _mobilenet_extractor(mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d), True, 3)
-    anchor_sizes = ((32, 64, 128, 256, 512),) * 3
-    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
-    return FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **{"rpn_score_thresh": 0.05, **kwargs})
-
-
-# zoo name → (builder, eps of the frozen batch norms after loading, torchvision's builder name).
-# R50 COCO_V1 predates pytorch/vision#2933: its builder sets eps 0; the MobileNet builder keeps 1e-5.
-ARCHS = {"fasterrcnn-r50-fpn": (_build_r50_fpn, 0.0, "fasterrcnn_resnet50_fpn"),
-         "fasterrcnn-mobilenet-v3": (_build_mobilenet_v3_fpn, 1e-5, "fasterrcnn_mobilenet_v3_large_fpn")}
-
-
 class TorchvisionDetector:
     """A torchvision Faster R-CNN built without any download, weights from a file.
 
@@ -243,7 +198,7 @@ class TorchvisionDetector:
                  arch: str = "fasterrcnn-r50-fpn", setup: str | None = "fp32", log=None):
         if arch not in ARCHS:
             raise FrposeError(f"unknown detector architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-        build, default_eps, tv_name = ARCHS[arch]
+        build, default_eps, tv_name, classes_of = ARCHS[arch]
         bn_eps = default_eps if bn_eps is None else bn_eps
         weights_path = Path(weights_path)
         state = read_checkpoint_file(weights_path)
@@ -254,11 +209,12 @@ class TorchvisionDetector:
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise FrposeError(f"--detector-weights {weights_path}: not a state dict of tensors")
         state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
-        head = state.get("roi_heads.box_predictor.cls_score.weight")
-        if head is None:
-            raise FrposeError(f"--detector-weights {weights_path}: not Faster R-CNN weights "
-                              f"(no roi_heads.box_predictor); expected {tv_name} (COCO)")
-        num_classes = int(head.shape[0])
+        num_classes = classes_of(state)
+        if num_classes is None:
+            kind, part = (("SSDlite", "head.classification_head") if arch.startswith("ssd")
+                          else ("Faster R-CNN", "roi_heads.box_predictor"))
+            raise FrposeError(f"--detector-weights {weights_path}: not {kind} weights "
+                              f"(no {part}); expected {tv_name} (COCO)")
         if num_classes <= COCO_PERSON_LABEL:
             raise FrposeError(f"--detector-weights {weights_path}: {num_classes} classes, no person class")
         self.model = build(num_classes, min_size=min_size, max_size=max_size,
@@ -268,7 +224,8 @@ class TorchvisionDetector:
         except RuntimeError as e:
             raise FrposeError(f"--detector-weights {weights_path} does not fit {tv_name} (--detector {arch}; "
                               f"{str(e).splitlines()[0][:160]})") from None
-        _overwrite_eps(self.model, bn_eps)   # as the builder does (R50 COCO_V1: 0; MobileNet: its 1e-5)
+        if bn_eps is not None:   # as the builder does (R50 COCO_V1: 0; MobileNet: its 1e-5); SSDlite: BatchNorm2d
+            overwrite_eps(self.model, bn_eps)
         self.bn_eps, self.arch = bn_eps, arch
         if arch != zoo.DETECTOR.name:
             self.name = arch

@@ -1,4 +1,5 @@
 """Model cards: found from a checkout and from an installed wheel; validated; input-size overrides."""
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -60,13 +61,24 @@ def test_card_round_trips_through_dict():
 
 
 def test_cards_are_found_from_an_installed_wheel(tmp_path):
+    """``pip install .`` (not -e) ships every module of frpose_cli and the cards; an editable install, which
+    CI uses, would hide a package left out of pyproject's list.  Built from a copy of the sources: setuptools'
+    build/ folder in a checkout hands stale files on to the wheel."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("frpose_cli", "models"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "whl"), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(tmp_path / "whl"), str(src)], check=True, capture_output=True)
     wheel = next((tmp_path / "whl").glob("frpose-*.whl"))
+    modules = {f"frpose_cli/{f.relative_to(ROOT / 'frpose_cli').as_posix()}" for f in (ROOT / "frpose_cli").rglob("*.py")}
+    assert modules - set(zipfile.ZipFile(wheel).namelist()) == set()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "frpose_cli/model_cards/frpose-r34.yaml").is_file()
-    code = ("import frpose_cli, frpose_cli.cards as c; "
+    code = ("import frpose_cli, frpose_cli.cli.app, frpose_cli.cards as c; "
             "assert str(c.__file__).startswith(%r), c.__file__; "
             "assert not c._CHECKOUT_CARDS.is_dir(); "
             "print(len(c.list_cards()), c.load_card('frpose-r34').sigma)") % str(site)

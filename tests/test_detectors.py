@@ -216,6 +216,19 @@ def test_make_detector_zoo_names_and_architectures(tmp_path, monkeypatch):
     assert det.arch == "fasterrcnn-r50-fpn" and det.name == "torchvision"
 
 
+def _zoo_file_as_torchvisions_download(tmp_path, monkeypatch, entry, weights_enum, state) -> None:
+    """``state`` is the zoo entry's file in the weights cache and what torchvision's builder would download
+    for ``weights_enum.COCO_V1``; the entry names that file and its published box AP."""
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    torch.save(state, home / "weights" / entry.file_name)
+    monkeypatch.setenv("FRPOSE_HOME", str(home))
+    monkeypatch.setattr(weights_enum, "get_state_dict",
+                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
+    assert entry.url == weights_enum.COCO_V1.url
+    assert weights_enum.COCO_V1.meta["_metrics"]["COCO-val2017"]["box_map"] == entry.ap
+
+
 def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monkeypatch):
     """``--detector fasterrcnn-mobilenet-v3`` equals ``fasterrcnn_mobilenet_v3_large_fpn(weights=COCO_V1)``:
     torchvision's own builder runs (its download replaced by a fixed state dict), with FrozenBatchNorm2d
@@ -226,15 +239,8 @@ def test_mobilenet_detector_matches_torchvisions_own_coco_v1_build(tmp_path, mon
     from torchvision.ops import FrozenBatchNorm2d
 
     state = _coco_v1_like_state(builder=fasterrcnn_mobilenet_v3_large_fpn)
-    home = tmp_path / "home"
-    (home / "weights").mkdir(parents=True)
-    torch.save(state, home / "weights" / zoo.DETECTOR_MOBILENET.file_name)
-    monkeypatch.setenv("FRPOSE_HOME", str(home))
-    monkeypatch.setattr(FasterRCNN_MobileNet_V3_Large_FPN_Weights, "get_state_dict",
-                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
-    assert zoo.DETECTOR_MOBILENET.url == FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1.url
-    assert FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1.meta["_metrics"]["COCO-val2017"]["box_map"] == \
-        zoo.DETECTOR_MOBILENET.ap
+    _zoo_file_as_torchvisions_download(tmp_path, monkeypatch, zoo.DETECTOR_MOBILENET,
+                                       FasterRCNN_MobileNet_V3_Large_FPN_Weights, state)
     ref = fasterrcnn_mobilenet_v3_large_fpn(weights=FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
                                             min_size=320, max_size=533).eval()
     det = make_detector("fasterrcnn-mobilenet-v3", det_size=320, det_thr=0.3)   # from the cache (offline)
@@ -262,15 +268,8 @@ def test_ssdlite_detector_matches_torchvisions_own_coco_v1_build(tmp_path, monke
         key = f"head.classification_head.module_list.{level}.1"
         state[key + ".weight"] *= 0.01
         state[key + ".bias"].view(-1, 91)[:, 1] = 5.0
-    home = tmp_path / "home"
-    (home / "weights").mkdir(parents=True)
-    torch.save(state, home / "weights" / zoo.DETECTOR_SSDLITE.file_name)
-    monkeypatch.setenv("FRPOSE_HOME", str(home))
-    monkeypatch.setattr(SSDLite320_MobileNet_V3_Large_Weights, "get_state_dict",
-                        lambda self, *args, **kwargs: {k: v.clone() for k, v in state.items()})
-    assert zoo.DETECTOR_SSDLITE.url == SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.url
-    assert SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["_metrics"]["COCO-val2017"]["box_map"] == \
-        zoo.DETECTOR_SSDLITE.ap
+    _zoo_file_as_torchvisions_download(tmp_path, monkeypatch, zoo.DETECTOR_SSDLITE,
+                                       SSDLite320_MobileNet_V3_Large_Weights, state)
     ref = ssdlite320_mobilenet_v3_large(weights=SSDLite320_MobileNet_V3_Large_Weights.COCO_V1,
                                         score_thresh=0.05).eval()   # frpose keeps what scores 0.05 or more
     det = make_detector("ssdlite320-mobilenet-v3", det_thr=0.3)   # from the cache (offline)

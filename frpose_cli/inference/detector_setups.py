@@ -49,13 +49,13 @@ import torch
 from torch import nn
 
 from frpose_cli.net.folding import fold_batchnorm
+from frpose_cli.precision.autoselect import MIN_GAIN   # the pose network's margin over run-to-run noise
 
 SETUPS = ("fp32", "fused", "bf16", "fp16")
 IOU_MIN = 0.9
 SCORE_TOL = 0.05
 TRIAL_IMAGES = 2          # images with a person on which the candidate is gated and timed
 MAX_TRIAL_ITEMS = 6       # ... looked for among at most this many images
-MIN_GAIN = 1.10           # as the pose network's choice (frpose_cli.precision.autoselect.MIN_GAIN)
 
 
 class Autocast(nn.Module):

@@ -28,7 +28,10 @@ from frpose_cli.weights.checkpoint import read_checkpoint_file
 from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
+from frpose_cli import hardware
+from frpose_cli.inference import detector_setups as ds
 from frpose_cli.inference.detector_archs import ARCHS, overwrite_eps
+from frpose_cli.precision.cache import cache_file, cache_key, find_entry, read_cache, write_cache_entry
 
 COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
 DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.DETECTORS))
@@ -239,9 +242,6 @@ class TorchvisionDetector:
             self.log(self.choice.line)
 
     def _choose(self, setup, sizes):
-        from frpose_cli import hardware
-        from frpose_cli.inference import detector_setups as ds
-        from frpose_cli.precision.cache import cache_file, cache_key, find_entry, read_cache
         hw = hardware.detect(self.device)
         if setup is not None:
             reason = ds.unavailable_reason(setup, self.device, hw)
@@ -268,7 +268,6 @@ class TorchvisionDetector:
     def __call__(self, item: SourceItem) -> np.ndarray:
         if self.trial_model is None:   # runner None: the model as built (fp32)
             return self._detect(self.model if self.runner is None else self.runner, item)
-        from frpose_cli.inference import detector_setups as ds
         boxes, done = ds.run_trial(self.choice, lambda it: self._detect(self.model, it),
                                    lambda it: self._detect(self.trial_model, it, count_dropped=False), item,
                                    self.score_thr)
@@ -278,7 +277,6 @@ class TorchvisionDetector:
                 self.runner = self.trial_model
             self.trial_model = None
             if report.required:   # a trial that saw nobody decided nothing: the next run tries again
-                from frpose_cli.precision.cache import cache_file, write_cache_entry
                 write_cache_entry(cache_file(), self.choice.key, self.choice.to_entry(report))
             self.log(self.choice.line)
         return boxes

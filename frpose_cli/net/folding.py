@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
 
 def _is_frozen_bn(module: nn.Module) -> bool:
@@ -18,12 +17,10 @@ def _is_frozen_bn(module: nn.Module) -> bool:
 
 
 def _fuse_conv_frozen_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
-    """``bn(conv(x))`` as one convolution: FrozenBatchNorm2d is ``x * w / sqrt(var + eps) + b - mean * scale``."""
+    """``bn(conv(x))`` as one convolution: FrozenBatchNorm2d keeps the buffers torch's fusion reads."""
     fused = copy.deepcopy(conv)
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.weight = nn.Parameter((conv.weight * scale.reshape(-1, 1, 1, 1)).detach(), requires_grad=False)
-    fused.bias = nn.Parameter(((bias - bn.running_mean) * scale + bn.bias).detach(), requires_grad=False)
+    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                                    bn.weight, bn.bias)
     return fused
 
 

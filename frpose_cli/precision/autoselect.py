@@ -69,7 +69,10 @@ class Selection:
                 if base and self.precision in self.throughput and self.precision != "fp32" else "")
         gate = self.gates.get(self.precision)
         gate_txt = f"; gate median {gate['median_px']:.2f} px, p95 {gate['p95_px']:.2f} px" if gate else ""
-        why = "; ".join(f"{p}: {r}" for p, r in self.rejected.items())
+        grouped: dict = {}   # precisions rejected for the same reason are named together
+        for p, r in self.rejected.items():
+            grouped.setdefault(r, []).append(p)
+        why = "; ".join(f"{', '.join(ps)}: {r}" for r, ps in grouped.items())
         return (f"precision auto: {self.precision} ({self.setup}{gain}{gate_txt})"
                 + (" [cached choice]" if self.cached else "") + (f"; not chosen: {why}" if why else ""))
 
@@ -188,7 +191,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     cands = candidates(device, hw, backend)
     if not decide and len(cands) > 1 and roots:
         sel = Selection("fp32", setup_for("fp32", device, backend), key=key,
-                        rejected={", ".join(cands[1:]): UNDECIDED})
+                        rejected=dict.fromkeys(cands[1:], UNDECIDED))
         if log:
             log(sel.line())
         return sel, build_setup(net, card, device, sel.setup, codec_name=codec_name)

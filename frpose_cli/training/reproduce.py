@@ -295,18 +295,10 @@ def _inputs(run: _Run) -> dict:
 def _trained(train_dir: Path) -> tuple[int, bool]:
     """(finished epochs, whether ``last.pt`` exists) in ``train_dir``, from ``metrics.jsonl`` (its epoch record
     follows that epoch's ``last.pt``; loading 0.3-0.8 GB of checkpoint for one number costs seconds a row)."""
-    import json
+    from frpose_cli.training.train_log import read_records
     if not (train_dir / "last.pt").is_file():
         return 0, False
-    records = []
-    if (train_dir / "metrics.jsonl").is_file():
-        for line in (train_dir / "metrics.jsonl").read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return max((int(r.get("epoch", 0)) for r in records if isinstance(r, dict) and r.get("kind") == "epoch"),
-               default=0), True
+    return max((int(r.get("epoch", 0)) for r in read_records(train_dir) if r.get("kind") == "epoch"), default=0), True
 
 
 def _train(run: _Run, row: Row, train_dir: Path, epochs: int, resume: bool) -> None:

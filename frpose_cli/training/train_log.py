@@ -81,6 +81,20 @@ class ScalarsWriter:
         self.writer.close()
 
 
+def read_records(run_dir) -> list[dict]:
+    """The records of ``RUN_DIR/metrics.jsonl`` (none when it is missing; a damaged line is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    for line in (path.read_text().splitlines() if path.is_file() else ()):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
 class MetricsLog:
     """metrics.jsonl and the curve; with ``scalars`` (a :class:`ScalarsWriter`) each record added
     goes to TensorBoard too.  :meth:`close` (always, even when training fails) ends that stream."""
@@ -89,15 +103,8 @@ class MetricsLog:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.scalars = scalars
         self.records: list[dict] = []
-        if keep_epochs is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                # step records of epoch e+1 are written during epoch index e
-                if rec.get("epoch", 0) <= keep_epochs:
-                    self.records.append(rec)
+        if keep_epochs is not None:   # step records of epoch e+1 are written during epoch index e
+            self.records = [rec for rec in read_records(run_dir) if rec.get("epoch", 0) <= keep_epochs]
 
     def add(self, record: dict) -> None:
         self.records.append(record)

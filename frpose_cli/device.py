@@ -28,6 +28,11 @@ def pick_device(name: str | None = None, cpu_only: bool = False) -> torch.device
     return dev
 
 
-def synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device, current_stream_only: bool = False) -> None:
+    """Wait for the device's queued work: all of it, or only this thread's current CUDA stream (so a
+    timer in one thread does not wait for another thread's stream)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        if current_stream_only:
+            torch.cuda.current_stream(device).synchronize()
+        else:
+            torch.cuda.synchronize(device)

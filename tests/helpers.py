@@ -84,3 +84,20 @@ def resnet_names(model: nn.Module) -> dict:
             key = f"{stem[index]}.{rest}"
         out[key] = value.clone()
     return out
+
+
+def confident_random_mobilenet(tmp_path, min_size=256, max_size=427):
+    """Torchvision's MobileNetV3 Faster R-CNN with random weights whose box head is sure of 'person':
+    boxes a random network proposes, but a stable number of them (nothing is downloaded)."""
+    from frpose_cli.inference.detector_archs import ARCHS
+    torch.manual_seed(0)
+    model = ARCHS["fasterrcnn-mobilenet-v3"][0](91, min_size=min_size, max_size=max_size)
+    with torch.no_grad():
+        head = model.roi_heads.box_predictor
+        head.cls_score.weight.mul_(0.1)
+        head.cls_score.bias.zero_()
+        head.cls_score.bias[1] = 6.0
+        head.bbox_pred.weight.mul_(0.1)
+    path = tmp_path / "mobilenet.pth"
+    torch.save(model.state_dict(), path)
+    return path

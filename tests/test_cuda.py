@@ -124,3 +124,28 @@ def test_peak_memory_of_a_training_step_at_batch_32(size):
     print(f"peak GPU memory, frpose-r34 {size[0]}x{size[1]}, batch 32, AMP fp16 step: {peak:.2f} GiB "
           f"on {torch.cuda.get_device_name()}")
     assert 0 < peak < torch.cuda.get_device_properties(0).total_memory / 2 ** 30
+
+
+def test_predict_detecting_ahead_on_its_own_stream_writes_the_same_poses(tmp_path, capsys):
+    """--overlap on CUDA (the detector one image ahead, on a CUDA stream of its own): the same persons and
+    keypoints as --no-overlap (within float tolerance: two runs of the same kernels), and the summary
+    says how much detection ran beside the pose network."""
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    from helpers import confident_random_mobilenet, randomised, run_cli
+    card = load_card("sbn-r18", (64, 48))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", randomised(card.build_model()), card)
+    det = confident_random_mobilenet(tmp_path)
+    runs = {}
+    for flag in ("--no-overlap", "--overlap"):
+        out = tmp_path / flag
+        code, stdout, err = run_cli(["predict", COCO / "val2017", "-w", ckpt, "--device", "cuda", "--detector",
+                                     "fasterrcnn-mobilenet-v3", "--detector-weights", det, "--det-size", 256,
+                                     "--precision", "fp32", "--no-vis", "--no-progress", "--workers", 0, flag,
+                                     "--out", out], capsys)
+        assert code == 0, err
+        print(f"overlap {flag}: {[line for line in stdout.splitlines() if line.startswith('time:')]}")
+        runs[flag] = json.loads((out / "predictions.json").read_text())
+    a, b = runs["--no-overlap"], runs["--overlap"]
+    assert len(a) == len(b) > 0 and [r["image_id"] for r in a] == [r["image_id"] for r in b]
+    np.testing.assert_allclose([r["keypoints"] for r in a], [r["keypoints"] for r in b], atol=1e-2)

@@ -14,6 +14,7 @@ from frpose_cli.hardware import CpuInfo, Hardware
 from frpose_cli.inference import detector_setups as ds
 from frpose_cli.inference.detectors import ARCHS, TorchvisionDetector
 from frpose_cli.precision.cache import cache_file, read_cache
+from helpers import confident_random_mobilenet
 
 IMAGES = sorted((Path(__file__).parent / "data" / "coco" / "val2017").glob("*.jpg"))
 BF16_CPU = Hardware(CpuInfo("x86_64", "AuthenticAMD", "mocked Zen 4", 25, 17,
@@ -52,29 +53,12 @@ def test_gate_does_not_depend_on_the_order_of_detections(boxes, order):
     assert one["missing"] == 0 and one["extra"] == 0 and one["matched"] == one["required"]
 
 
-def _confident_random_mobilenet(tmp_path):
-    """Torchvision's MobileNetV3 Faster R-CNN with random weights whose box head is sure of 'person':
-    boxes a random network proposes, but a stable number of them (nothing is downloaded)."""
-    torch.manual_seed(0)
-    build = ARCHS["fasterrcnn-mobilenet-v3"][0]
-    model = build(91, min_size=256, max_size=427)
-    with torch.no_grad():
-        head = model.roi_heads.box_predictor
-        head.cls_score.weight.mul_(0.1)
-        head.cls_score.bias.zero_()
-        head.cls_score.bias[1] = 6.0
-        head.bbox_pred.weight.mul_(0.1)
-    path = tmp_path / "mobilenet.pth"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _items():
     return [SimpleNamespace(image=read_image(p)[0], file_name=p.name, frame=None) for p in IMAGES]
 
 
 def test_fused_set_up_passes_its_gate_on_real_images_and_box_noise_is_rejected(tmp_path, monkeypatch):
-    weights = _confident_random_mobilenet(tmp_path)
+    weights = confident_random_mobilenet(tmp_path)
     det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,
                               arch="fasterrcnn-mobilenet-v3", setup="fp32")
     fused = ds.build_setup(det.model, "fused")
@@ -136,7 +120,7 @@ def test_bf16_set_up_runs_its_backbone_in_bf16_with_mocked_native_hardware(tmp_p
     monkeypatch.setattr(hardware, "detect", lambda device="cpu": BF16_CPU)
     assert ds.candidate_for("cpu", BF16_CPU) == "bf16" and ds.candidate_for("cpu", AVX2_CPU) == "fused"
     assert "no native bf16" in ds.unavailable_reason("bf16", "cpu", AVX2_CPU)
-    weights = _confident_random_mobilenet(tmp_path)
+    weights = confident_random_mobilenet(tmp_path)
     det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,
                               arch="fasterrcnn-mobilenet-v3", setup="bf16")
     seen = []
@@ -151,7 +135,7 @@ def test_bf16_set_up_runs_its_backbone_in_bf16_with_mocked_native_hardware(tmp_p
 def test_first_run_decides_alongside_then_the_next_run_starts_with_the_cached_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2_CPU)   # candidate: fused
-    weights = _confident_random_mobilenet(tmp_path)
+    weights = confident_random_mobilenet(tmp_path)
     lines = []
     make = lambda: TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427,   # noqa: E731
                                        arch="fasterrcnn-mobilenet-v3", setup=None, log=lines.append)
@@ -173,7 +157,7 @@ def test_first_run_decides_alongside_then_the_next_run_starts_with_the_cached_ch
 def test_a_trial_that_sees_nobody_is_not_remembered(tmp_path, monkeypatch):
     monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(hardware, "detect", lambda device="cpu": AVX2_CPU)
-    weights = _confident_random_mobilenet(tmp_path)
+    weights = confident_random_mobilenet(tmp_path)
     det = TorchvisionDetector(weights, score_thr=0.3, min_size=256, max_size=427, arch="fasterrcnn-mobilenet-v3",
                               setup=None)
     blank = SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8), file_name="x.jpg", frame=None)

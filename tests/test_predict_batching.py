@@ -46,3 +46,65 @@ def test_the_summary_names_the_faster_detector_when_detection_dominates():
     fastest = SimpleNamespace(images=4, detector="ssdlite320-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
     assert "--detector" not in detection_hint(fastest)
     assert detection_hint(SimpleNamespace(images=3, detector="boxes", timings={"detect": 0.0, "pose": 1.0})) == ""
+
+
+def test_detecting_the_next_image_meanwhile_writes_the_same_bytes(tmp_path, capsys):
+    """--overlap (the detector one image ahead in a helper thread) on a folder of images and a video:
+    predictions.json is the bytes of --no-overlap, images.json too but for the run's seconds."""
+    import shutil
+    import cv2
+    from helpers import confident_random_mobilenet
+    src = tmp_path / "src"
+    shutil.copytree(DATA / "val2017", src)
+    frames = [cv2.resize(cv2.imread(str(p)), (160, 112)) for p in sorted((DATA / "val2017").glob("*.jpg"))[:3]]
+    writer = cv2.VideoWriter(str(src / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 112))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    card = load_card("sbn-r18", (64, 48))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", randomised(card.build_model()), card)
+    det = confident_random_mobilenet(tmp_path)
+    outs = {}
+    for flag, workers in (("--no-overlap", 0), ("--overlap", 0), ("--overlap", 1)):
+        out = tmp_path / f"{flag}{workers}"
+        code, stdout, err = run_cli(["predict", src, "-w", ckpt, "--detector", "fasterrcnn-mobilenet-v3",
+                                     "--detector-weights", det, "--det-size", 256, "--precision", "fp32",
+                                     "--backend", "torch", "--no-vis", "--no-progress", "--workers", workers,
+                                     flag, "--batch-size", 32, "--out", out], capsys)
+        assert code == 0, err
+        assert ("detection overlapped with the pose network" in stdout) == (flag == "--overlap"), stdout
+        images = json.loads((out / "images.json").read_text())
+        for part in images["shards"]["parts"]:
+            part.pop("seconds")
+        outs[flag, workers] = [(out / "predictions.json").read_bytes(), images]
+    first = outs["--no-overlap", 0]
+    assert len(json.loads(first[0])) > 20 and any(r.get("frame") is not None for r in json.loads(first[0]))
+    assert outs["--overlap", 0] == first and outs["--overlap", 1] == first
+
+
+def test_detect_ahead_keeps_a_first_runs_trial_in_the_main_thread_and_the_source_order():
+    import threading
+    from frpose_cli.inference.detect_ahead import DetectAhead
+
+    class Detector:   # on trial for its first two calls, as TorchvisionDetector deciding its set-up
+        def __init__(self):
+            self.calls, self.trial_model = [], "on trial"
+
+        def __call__(self, item):
+            self.calls.append((item, threading.current_thread().name))
+            if len(self.calls) == 2:
+                self.trial_model = None
+            return item
+
+    det = Detector()
+    ahead = DetectAhead(det, "cpu", enabled=True)
+    got = []
+    for item, future in ahead.ahead(range(8), lambda e: e, lambda e: e != 5):   # item 5 needs no detection
+        got.append(future.result()[0] if future is not None else (det(item) if item != 5 else None))
+    ahead.close()
+    assert got == [0, 1, 2, 3, 4, None, 6, 7]
+    assert [item for item, _ in det.calls] == [0, 1, 2, 3, 4, 6, 7]   # one at a time, in source order
+    threads = dict(det.calls)
+    assert threads[0] == threads[1] == "MainThread"                       # the trial: nothing runs beside it
+    assert all(threads[i].startswith("frpose-detect") for i in (2, 3, 4, 6, 7)) and ahead.helped == 5

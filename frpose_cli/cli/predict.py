@@ -55,6 +55,8 @@ def predict(
     strict_hash: bool = strict_hash_option(),
     max_pixels: int = max_pixels_option(),
     workers: int = workers_option("decoding and cropping images"),
+    overlap: bool = typer.Option(None, "--overlap/--no-overlap", help="Detect the next image while the pose "
+                                 "network runs (default: on with CUDA; a CPU gains little, docs/predict.md)"),
     shard: str = shard_option("files"),
 ) -> None:
     """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.
@@ -74,7 +76,8 @@ def predict(
         det_size=det_size, nms_thr=nms_thr, device=device, backend=backend, precision=precision,
         calib_data=str(calib_data) if calib_data else None, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr,
         out=str(out) if out else None, resume=resume, vid_stride=vid_stride, save_vis=save_vis,
-        save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, shard=shard)
+        save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, overlap=overlap,
+        shard=shard)
     from frpose_cli.errors import note
     summary = run_predict(opts, log=note)
     from frpose_cli.inference.predict_report import summary_text

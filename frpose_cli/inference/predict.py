@@ -38,6 +38,7 @@ from frpose_cli.data.oks_sigmas import resolve_sigmas
 from frpose_cli.load import load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
 from frpose_cli.inference.stream import STAGES, WORKER_STAGES, PredictLoop, StageTimer
+from frpose_cli.inference.detect_ahead import DetectAhead, overlap_wanted
 from frpose_cli.inference.run_folder import resolve_out_dir, run_options
 from frpose_cli.inference.run_log import PARTS, RunLog, done_state, end_of, finished_shards, list_logs, log_path, next_session
 from frpose_cli.jobs.progress import JobProgress
@@ -73,6 +74,7 @@ class PredictOptions:
     save_every: int = 50
     progress: bool = True
     workers: int = 2               # DataLoader processes decoding (and cropping) images
+    overlap: bool | None = None    # detect the next image while the pose network runs; None: on CUDA (detect_ahead.py)
     shard: str | None = None       # "i/n" without torchrun (shards.py)
 
 
@@ -94,6 +96,7 @@ class PredictSummary:
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     worker_seconds: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STAGES, 0.0))
     workers: int = 0
+    overlapped: float = 0.0        # seconds the detect-ahead thread spent detecting (while this one went on)
     detector: str = ""
     detector_setup: str = ""       # fp32, fused, bf16, fp16 (torchvision detectors: detector_setups.py)
     shard: str = "0/1"             # this process's shard
@@ -232,17 +235,22 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
     summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
                              torchrun=shard.torchrun)
     timer = StageTimer(predictor.device)
-    loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress)
+    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, predictor.device, detector))
+    loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress,
+                       ahead)
     start = time.perf_counter()
     try:
         loop.run(source, shard)
     finally:
+        ahead.close()
+        summary.overlapped = ahead.helper_seconds
         loop.close()
         summary.timings, summary.seconds = timer.seconds, time.perf_counter() - start
         summary.detector_setup = getattr(detector, "setup", "")
         stats = {"images": summary.images, "persons": summary.persons, "resumed": summary.resumed,
                  "seconds": round(summary.seconds, 3), "timings": {k: round(v, 3) for k, v in timer.seconds.items()},
-                 "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()}}
+                 "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()},
+                 "overlapped_detect_seconds": round(summary.overlapped, 3)}
         progress.finish()   # before the log's closing line, so rank 0 never misses the last count
         if loop.finished or runlog.lines or runlog.file is not None:   # no empty run folders
             runlog.close(stats, loop.finished)

@@ -33,7 +33,6 @@ def detection_hint(s) -> str:
 def summary_text(s) -> str:
     """The printed summary of a :class:`frpose_cli.inference.predict.PredictSummary`."""
     m = s.merged
-    m = s.merged
     if m is None and s.shard != "0/1":   # a shard whose results another process merges
         return (f"predict shard {s.shard}: {s.images} images, {s.persons} persons, {len(s.skipped)} skipped"
               + (f", {s.resumed} already done (--resume)" if s.resumed else "")
@@ -50,7 +49,9 @@ def summary_text(s) -> str:
     if s.images and sum(s.timings.values()) > 0:
         lines.append("time: " + ", ".join(f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.timings.items())
                      + (f"; in {s.workers} workers meanwhile: " + ", ".join(
-                         f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.worker_seconds.items()) if s.workers else ""))
+                         f"{k} {v / s.images * 1000:.0f} ms" for k, v in s.worker_seconds.items()) if s.workers else "")
+                     + (f"; detection overlapped with the pose network: {s.overlapped / s.images * 1000:.0f} ms in "
+                        "a helper thread, of which detect above is the wait" if s.overlapped else ""))
     hint = detection_hint(s)
     if hint:
         lines.append(hint)

@@ -22,6 +22,7 @@ from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to
 from frpose_cli.data.geometry import warp_matrix
 from frpose_cli.inference.results import Results
 from frpose_cli.inference.decode_workers import Loaded, ShardStream, detect_counting, loader
+from frpose_cli.inference.detect_ahead import DetectAhead
 from frpose_cli.inference.run_folder import safe_relative
 from frpose_cli.inference.run_merge import Skipped
 from frpose_cli.data.sources import SourceItem
@@ -43,13 +44,13 @@ class StageTimer:
         self.device, self.seconds = device, dict.fromkeys(STAGES, 0.0)
 
     @contextmanager
-    def __call__(self, stage: str):
+    def __call__(self, stage: str, sync: bool = True):
         start = time.perf_counter()
         try:
             yield
         finally:
-            if stage in ("detect", "pose"):
-                synchronize(self.device)
+            if sync and stage in ("detect", "pose"):   # this thread's stream: not the detect-ahead helper's
+                synchronize(self.device, current_stream_only=True)
             self.seconds[stage] += time.perf_counter() - start
 
 
@@ -80,8 +81,9 @@ class PredictLoop:
     """The loop's state: pending batch (and the events queued behind it), open overlay videos, counters."""
 
     def __init__(self, opts, out_dir, predictor, detector, log, summary, timer, done: set, video_records: dict,
-                 progress):
+                 progress, ahead: DetectAhead):
         self.opts, self.out_dir, self.pred, self.detector, self.log = opts, out_dir, predictor, detector, log
+        self.ahead = ahead
         self.summary, self.timer, self.done, self.video_records = summary, timer, done, video_records
         self.progress = progress
         self.pending, self.pending_crops = [], 0
@@ -91,33 +93,49 @@ class PredictLoop:
 
     def run(self, source, shard) -> None:
         stream = ShardStream(source, shard, self.done, self.detector, self.pred.geometry)
+        entries = self._pull(loader(stream, self.opts.workers))
+        for loaded, detected in self.ahead.ahead(entries, lambda loaded: loaded.item, self.needs_detection):
+            if loaded.video is not None:
+                self.run_video(source, loaded.video)
+            else:
+                self.handle(loaded.item, loaded, detected)
+        self.flush()
+        self.finished = True
+
+    def _pull(self, items):
+        """The workers' results in order, their stage times counted (decoding: here, or in the workers meanwhile)."""
         workers = self.opts.workers
-        items = loader(stream, workers)
         while True:
             start = time.perf_counter()
             loaded: Loaded | None = next(items, None)
             wait = time.perf_counter() - start
             if loaded is None:
-                break
-            for stage, seconds in loaded.seconds.items():   # decoding: here, or in the workers meanwhile
+                return
+            for stage, seconds in loaded.seconds.items():
                 (self.summary.worker_seconds if workers else self.timer.seconds)[stage] += seconds
             if workers:
                 self.timer.seconds["read"] += wait
-            if loaded.video is not None:
-                self.run_video(source, loaded.video)
-            else:
-                self.handle(loaded.item, loaded)
-        self.flush()
-        self.finished = True
+            yield loaded
 
     def run_video(self, source, video) -> None:
-        frames = source.read(video)
-        while True:
-            with self.timer("read"):
-                item = next(frames, None)
-            if item is None:
-                return
-            self.handle(item)
+        def frames():
+            read = source.read(video)
+            while True:
+                with self.timer("read"):
+                    item = next(read, None)
+                if item is None:
+                    return
+                yield item
+        for item, detected in self.ahead.ahead(frames(), lambda item: item, self.needs_detection):
+            self.handle(item, detected=detected)
+
+    def needs_detection(self, entry) -> bool:
+        """Whether :meth:`handle` will run the detector on ``entry`` (a Loaded or a video frame's SourceItem)."""
+        loaded = entry if isinstance(entry, Loaded) else None
+        item = loaded.item if loaded is not None else entry
+        if item is None or item.ignored or item.error or item.image is None:
+            return False
+        return not (loaded is not None and (loaded.done or loaded.prepared is not None)) and item.key not in self.done
 
     def event(self, item: SourceItem, kind: str, **fields) -> None:
         entry = {"o": [item.position, item.sub], kind: {"file_name": item.file_name, **fields}}
@@ -126,7 +144,9 @@ class PredictLoop:
         else:
             self.log.add(entry)
 
-    def handle(self, item: SourceItem, loaded: Loaded | None = None) -> None:
+    def handle(self, item: SourceItem, loaded: Loaded | None = None, detected=None) -> None:
+        """One item of the stream; ``detected``: the future of its detection when the helper thread
+        (:mod:`frpose_cli.inference.detect_ahead`) took it, else the detector runs here."""
         if item.ignored:
             self.event(item, "ignored", reason=item.ignored)
             self.summary.ignored.append(Skipped(item.file_name, item.ignored))
@@ -153,8 +173,8 @@ class PredictLoop:
         if loaded is not None and loaded.prepared is not None:
             boxes, crops, centers, scales, dropped = loaded.prepared
         else:
-            with self.timer("detect"):
-                boxes, dropped = detect_counting(self.detector, item)
+            with self.timer("detect", sync=detected is None):   # a future: the wait is what this thread loses
+                boxes, dropped = detected.result() if detected is not None else detect_counting(self.detector, item)
             with self.timer("crop"):
                 crops, centers, scales = self.pred.crops(item.image, boxes)
         self.pending.append(PendingImage(item, boxes, crops, centers, scales, dropped))

@@ -1,0 +1,95 @@
+"""Detection of the next image while the pose network works on the current batch (``--overlap``).
+
+The predict loop hands each image to the detector, then its crops to the pose network once a batch
+is full.  With overlap, one helper thread runs the detector on the image *after* the one being
+handled, so the pose network's batch and the next detection run at the same time.  On a GPU the
+helper queues its kernels on a CUDA stream of its own: the detector's host-side work (resizing,
+proposal bookkeeping, copying boxes back) and its kernels fill the gaps between the pose network's,
+and the other way round.  On a CPU both networks already keep every core busy, so there is little to
+gain: measured 1.00-1.04x on 2 cores (docs/predict.md), which is why ``auto`` overlaps on CUDA only.
+
+The outputs are the same bytes as without overlap: each image's detection is the same call on the
+same input, made one at a time, in source order, by one thread; only *when* it runs changes.  A first
+run's detector trial (:class:`~frpose_cli.inference.detector_setups.DetectorChoice`) is timed, so while
+it lasts detection stays in the main thread, where nothing runs beside it.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from frpose_cli.inference.decode_workers import detect_counting
+
+_END = object()
+
+
+def overlap_wanted(overlap: bool | None, device, detector) -> bool:
+    """``--overlap`` as given, or (None: auto) on CUDA with a detector network; never for boxes the
+    decode workers find (``--boxes``, whole image), which need no network."""
+    if getattr(detector, "in_worker", False):
+        return False
+    if overlap is not None:
+        return bool(overlap)
+    return torch.device(device).type == "cuda"
+
+
+class DetectAhead:
+    """Runs ``detector`` one image ahead in a helper thread (when ``enabled``).
+
+    :meth:`ahead` wraps the stream of items: each comes out with a future of its ``(boxes, dropped)``
+    when the helper took it, or None when the main thread is to detect it.  ``helper_seconds`` is the
+    time the helper spent detecting; the main thread's wait for a future is the caller's to time.
+    """
+
+    def __init__(self, detector, device, enabled: bool):
+        self.detector, self.enabled = detector, enabled
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="frpose-detect") if enabled else None
+        device = torch.device(device)
+        self.stream = torch.cuda.Stream(device) if enabled and device.type == "cuda" else None
+        self.helper_seconds = 0.0
+        self.helped = 0
+
+    def _detect(self, item):
+        start = time.perf_counter()
+        if self.stream is None:
+            out = detect_counting(self.detector, item)
+        else:
+            with torch.cuda.stream(self.stream):
+                out = detect_counting(self.detector, item)
+            self.stream.synchronize()
+        self.helper_seconds += time.perf_counter() - start
+        self.helped += 1
+        return out
+
+    def _on_trial(self) -> bool:
+        return getattr(self.detector, "trial_model", None) is not None
+
+    def ahead(self, entries, item_of, wanted):
+        """Yield ``(entry, future | None)`` for each of ``entries`` in order.  While the caller handles one
+        entry, the next one's detection (when ``wanted(entry)``; ``item_of(entry)`` is its SourceItem) is
+        already queued in the helper -- but only behind a detection the helper runs: an entry the caller
+        detects itself (None) is detected before the next one is queued, so the detector is never
+        called from two threads at once, and always in source order."""
+        def submit(entry):
+            if self.executor is None or self._on_trial() or not wanted(entry):
+                return None
+            return self.executor.submit(self._detect, item_of(entry))
+
+        it = iter(entries)
+        current = next(it, _END)
+        future = submit(current) if current is not _END else None
+        while current is not _END:
+            following = next(it, _END)
+            queued = following is not _END and (future is not None or not wanted(current))
+            following_future = submit(following) if queued else None
+            yield current, future
+            if following is not _END and not queued:   # the caller has detected `current` meanwhile
+                following_future = submit(following)
+            current, future = following, following_future
+
+    def close(self) -> None:
+        """Wait for (and drop) detections nobody will read, e.g. after an error or Ctrl-C."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)

@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--yolo", type=Path, default=None, help="a local ultralytics YOLO pose weights file: the peer row")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the detector's arithmetic rate against the measured "
                     "ceiling of its precision (frpose_cli/deploy/ceiling.py)")
+    ap.add_argument("--overlap", action="store_true", help="also run each detector row with predict --overlap (the "
+                    "detector one image ahead in a helper thread), in the same run")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -110,19 +112,23 @@ def main(argv=None) -> int:
         hw = hardware.detect("cpu")
         results = {"model": card.name, "input_size": list(card.input_size), "flip": not args.no_flip,
                    "threads": torch.get_num_threads(), "images": len(images), "machine": hw.describe("cpu"),
-                   "det_size": args.det_size, "pose_precision": args.precision, "rows": {}}
+                   "det_size": args.det_size, "pose_precision": args.precision, "rows": {},
+                   "command": " ".join(["python scripts/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
+                   "date": time.strftime("%Y-%m-%d")}
         print(f"{len(images)} images of {args.folder}, {card.name} {args.input_size}, detector input {args.det_size} px, "
               f"pose network in {args.precision}, on {hw.describe('cpu')}", flush=True)
         boxes = annotated_boxes(args.folder, args.annotations)
-        rows = [("whole-image", "whole-image", None, None)]
+        rows = [("whole-image", "whole-image", None, None, False)]
         for arch in args.detectors.split(","):
             for setup in args.detector_setups.split(","):
                 why = detector_setups.unavailable_reason(setup, "cpu", hw)
                 if why:
                     print(f"{arch} {setup}: skipped ({why})", flush=True)
                     continue
-                rows.append((f"{arch} {setup}", arch, arch, setup))
-        for label, mode, arch, setup in rows:
+                rows.append((f"{arch} {setup}", arch, arch, setup, False))
+                if args.overlap:
+                    rows.append((f"{arch} {setup} overlap", arch, arch, setup, True))
+        for label, mode, arch, setup, overlap in rows:
             detector = None
             if arch is not None:
                 det_file = work / f"{arch}.pth"
@@ -136,7 +142,8 @@ def main(argv=None) -> int:
                 detector = TimedDetectorWithAnnotatedBoxes(real, boxes)
             opts = PredictOptions(source=str(listing), weights=str(ckpt), detector="auto" if arch else mode,
                                   out=str(work / label.replace(" ", "-")), batch_size=args.batch_size,
-                                  flip=not args.no_flip, progress=False, det_size=args.det_size, precision=args.precision)
+                                  flip=not args.no_flip, progress=False, det_size=args.det_size, precision=args.precision,
+                                  overlap=overlap)
             start = time.perf_counter()
             summary = run_predict(opts, log=lambda m: None, detector=detector)
             setup_s = time.perf_counter() - start - summary.seconds
@@ -205,8 +212,8 @@ def _detector_rates(results: dict, rows: list, work: Path, images: list, det_siz
     """Each detector row's GFLOP/s in the detect stage and its share of the measured ceiling of its precision."""
     from frpose_cli.deploy.ceiling import measure_ceiling
     flops, ceilings = {}, {}
-    for label, _, arch, setup in rows:
-        if arch is None:
+    for label, _, arch, setup, overlap in rows:
+        if arch is None or overlap:   # overlapped, the detect stage is the wait, not the detector's time
             continue
         if arch not in flops:
             flops[arch] = _detector_flops(work / f"{arch}.pth", arch, images, det_size)

@@ -163,6 +163,13 @@ def render_predict(run: dict) -> list[str]:
         pct = f"{r['pct_ceiling']:.0f} % of {r['ceiling_precision']} {r['ceiling_gflops']:.0f}" if "pct_ceiling" in r else "–"
         lines.append(f"| {label} | {r['images_per_s']:.3f} | {ratio} | {ms.get('detect', 0):.0f} | "
                      f"{ms.get('pose', 0):.0f} | {r['persons']} | {rate} | {pct} |")
+    if any(label.endswith(" overlap") for label in rows):
+        pairs = [(label, label[:-len(" overlap")]) for label in rows if label.endswith(" overlap")]
+        gains = ", ".join(f"{base} {rows[label]['images_per_s'] / rows[base]['images_per_s']:.2f}×"
+                          for label, base in pairs if base in rows and rows[base]["images_per_s"])
+        lines += ["", "Rows ending in *overlap* ran with `predict --overlap` (the detector one image ahead in a helper "
+                      "thread, frpose_cli/inference/detect_ahead.py); their detect column is the time the main thread "
+                      f"waited for it. Images/s with overlap over the same row without, same run: {gains}."]
     if pose and first:
         lines += ["", f"Per image, detection takes {first['ms_per_image']['detect'] / pose['ms_per_image']['pose']:.1f}× "
                       "the pose network's time for one person with the default detector in its first row."]

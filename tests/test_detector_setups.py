@@ -166,3 +166,58 @@ def test_a_trial_that_sees_nobody_is_not_remembered(tmp_path, monkeypatch):
         det(blank)
     assert det.trial_model is None and det.setup == "fp32" and "not gated" in det.choice.line
     assert read_cache(cache_file()) == {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=3), st.integers(1, 4), st.booleans())
+def test_threaded_roi_pool_gives_the_pools_numbers_in_its_order(counts, threads, channels_last):
+    from torchvision.ops import MultiScaleRoIAlign
+    gen = torch.Generator().manual_seed(sum(counts) * 7 + threads)
+    feats = {str(i): torch.randn(len(counts), 8, 40 // 2 ** i, 32 // 2 ** i, generator=gen) for i in range(3)}
+    if channels_last:
+        feats = {k: v.contiguous(memory_format=torch.channels_last) for k, v in feats.items()}
+    boxes = []
+    for n in counts:
+        xy = torch.rand(n, 2, generator=gen) * 100
+        boxes.append(torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=gen) * 60], 1))
+    pool = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
+    with torch.inference_mode():
+        want = pool(feats, boxes, [(160, 128)] * len(counts))
+        got = ds.ThreadedRoIPool(pool, threads)(feats, boxes, [(160, 128)] * len(counts))
+    assert torch.equal(got, want)
+
+
+def test_bf16_weights_converted_once_compute_what_autocast_computes(tmp_path):
+    """The bf16 set-up converts its parts' weights once instead of running them under autocast (which casts
+    every weight again on each call): the same boxes and scores, bit for bit."""
+    from frpose_cli.net.folding import fold_batchnorm
+
+    class UnderAutocast(torch.nn.Module):
+        def __init__(self, body, channels_last=True):
+            super().__init__()
+            self.body, self.channels_last = body, channels_last
+            self.out_channels = getattr(body, "out_channels", None)
+
+        def forward(self, x):
+            if x.dim() == 4 and self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = self.body(x)
+            return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
+
+    model = torch.load(confident_random_mobilenet(tmp_path), weights_only=True)
+    net = ARCHS["fasterrcnn-mobilenet-v3"][0](91, min_size=256, max_size=427)
+    net.load_state_dict(model)
+    net.eval()
+    reference = fold_batchnorm(net)
+    reference.backbone = UnderAutocast(reference.backbone)
+    reference.rpn.head.conv = UnderAutocast(reference.rpn.head.conv)
+    reference.roi_heads.box_head = UnderAutocast(reference.roi_heads.box_head, channels_last=False)
+    reference = reference.to(memory_format=torch.channels_last)
+    candidate = ds.build_setup(net, "bf16")
+    assert next(candidate.backbone.body.parameters()).dtype == torch.bfloat16
+    image = torch.from_numpy(_items()[0].image.copy()).permute(2, 0, 1).float().div(255)
+    with torch.inference_mode():
+        want, got = reference([image])[0], candidate([image])[0]
+    assert len(want["boxes"]) > 10
+    assert torch.equal(got["boxes"], want["boxes"]) and torch.equal(got["scores"], want["scores"])

@@ -5,8 +5,10 @@ is full.  With overlap, one helper thread runs the detector on the image *after*
 handled, so the pose network's batch and the next detection run at the same time.  On a GPU the
 helper queues its kernels on a CUDA stream of its own: the detector's host-side work (resizing,
 proposal bookkeeping, copying boxes back) and its kernels fill the gaps between the pose network's,
-and the other way round.  On a CPU both networks already keep every core busy, so there is little to
-gain: measured 1.00-1.04x on 2 cores (docs/predict.md), which is why ``auto`` overlaps on CUDA only.
+and the other way round.  On a CPU the gain is in the detector's serial stretches (proposal
+filtering, NMS, Python between layers), which the pose network now fills: measured 1.00-1.10x
+images/s with the R50 and 1.10-1.32x with the MobileNetV3 Faster R-CNN on 2 cores, never slower
+(docs/benchmarks.md), so ``auto`` overlaps wherever the detector is a network.
 
 The outputs are the same bytes as without overlap: each image's detection is the same call on the
 same input, made one at a time, in source order, by one thread; only *when* it runs changes.  A first
@@ -25,14 +27,12 @@ from frpose_cli.inference.decode_workers import detect_counting
 _END = object()
 
 
-def overlap_wanted(overlap: bool | None, device, detector) -> bool:
-    """``--overlap`` as given, or (None: auto) on CUDA with a detector network; never for boxes the
-    decode workers find (``--boxes``, whole image), which need no network."""
+def overlap_wanted(overlap: bool | None, detector) -> bool:
+    """``--overlap`` as given (None: auto, on: CPU and CUDA both gain); never for boxes the decode
+    workers find (``--boxes``, whole image), which need no network."""
     if getattr(detector, "in_worker", False):
         return False
-    if overlap is not None:
-        return bool(overlap)
-    return torch.device(device).type == "cuda"
+    return True if overlap is None else bool(overlap)
 
 
 class DetectAhead:
@@ -69,9 +69,10 @@ class DetectAhead:
     def ahead(self, entries, item_of, wanted):
         """Yield ``(entry, future | None)`` for each of ``entries`` in order.  While the caller handles one
         entry, the next one's detection (when ``wanted(entry)``; ``item_of(entry)`` is its SourceItem) is
-        already queued in the helper -- but only behind a detection the helper runs: an entry the caller
-        detects itself (None) is detected before the next one is queued, so the detector is never
-        called from two threads at once, and always in source order."""
+        already queued in the helper -- but only behind the current entry's detection there: after an
+        entry the caller detects itself (None) or handles otherwise (a video, whose frames go through
+        their own ``ahead``), the next one is queued once the caller is done with it.  So the detector
+        is never called from two threads at once, and always in source order."""
         def submit(entry):
             if self.executor is None or self._on_trial() or not wanted(entry):
                 return None
@@ -82,7 +83,9 @@ class DetectAhead:
         future = submit(current) if current is not _END else None
         while current is not _END:
             following = next(it, _END)
-            queued = following is not _END and (future is not None or not wanted(current))
+            # queued now only behind the current entry's own detection in the helper: anything else the
+            # caller does with `current` (detecting it, or a video's frames) comes first
+            queued = following is not _END and future is not None
             following_future = submit(following) if queued else None
             yield current, future
             if following is not _END and not queued:   # the caller has detected `current` meanwhile

@@ -74,7 +74,7 @@ class PredictOptions:
     save_every: int = 50
     progress: bool = True
     workers: int = 2               # DataLoader processes decoding (and cropping) images
-    overlap: bool | None = None    # detect the next image while the pose network runs; None: on CUDA (detect_ahead.py)
+    overlap: bool | None = None    # detect the next image while the pose network runs; None: on (detect_ahead.py)
     shard: str | None = None       # "i/n" without torchrun (shards.py)
 
 
@@ -235,7 +235,7 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
     summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
                              torchrun=shard.torchrun)
     timer = StageTimer(predictor.device)
-    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, predictor.device, detector))
+    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector))
     loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress,
                        ahead)
     start = time.perf_counter()

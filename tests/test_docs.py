@@ -23,3 +23,13 @@ def test_links_and_named_files_exist(page):
         if not (ROOT / path).exists() and not any(c in path for c in "*{"):
             missing.append(path)
     assert not missing, f"{page.name}: {sorted(set(missing))}"
+
+
+def test_the_zoos_detector_times_are_the_end_to_end_benchmarks_fp32_rows():
+    """`frpose models` and predict's summary quote each detector's float32 CPU time: the figure measured in
+    docs/predict_benchmarks.json (shown in docs/benchmarks.md), not a second copy that drifts from it."""
+    import json
+    from frpose_cli.weights import zoo
+    rows = json.loads((Path(__file__).parent.parent / "docs" / "predict_benchmarks.json").read_text())["rows"]
+    for entry in zoo.DETECTORS:
+        assert entry.cpu_ms == round(rows[f"{entry.name} fp32"]["ms_per_image"]["detect"]), entry.name

@@ -20,7 +20,10 @@ features into scores and box offsets (the RPN's and the box predictor's 1×1/lin
 anchor decoding and NMS stay float32, because bf16 keeps 8 bits of mantissa: a 600-px box
 coordinate computed in bf16 would move by up to 2 px, and scores that differ in their third digit
 would tie and reorder non-maximum suppression.  ONNX Runtime is not tried: exporting
-Faster R-CNN's data-dependent proposal and NMS stages is a conversion of its own, not a set-up.
+Faster R-CNN's data-dependent proposal and NMS stages is a conversion of its own, not a set-up, and
+for the convolutions that make 90 % of its FLOPs ONNX Runtime's CPU kernels measured slower than
+torch's (frpose_cli/deploy/ceiling.py's 3x3 convolution: 181 against 192 GFLOP/s on the AVX2 machine
+of docs/benchmarks.md, 207 against 231 on the AVX-512 machine of 2026-12-06), with no bfloat16 path.
 
 **The gate** (:func:`gate_detections`, thresholds fixed before any measurement): on real images, every
 float32 person detection scoring at least ``--det-thr`` + :data:`SCORE_TOL` must be found by the

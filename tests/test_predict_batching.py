@@ -112,3 +112,16 @@ def test_detect_ahead_keeps_a_first_runs_trial_in_the_main_thread_and_the_source
     threads = dict(det.calls)
     assert threads[0] == threads[1] == "MainThread"                       # the trial: nothing runs beside it
     assert all(threads[i].startswith("frpose-detect") for i in (2, 3, 4, 6, 7)) and ahead.helped == 5
+
+
+def test_overlap_is_on_by_default_for_frposes_detector_networks_only():
+    from frpose_cli.inference.detect_ahead import overlap_wanted
+    from frpose_cli.inference.detectors import TorchvisionDetector, WholeImageDetector
+
+    def users_own(item):   # a Python API callable may hold thread-bound state: main thread unless asked
+        return None
+
+    assert TorchvisionDetector.overlap_safe and overlap_wanted(None, TorchvisionDetector.__new__(TorchvisionDetector))
+    assert not overlap_wanted(None, users_own) and overlap_wanted(True, users_own)
+    assert not overlap_wanted(False, TorchvisionDetector.__new__(TorchvisionDetector))
+    assert not overlap_wanted(True, WholeImageDetector())   # boxes found in the decode workers: no network

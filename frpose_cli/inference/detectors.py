@@ -195,6 +195,7 @@ class TorchvisionDetector:
     alongside this run.  ``log`` receives the one line saying which set-up runs and why.
     """
     name = "torchvision"
+    overlap_safe = True   # may run in predict's detect-ahead thread (one call at a time, in order)
 
     def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
                  min_size: int = 800, max_size: int = 1333, bn_eps: float | None = None,

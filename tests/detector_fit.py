@@ -18,20 +18,19 @@ from torchvision.ops import box_iou
 
 
 
-def _logistic(x: torch.Tensor, y: torch.Tensor, outputs: int = 1, steps: int = 150, l2: float = 1e-3):
-    """Weights (outputs, d) and bias fitting P(y = 1) = sigmoid(x @ w.T + b) on labelled rows; with
-    ``outputs`` > 1 the rows of ``y`` (n, outputs) are fitted jointly (one logistic model each)."""
+def _logistic(x: torch.Tensor, y: torch.Tensor, steps: int = 150, l2: float = 1e-3):
+    """Weights (1, d) and bias (1,) fitting P(y = 1) = sigmoid(x @ w.T + b) on labelled rows."""
     mean, std = x.mean(0), x.std(0) + 1e-6       # standardised, so one step size suits every layer
     z = (x - mean) / std
-    w = torch.zeros(outputs, x.shape[1], requires_grad=True)
-    b = torch.zeros(outputs, requires_grad=True)
+    w = torch.zeros(1, x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
     pos = y.float().mean().clamp(0.01, 0.99)
 
     @torch.enable_grad()
     def closure():
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(z @ w.T + b, y.float().reshape(len(z), -1),
+        loss = F.binary_cross_entropy_with_logits(z @ w.T + b, y.float().reshape(len(z), 1),
                                                   pos_weight=(1 - pos) / pos) + l2 * (w ** 2).sum()
         loss.backward()
         return loss

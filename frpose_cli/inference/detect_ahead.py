@@ -48,7 +48,7 @@ class DetectAhead:
     """
 
     def __init__(self, detector, device, enabled: bool):
-        self.detector, self.enabled = detector, enabled
+        self.detector = detector
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="frpose-detect") if enabled else None
         device = torch.device(device)
         self.stream = torch.cuda.Stream(device) if enabled and device.type == "cuda" else None

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,28 +100,23 @@ class ThreadedRoIPool(nn.Module):
 
     def forward(self, features, boxes, image_shapes):
         threads = self.threads or torch.get_num_threads()
-        counts = [len(b) for b in boxes]
-        if threads < 2 or sum(counts) < 2 * threads or any(v.is_cuda for v in features.values()):
+        if threads < 2 or sum(len(b) for b in boxes) < 2 * threads or any(v.is_cuda for v in features.values()):
             return self.pool(features, boxes, image_shapes)
-        chunks = [[b.tensor_split(threads)[j] for b in boxes] for j in range(threads)]
+        chunks = list(zip(*(b.tensor_split(threads) for b in boxes)))   # chunk j: the j-th part of every image's boxes
         inference = torch.is_inference_mode_enabled()
         # the kernel reads NCHW: one copy of each channels_last level here, not one in every thread
         features = {k: v.contiguous() if k in self.pool.featmap_names else v for k, v in features.items()}
 
         def pool(chunk):   # grad and inference mode are per thread: the caller's, in each helper too
             with torch.inference_mode(inference):
-                return self.pool(features, chunk, image_shapes)
+                return self.pool(features, list(chunk), image_shapes)
 
-        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(threads - 1, thread_name_prefix="frpose-roialign") as helpers:
             later = [helpers.submit(pool, chunk) for chunk in chunks[1:]]
             outs = [pool(chunks[0])] + [f.result() for f in later]
-        pieces = []   # back to the pool's order: image by image, each image's boxes in order
-        for i in range(len(boxes)):
-            for j, out in enumerate(outs):
-                start = sum(len(c) for c in chunks[j][:i])
-                pieces.append(out[start:start + len(chunks[j][i])])
-        return torch.cat(pieces)
+        # back to the pool's order: image by image, each image's parts in chunk order
+        per_image = [out.split([len(part) for part in chunk]) for out, chunk in zip(outs, chunks)]
+        return torch.cat([part for image in zip(*per_image) for part in image])
 
 
 def unavailable_reason(setup: str, device, hw) -> str | None:

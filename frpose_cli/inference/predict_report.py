@@ -14,9 +14,9 @@ DETECTION_DOMINATES = 0.5
 def detection_hint(s) -> str:
     """One line on detection's share of the time, naming the faster detector when it dominates."""
     # with --overlap the detector's own time is the helper thread's, and the detect stage only the wait for it
-    beside = getattr(s, "overlapped", 0.0)
-    detect = beside or s.timings.get("detect", 0.0)
-    total = sum(s.timings.values()) - (s.timings.get("detect", 0.0) if beside else 0.0) + beside
+    beside, waited = getattr(s, "overlapped", 0.0), s.timings.get("detect", 0.0)
+    detect = beside or waited
+    total = sum(s.timings.values()) - waited + detect
     if not s.images or total <= 0 or detect <= 0:
         return ""
     share = detect / total

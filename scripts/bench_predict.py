@@ -208,8 +208,27 @@ def _detector_flops(det_file: Path, arch: str, images: list, det_size: int) -> f
     return total
 
 
+def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, det_size: int) -> float:
+    """The set-up by itself on the images, warm: a first pass (each image size's kernels made) then a timed
+    one, in the main thread with nothing else running: what the set-up does, without the pipeline around it
+    (its reader thread and decode worker processes)."""
+    from types import SimpleNamespace
+
+    from frpose_cli.data.images import read_image
+    det = TorchvisionDetector(det_file, score_thr=0.3, min_size=det_size, arch=arch,
+                              max_size=round(det_size * 1333 / 800), setup=setup)
+    items = [SimpleNamespace(image=read_image(p)[0], file_name=p.name, frame=None) for p in images]
+    for item in items:
+        det(item)
+    start = time.perf_counter()
+    for item in items:
+        det(item)
+    return time.perf_counter() - start
+
+
 def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int, hw) -> None:
-    """Each detector row's GFLOP/s in the detect stage and its share of the measured ceiling of its precision."""
+    """Each detector row's GFLOP/s and share of the measured ceiling of its precision: in the detect stage of
+    the row, and of the set-up alone (:func:`_detect_alone_seconds`)."""
     from frpose_cli.deploy.ceiling import measure_ceiling
     flops, ceilings = {}, {}
     for label, _, arch, setup, overlap in rows:
@@ -223,12 +242,19 @@ def _detector_rates(results: dict, rows: list, work: Path, images: list, det_siz
         row = results["rows"][label]
         seconds = row["ms_per_image"]["detect"] * row["images"] / 1000
         rate = flops[arch] / max(seconds, 1e-9) / 1e9
+        alone = _detect_alone_seconds(work / f"{arch}.pth", arch, setup, images, det_size)
+        rate_alone = flops[arch] / max(alone, 1e-9) / 1e9
         row.update({"detect_gflop_per_image": round(flops[arch] / len(images) / 1e9, 1),
                     "detect_gflops_per_s": round(rate, 1), "ceiling_precision": precision,
                     "ceiling_gflops": round(ceilings[precision], 1),
-                    "pct_ceiling": round(100 * rate / ceilings[precision], 1)})
+                    "pct_ceiling": round(100 * rate / ceilings[precision], 1),
+                    "alone_ms_per_image": round(alone / len(images) * 1000, 1),
+                    "alone_gflops_per_s": round(rate_alone, 1),
+                    "pct_ceiling_alone": round(100 * rate_alone / ceilings[precision], 1)})
         print(f"{label:32s} detect: {row['detect_gflop_per_image']} GFLOP an image, {rate:.0f} GFLOP/s, "
-              f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceilings[precision]:.0f} GFLOP/s)", flush=True)
+              f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceilings[precision]:.0f} GFLOP/s); the set-up "
+              f"alone: {row['alone_ms_per_image']:.0f} ms an image, {rate_alone:.0f} GFLOP/s, "
+              f"{row['pct_ceiling_alone']:.0f} %", flush=True)
 
 
 def _yolo_row(weights: Path, images: list) -> dict | None:

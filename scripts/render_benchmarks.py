@@ -153,16 +153,20 @@ def render_predict(run: dict) -> list[str]:
              "detector row's, same run; pose ms: the pose stage per image (the pose network alone is the whole-image "
              "row, one person an image). Detect GFLOP/s: the float32 detector's FLOPs on these images (torch's "
              "FlopCounterMode) over the detect stage's time; % ceiling: of the measured ceiling of the set-up's "
-             "precision (frpose_cli/deploy/ceiling.py).", "",
-             "| row | images/s | × first | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "precision (frpose_cli/deploy/ceiling.py). Alone: the same set-up on the same images by itself, warm, "
+             "with no pipeline around it (no reader thread, no decode workers).", "",
+             "| row | images/s | × first | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling "
+             "| alone ms/image | alone % ceiling |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         ratio = f"{r['images_per_s'] / first['images_per_s']:.2f}" if first else "–"
         ms = r.get("ms_per_image", {})
         rate = f"{r['detect_gflops_per_s']:.0f}" if "detect_gflops_per_s" in r else "–"
         pct = f"{r['pct_ceiling']:.0f} % of {r['ceiling_precision']} {r['ceiling_gflops']:.0f}" if "pct_ceiling" in r else "–"
+        alone = (f"{r['alone_ms_per_image']:.0f} | {r['pct_ceiling_alone']:.0f} %" if "pct_ceiling_alone" in r
+                 else "– | –")
         lines.append(f"| {label} | {r['images_per_s']:.3f} | {ratio} | {ms.get('detect', 0):.0f} | "
-                     f"{ms.get('pose', 0):.0f} | {r['persons']} | {rate} | {pct} |")
+                     f"{ms.get('pose', 0):.0f} | {r['persons']} | {rate} | {pct} | {alone} |")
     if any(label.endswith(" overlap") for label in rows):
         pairs = [(label, label[:-len(" overlap")]) for label in rows if label.endswith(" overlap")]
         gains = ", ".join(f"{base} {rows[label]['images_per_s'] / rows[base]['images_per_s']:.2f}×"

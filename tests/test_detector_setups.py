@@ -168,38 +168,70 @@ def test_a_trial_that_sees_nobody_is_not_remembered(tmp_path, monkeypatch):
     assert read_cache(cache_file()) == {}
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(0, 40), min_size=1, max_size=3), st.integers(1, 4), st.booleans())
-def test_threaded_roi_pool_gives_the_pools_numbers_in_its_order(counts, threads, channels_last):
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=3), st.booleans(), st.sampled_from([(7, 7), (3, 5)]),
+       st.integers(1, 3), st.integers(0, 2**16))
+def test_gathered_roi_align_gives_torchvisions_numbers(counts, channels_last, output_size, sampling_ratio, seed):
+    """Boxes of every size on every level, some reaching past the image or thinner than a pixel."""
     from torchvision.ops import MultiScaleRoIAlign
-    gen = torch.Generator().manual_seed(sum(counts) * 7 + threads)
+    from frpose_cli.inference.roi_pool import GatherRoIPool
+    gen = torch.Generator().manual_seed(seed)
     feats = {str(i): torch.randn(len(counts), 8, 40 // 2 ** i, 32 // 2 ** i, generator=gen) for i in range(3)}
     if channels_last:
         feats = {k: v.contiguous(memory_format=torch.channels_last) for k, v in feats.items()}
     boxes = []
     for n in counts:
-        xy = torch.rand(n, 2, generator=gen) * 100
-        boxes.append(torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=gen) * 60], 1))
-    pool = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
+        xy = torch.rand(n, 2, generator=gen) * 150 - 15
+        wh = torch.rand(n, 2, generator=gen) ** 3 * 120
+        boxes.append(torch.cat([xy, xy + wh], 1))
+    pool = MultiScaleRoIAlign(["0", "1", "2"], output_size, sampling_ratio)
     with torch.inference_mode():
         want = pool(feats, boxes, [(160, 128)] * len(counts))
-        got = ds.ThreadedRoIPool(pool, threads)(feats, boxes, [(160, 128)] * len(counts))
-    assert torch.equal(got, want)
+        got = GatherRoIPool(pool)(feats, boxes, [(160, 128)] * len(counts))
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gathered_roi_align_on_one_level_and_the_box_head_that_reads_it_as_it_lies():
+    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+    from frpose_cli.inference.roi_pool import ChannelsLastBoxHead, GatherRoIPool
+    gen = torch.Generator().manual_seed(3)
+    feats = {"0": torch.randn(1, 16, 50, 40, generator=gen).contiguous(memory_format=torch.channels_last)}
+    xy = torch.rand(60, 2, generator=gen) * 180
+    boxes = [torch.cat([xy, xy + 1 + torch.rand(60, 2, generator=gen) * 40], 1)]
+    pool = MultiScaleRoIAlign(["0"], 7, 2)
+    head = TwoMLPHead(16 * 49, 32)
+    with torch.inference_mode():
+        want = head(pool(feats, boxes, [(200, 160)]))
+        pooled = GatherRoIPool(pool)(feats, boxes, [(200, 160)])
+        assert pooled.is_contiguous(memory_format=torch.channels_last)
+        got = ChannelsLastBoxHead(head, 16, (7, 7))(pooled)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.abs().sum() > 0
+    # sample points exactly on the rules' edges (scale 1/4, one sample a box): on the last row, just
+    # below it, at -1 (kept, read at 0) and beyond -1 (dropped)
+    edges = [torch.tensor([[20.0, 180, 60, 220], [20, 176, 60, 212], [-8, -8, 0, 0], [-12, -12, -4, -4]])]
+    one = MultiScaleRoIAlign(["0"], 1, 1)
+    with torch.inference_mode():
+        torch.testing.assert_close(GatherRoIPool(one)(feats, edges, [(200, 160)]), one(feats, edges, [(200, 160)]))
 
 
 def test_bf16_weights_converted_once_compute_what_autocast_computes(tmp_path):
     """The bf16 set-up converts its parts' weights once instead of running them under autocast (which casts
-    every weight again on each call): the same boxes and scores, bit for bit."""
+    every weight again on each call): the same boxes and scores, bit for bit (with the same RoI pool and
+    box head, whose float32 arithmetic is tested above)."""
+    from frpose_cli.inference.roi_pool import ChannelsLastBoxHead
     from frpose_cli.net.folding import fold_batchnorm
 
     class UnderAutocast(torch.nn.Module):
-        def __init__(self, body, channels_last=True):
+        def __init__(self, body):
             super().__init__()
-            self.body, self.channels_last = body, channels_last
+            self.body = body
             self.out_channels = getattr(body, "out_channels", None)
 
         def forward(self, x):
-            if x.dim() == 4 and self.channels_last:
+            if x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out = self.body(x)
@@ -209,12 +241,13 @@ def test_bf16_weights_converted_once_compute_what_autocast_computes(tmp_path):
     net = ARCHS["fasterrcnn-mobilenet-v3"][0](91, min_size=256, max_size=427)
     net.load_state_dict(model)
     net.eval()
+    candidate = ds.build_setup(net, "bf16")
     reference = fold_batchnorm(net)
     reference.backbone = UnderAutocast(reference.backbone)
     reference.rpn.head.conv = UnderAutocast(reference.rpn.head.conv)
-    reference.roi_heads.box_head = UnderAutocast(reference.roi_heads.box_head, channels_last=False)
+    reference.roi_heads.box_roi_pool = candidate.roi_heads.box_roi_pool
+    reference.roi_heads.box_head = UnderAutocast(ChannelsLastBoxHead(net.roi_heads.box_head, 256, (7, 7)))
     reference = reference.to(memory_format=torch.channels_last)
-    candidate = ds.build_setup(net, "bf16")
     assert next(candidate.backbone.body.parameters()).dtype == torch.bfloat16
     image = torch.from_numpy(_items()[0].image.copy()).permute(2, 0, 1).float().div(255)
     with torch.inference_mode():

@@ -7,7 +7,8 @@ set-up     what runs
 =========  ==========================================================================================
 fp32       the model as torchvision builds it (the reference)
 fused      its frozen BatchNorms folded into the convolutions before them, backbone in channels_last,
-           RoIAlign on every core (:class:`ThreadedRoIPool`) (float32; exact up to float rounding)
+           RoIAlign as a gather on every core (:mod:`~frpose_cli.inference.roi_pool`) (float32; exact up to
+           float rounding)
 bf16       ``fused`` with the backbone and FPN in bfloat16 (:class:`InPrecision`: the arithmetic of
            bfloat16 autocast, weights converted once): only where the CPU has native bf16
            (AVX512-BF16 / AMX) or the GPU compute capability 8.0+
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from frpose_cli.inference.roi_pool import ChannelsLastBoxHead, GatherRoIPool
 from frpose_cli.net.folding import fold_batchnorm
 from frpose_cli.precision.autoselect import MIN_GAIN   # the pose network's margin over run-to-run noise
 
@@ -72,51 +73,18 @@ class InPrecision(nn.Module):
     of casting every weight again on each call: 44 M parameters an image for the R50, ~90 ms of a 1.3 s
     bf16 detection on 2 cores."""
 
-    def __init__(self, body: nn.Module, dtype: torch.dtype | None, channels_last: bool = True):
+    def __init__(self, body: nn.Module, dtype: torch.dtype | None):
         super().__init__()
         self.body = body if dtype is None else body.to(dtype)
-        self.dtype, self.channels_last = dtype, channels_last
+        self.dtype = dtype
         if hasattr(body, "out_channels"):   # FasterRCNN reads its backbone's width
             self.out_channels = body.out_channels
 
     def forward(self, x):
-        fmt = torch.channels_last if x.dim() == 4 and self.channels_last else torch.preserve_format
+        fmt = torch.channels_last if x.dim() == 4 else torch.preserve_format
         x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
         out = self.body(x)
         return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
-
-
-class ThreadedRoIPool(nn.Module):
-    """torchvision's MultiScaleRoIAlign over the boxes split into one chunk per thread.
-
-    torchvision's CPU RoIAlign kernel runs on one core: for the R50's 1000 proposals it took 250 ms of a
-    1.3 s bf16 detection on 2 cores (the rest runs on all of them).  Each box is pooled on its own, so
-    pooling chunks of boxes side by side gives the same numbers, in the same order, sooner.  On CUDA,
-    or with one thread, the pool runs as it is."""
-
-    def __init__(self, pool: nn.Module, threads: int | None = None):
-        super().__init__()
-        self.pool, self.threads = pool, threads
-
-    def forward(self, features, boxes, image_shapes):
-        threads = self.threads or torch.get_num_threads()
-        if threads < 2 or sum(len(b) for b in boxes) < 2 * threads or any(v.is_cuda for v in features.values()):
-            return self.pool(features, boxes, image_shapes)
-        chunks = list(zip(*(b.tensor_split(threads) for b in boxes)))   # chunk j: the j-th part of every image's boxes
-        inference = torch.is_inference_mode_enabled()
-        # the kernel reads NCHW: one copy of each channels_last level here, not one in every thread
-        features = {k: v.contiguous() if k in self.pool.featmap_names else v for k, v in features.items()}
-
-        def pool(chunk):   # grad and inference mode are per thread: the caller's, in each helper too
-            with torch.inference_mode(inference):
-                return self.pool(features, list(chunk), image_shapes)
-
-        with ThreadPoolExecutor(threads - 1, thread_name_prefix="frpose-roialign") as helpers:
-            later = [helpers.submit(pool, chunk) for chunk in chunks[1:]]
-            outs = [pool(chunks[0])] + [f.result() for f in later]
-        # back to the pool's order: image by image, each image's parts in chunk order
-        per_image = [out.split([len(part) for part in chunk]) for out, chunk in zip(outs, chunks)]
-        return torch.cat([part for image in zip(*per_image) for part in image])
 
 
 def unavailable_reason(setup: str, device, hw) -> str | None:
@@ -133,13 +101,17 @@ def build_setup(model: nn.Module, setup: str) -> nn.Module:
         return model
     fused = fold_batchnorm(model)                 # FrozenBatchNorm2d → conv bias
     dtype = {"fused": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setup]
+    from torchvision.models.detection.faster_rcnn import TwoMLPHead
     fused.backbone = InPrecision(fused.backbone, dtype)
-    if dtype is not None and hasattr(fused, "rpn"):   # Faster R-CNN's heavy head layers; scores and boxes stay float32
+    heads = getattr(fused, "roi_heads", None)
+    if heads is not None:   # Faster R-CNN: float32 RoIAlign as a gather on every core, read as it lies
+        heads.box_roi_pool = GatherRoIPool(heads.box_roi_pool)
+        if isinstance(heads.box_head, TwoMLPHead):
+            heads.box_head = ChannelsLastBoxHead(heads.box_head, fused.backbone.out_channels,
+                                                 heads.box_roi_pool.pool.output_size)
+    if dtype is not None and heads is not None:   # its heavy head layers; scores and boxes stay float32
         fused.rpn.head.conv = InPrecision(fused.rpn.head.conv, dtype)
-        # pooled boxes go straight to a flatten: channels_last would cost a copy there and back
-        fused.roi_heads.box_head = InPrecision(fused.roi_heads.box_head, dtype, channels_last=False)
-    if hasattr(fused, "roi_heads"):   # float32 RoIAlign on every core (same numbers)
-        fused.roi_heads.box_roi_pool = ThreadedRoIPool(fused.roi_heads.box_roi_pool)
+        heads.box_head = InPrecision(heads.box_head, dtype)
     return fused.to(memory_format=torch.channels_last)
 
 

@@ -86,15 +86,15 @@ POSE = (
 # The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
 # FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1); detector ``ap`` is box AP.
 DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-                    layout="torchvision", ap=37.0, cpu_ms=3532,
+                    layout="torchvision", ap=37.0, cpu_ms=3076,
                     source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the default")
 DETECTOR_MOBILENET = ZooEntry("fasterrcnn-mobilenet-v3", "detector",
                               _TORCHVISION + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", layout="torchvision",
-                              ap=32.8, cpu_ms=972, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
+                              ap=32.8, cpu_ms=918, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
                                               "(box AP 32.8); the faster detector")
 DETECTOR_SSDLITE = ZooEntry("ssdlite320-mobilenet-v3", "detector",
                             _TORCHVISION + "ssdlite320_mobilenet_v3_large_coco-a79551df.pth", layout="torchvision",
-                            ap=21.3, cpu_ms=83, source="torchvision SSDlite320 MobileNetV3-Large, COCO train2017 "
+                            ap=21.3, cpu_ms=71, source="torchvision SSDlite320 MobileNetV3-Large, COCO train2017 "
                                                          "(box AP 21.3); the fastest detector, weakest on small people")
 DETECTORS = (DETECTOR, DETECTOR_MOBILENET, DETECTOR_SSDLITE)   # DETECTOR, the paper's detector family, is the default
 # Where cpu_ms was measured: the fp32 rows of docs/benchmarks.md, "End to end" (scripts/bench_predict.py, eager

@@ -17,6 +17,12 @@ Intel AVX2 2 × 256-bit; anything else one unit of its widest vector.  The clock
 kernel's ``cpuinfo_max_freq`` when cpufreq is present, else the "cpu MHz" of
 ``/proc/cpuinfo`` (in virtual machines the host's nominal clock); a user-space process cannot
 read the running (boost) clock, so the source is always named beside the figure.
+
+A user can cap the kernels below what the CPU has: ``ATEN_CPU_CAPABILITY`` (torch's own kernels) and
+``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` (oneDNN's, which run the convolutions).  The features
+above a cap are then not usable, so they are dropped (:func:`capped_features`) and the cap is named
+in :meth:`CpuInfo.describe`: with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` an AVX-512
+machine is, for frpose's choices and its figures, an AVX2 machine.
 """
 from __future__ import annotations
 
@@ -34,6 +40,16 @@ FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", 
 _FEATURE_NAMES = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_bf16": "AVX512-BF16",
                   "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI", "amx_tile": "AMX", "amx_bf16": "AMX-BF16",
                   "amx_int8": "AMX-INT8", "avx512_fp16": "AVX512-FP16"}
+_AVX512_FAMILY = frozenset(f for f in FEATURES if f.startswith(("avx512", "amx")))
+# oneDNN's ISA cap names (its docs' "CPU ISA hints") → the features of FEATURES above it.
+_ONEDNN_CAPS = (("AVX512_CORE_AMX", frozenset()), ("AVX10_1_512_AMX", frozenset()),
+                ("AVX512_CORE_FP16", {"amx_tile", "amx_bf16", "amx_int8"}),
+                ("AVX10_1_512", {"amx_tile", "amx_bf16", "amx_int8"}),
+                ("AVX512_CORE_BF16", {"amx_tile", "amx_bf16", "amx_int8", "avx512_fp16"}),
+                ("AVX512_CORE_VNNI", {"amx_tile", "amx_bf16", "amx_int8", "avx512_fp16", "avx512_bf16"}),
+                ("AVX512_CORE", {"amx_tile", "amx_bf16", "amx_int8", "avx512_fp16", "avx512_bf16", "avx512_vnni"}),
+                ("AVX2_VNNI", _AVX512_FAMILY), ("AVX2", _AVX512_FAMILY | {"avx_vnni"}),
+                ("AVX", _AVX512_FAMILY | {"avx_vnni", "avx2", "fma"}), ("SSE", _AVX512_FAMILY | {"avx_vnni", "avx2", "fma"}))
 # torch's coarse capability → the flags it implies (non-Linux fallback).
 _CAPABILITY_FLAGS = {"AVX2": {"avx2", "fma"}, "AVX512": {"avx2", "fma", "avx512f"}}
 
@@ -51,6 +67,7 @@ class CpuInfo:
     clock_ghz: float | None = None
     clock_source: str = "unknown"
     source: str = "/proc/cpuinfo"               # where the features were read
+    capped_by: str = ""                         # e.g. "ONEDNN_MAX_CPU_ISA=AVX2": a user's cap dropped features
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -110,7 +127,8 @@ class CpuInfo:
                                             ("VNNI", self.int8_dot in ("vnni", "amx")),
                                             ("native bf16", self.native_bf16)) if not present]
         no = f" (no {', no '.join(lacks)})" if lacks and self.arch in ("x86_64", "AMD64") else ""
-        return f"{self.model or 'unknown CPU'}, {self.arch} {self.isa}{no}"
+        cap = f", capped by {self.capped_by}" if self.capped_by else ""
+        return f"{self.model or 'unknown CPU'}, {self.arch} {self.isa}{no}{cap}"
 
 
 @dataclass(frozen=True)
@@ -200,18 +218,34 @@ def _cpufreq_max_ghz() -> float | None:
         return None
 
 
+def capped_features(features, env) -> tuple[frozenset, str]:
+    """``features`` less those above the user's caps in ``env`` (a mapping like os.environ), and the caps
+    that dropped any, e.g. ``"ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2"``."""
+    has, usable, caps = frozenset(features), frozenset(features), []
+    aten = env.get("ATEN_CPU_CAPABILITY", "").strip()
+    above = {f"ATEN_CPU_CAPABILITY={aten}": _AVX512_FAMILY if aten and not aten.lower().startswith("avx512") else set()}
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = env.get(var, "").strip()
+        above[f"{var}={cap}"] = next((drop for name, drop in _ONEDNN_CAPS if cap and cap.upper().startswith(name)), set())
+    for cap, drop in above.items():
+        if has & drop:        # named when it hides something this CPU has
+            usable, caps = usable - drop, caps + [cap]
+    return usable, ", ".join(caps)
+
+
 def cpu_from_cpuinfo(text: str, torch_capability: str = "", logical_cpus: int = 1,
-                     cpufreq_ghz: float | None = None, arch: str | None = None) -> CpuInfo:
+                     cpufreq_ghz: float | None = None, arch: str | None = None, env=None) -> CpuInfo:
     info = parse_cpuinfo(text)
     flags = set(info.get("flags", "").split())
+    features, capped_by = capped_features(flags & set(FEATURES), env if env is not None else {})
     mhz = info.get("cpu mhz")
     clock, source = (cpufreq_ghz, "cpufreq cpuinfo_max_freq") if cpufreq_ghz else (
         (float(mhz) / 1000, "/proc/cpuinfo 'cpu MHz' (nominal, not the boost clock)") if mhz else (None, "unknown"))
     return CpuInfo(arch=arch or platform.machine(), vendor=info.get("vendor_id", ""),
                    model=info.get("model name", ""), family=_int(info.get("cpu family")),
-                   model_number=_int(info.get("model")), features=frozenset(flags & set(FEATURES)),
+                   model_number=_int(info.get("model")), features=features,
                    torch_capability=torch_capability, logical_cpus=logical_cpus, clock_ghz=clock,
-                   clock_source=source, source="/proc/cpuinfo")
+                   clock_source=source, source="/proc/cpuinfo", capped_by=capped_by)
 
 
 def cpu_from_torch(torch_capability: str, onednn_bf16: bool = False, logical_cpus: int = 1) -> CpuInfo:
@@ -233,7 +267,7 @@ def detect_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> CpuInfo:
     if "flags" not in text:      # e.g. ARM's /proc/cpuinfo says "Features"
         base = cpu_from_torch(cap, _onednn_bf16(), cpus)
         return CpuInfo(**{**base.__dict__, "model": parse_cpuinfo(text).get("model name", base.model)})
-    return cpu_from_cpuinfo(text, cap, cpus, _cpufreq_max_ghz())
+    return cpu_from_cpuinfo(text, cap, cpus, _cpufreq_max_ghz(), env=os.environ)
 
 
 def detect_gpu(device: torch.device | str) -> GpuInfo | None:

@@ -137,15 +137,25 @@ def render(data: dict, table2: list | None = None) -> str:
     predict = ROOT / "docs" / "predict_benchmarks.json"
     if predict.is_file():
         lines += [""] + render_predict(json.loads(predict.read_text()))
+    capped = ROOT / "docs" / "predict_benchmarks_avx2.json"
+    if capped.is_file():
+        lines += [""] + render_predict(json.loads(capped.read_text()), AVX2_HEADING)
     return "\n".join(lines) + "\n"
 
 
-def render_predict(run: dict) -> list[str]:
-    """The end-to-end section from docs/predict_benchmarks.json (scripts/bench_predict.py --json)."""
+AVX2_HEADING = ("## End to end with AVX-512 capped off (standing in for an AVX2-only CPU)\n\n"
+                "The same benchmark run with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` before the command: "
+                "torch's and oneDNN's AVX2 code on the same cores, which frpose then treats as an AVX2 machine "
+                "(no native bf16, so no bf16 rows; frpose_cli/hardware.py). No AVX2-only CPU was at hand; the "
+                "cores, caches and clock are still the AVX-512 machine's.")
+
+
+def render_predict(run: dict, heading: str = "## End to end: `frpose predict` with each detector set-up") -> list[str]:
+    """An end-to-end section from docs/predict_benchmarks*.json (scripts/bench_predict.py --json)."""
     rows = run["rows"]
     first = next((r for k, r in rows.items() if k != "whole-image"), None)
     pose = rows.get("whole-image")
-    lines = ["## End to end: `frpose predict` with each detector set-up", "",
+    lines = [heading, "",
              f"`{run['command']}` on {run['date']}: {run['images']} COCO val images, {run['model']} "
              f"{run['input_size'][0]}x{run['input_size'][1]} with the pose network in {run['pose_precision']} in every "
              f"row, detector input {run['det_size']} px, random weights (speed does not depend on them; the annotated "

@@ -47,6 +47,26 @@ def test_sapphire_rapids_has_amx_and_full_width_units():
     assert "AMX-BF16" in cpu.isa and "AVX-VNNI" in cpu.isa
 
 
+def test_a_users_isa_caps_hide_the_features_above_them_and_are_named():
+    """ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA below what the CPU has: frpose chooses as on the capped machine."""
+    capped = cpu_from_cpuinfo(SPR, "AVX2", 8, arch="x86_64",
+                              env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert capped.features == {"avx2", "fma"} and not capped.native_bf16 and capped.int8_dot == "avx2"
+    assert capped.fma_datapath == (2, 256)
+    assert capped.describe().endswith("capped by ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2")
+    vnni = cpu_from_cpuinfo(SPR, "AVX512", 8, arch="x86_64", env={"DNNL_MAX_CPU_ISA": "avx512_core_vnni"})
+    assert vnni.int8_dot == "vnni" and not vnni.native_bf16 and "avx512f" in vnni.features
+    bf16 = cpu_from_cpuinfo(SPR, "AVX512", 8, arch="x86_64", env={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    assert bf16.native_bf16 and bf16.int8_dot == "vnni" and not bf16.has("amx_bf16")
+    # caps at or above the CPU's own ISA, or none, change nothing and are not named
+    for env in ({}, {"ONEDNN_MAX_CPU_ISA": "ALL"}, {"ATEN_CPU_CAPABILITY": "avx512"},
+                {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}):
+        cpu = cpu_from_cpuinfo(SPR, "AVX512", 8, arch="x86_64", env=env)
+        assert cpu.int8_dot == "amx" and cpu.capped_by == "" and "capped" not in cpu.describe()
+    zen3 = cpu_from_cpuinfo(ZEN3, "AVX2", 2, arch="x86_64", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert zen3.features == {"avx2", "fma"} and zen3.capped_by == ""
+
+
 def test_without_proc_cpuinfo_torch_capability_is_used(monkeypatch, tmp_path):
     monkeypatch.setattr(hardware, "_torch_capability", lambda: "AVX512")
     monkeypatch.setattr(hardware, "_onednn_bf16", lambda: True)

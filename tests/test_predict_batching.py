@@ -125,3 +125,9 @@ def test_overlap_is_on_by_default_for_frposes_detector_networks_only():
     assert not overlap_wanted(None, users_own) and overlap_wanted(True, users_own)
     assert not overlap_wanted(False, TorchvisionDetector.__new__(TorchvisionDetector))
     assert not overlap_wanted(True, WholeImageDetector())   # boxes found in the decode workers: no network
+    # SSDlite on a CPU: too little detection to hide (docs/benchmarks.md); on unless it is SSDlite on a CPU
+    for arch, device, want in (("ssdlite320-mobilenet-v3", "cpu", False), ("ssdlite320-mobilenet-v3", "cuda", True),
+                               ("fasterrcnn-r50-fpn", "cpu", True), ("fasterrcnn-mobilenet-v3", "cpu", True)):
+        det = TorchvisionDetector.__new__(TorchvisionDetector)
+        det.arch, det.device = arch, torch.device(device)
+        assert overlap_wanted(None, det) is want and overlap_wanted(True, det), (arch, device)

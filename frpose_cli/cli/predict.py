@@ -56,7 +56,8 @@ def predict(
     max_pixels: int = max_pixels_option(),
     workers: int = workers_option("decoding and cropping images"),
     overlap: bool = typer.Option(None, "--overlap/--no-overlap", help="Detect the next image while the pose "
-                                 "network runs (default: on for the detector networks; same results either way, docs/predict.md)"),
+                                 "network runs (default: on for the detector networks, but SSDlite on a CPU; same results either way, "
+                                 "docs/predict.md)"),
     shard: str = shard_option("files"),
 ) -> None:
     """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.

@@ -29,13 +29,14 @@ _END = object()
 
 def overlap_wanted(overlap: bool | None, detector) -> bool:
     """``--overlap`` as given; by default (None) on for frpose's own detector networks, which say they
-    may be called from a helper thread (``overlap_safe``: CPU and CUDA both gain), and off for a
+    may be called from a helper thread (``overlap_safe``: CPU and CUDA both gain) unless they say it does
+    not pay for them (``overlap_default``: SSDlite on a CPU), and off for a
     callable handed to :func:`~frpose_cli.inference.predict.run_predict`, which may hold thread-bound
     state.  Never for boxes the decode workers find (``--boxes``, whole image): they need no network."""
     if getattr(detector, "in_worker", False):
         return False
     if overlap is None:
-        return bool(getattr(detector, "overlap_safe", False))
+        return bool(getattr(detector, "overlap_safe", False)) and bool(getattr(detector, "overlap_default", True))
     return bool(overlap)
 
 

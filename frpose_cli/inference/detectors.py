@@ -266,6 +266,14 @@ class TorchvisionDetector:
     def setup(self) -> str:
         return self.choice.setup
 
+    @property
+    def overlap_default(self) -> bool:
+        """``--overlap``'s default for this detector: on, except SSDlite on a CPU, whose detection is under a
+        tenth of an image's time, so a helper thread has little to hide and costs its share of the cores
+        (docs/benchmarks.md: within noise with AVX-512, a loss with it capped off)."""
+        device = getattr(self, "device", None)
+        return not (getattr(self, "arch", "").startswith("ssdlite") and (device is None or device.type == "cpu"))
+
     def __call__(self, item: SourceItem) -> np.ndarray:
         if self.trial_model is None:   # runner None: the model as built (fp32)
             return self._detect(self.model if self.runner is None else self.runner, item)

@@ -6,9 +6,9 @@ handled, so the pose network's batch and the next detection run at the same time
 helper queues its kernels on a CUDA stream of its own: the detector's host-side work (resizing,
 proposal bookkeeping, copying boxes back) and its kernels fill the gaps between the pose network's,
 and the other way round.  On a CPU the gain is in the detector's serial stretches (proposal
-filtering, NMS, Python between layers), which the pose network now fills: measured 1.00-1.10x
-images/s with the R50 and 1.10-1.32x with the MobileNetV3 Faster R-CNN on 2 cores, never slower
-(docs/benchmarks.md), so ``auto`` overlaps wherever the detector is a network.
+filtering, NMS, Python between layers), which the pose network now fills: the Faster R-CNNs gain on
+2 cores, SSDlite (a tenth of an image's time) does not (docs/benchmarks.md, "End to end"), so by
+default it overlaps wherever the detector is a network that says it pays (:func:`overlap_wanted`).
 
 The outputs are the same bytes as without overlap: each image's detection is the same call on the
 same input, made one at a time, in source order, by one thread; only *when* it runs changes.  A first

@@ -74,7 +74,8 @@ class PredictOptions:
     save_every: int = 50
     progress: bool = True
     workers: int = 2               # DataLoader processes decoding (and cropping) images
-    overlap: bool | None = None    # detect the next image while the pose network runs; None: on (detect_ahead.py)
+    overlap: bool | None = None    # detect the next image while the pose network runs; None: the detector's
+                                   # default (detect_ahead.overlap_wanted)
     shard: str | None = None       # "i/n" without torchrun (shards.py)
 
 

@@ -86,20 +86,15 @@ class GatherRoIPool(nn.Module):
         rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
         level_of = pool.map_levels(boxes) if len(levels) > 1 else torch.zeros(len(rois), dtype=torch.long)
         out_h, out_w = pool.output_size
-        c = levels[0].shape[1]
-        result = None
+        # every level's boxes are pooled into their rows; every box is on exactly one level
+        result = torch.empty(len(rois), out_h, out_w, levels[0].shape[1], dtype=levels[0].dtype)
         for level, (feature, scale) in enumerate(zip(levels, pool.scales)):
             chosen = torch.where(level_of == level)[0]
-            if len(chosen) == len(rois):       # every box on one level: nothing to put in place
+            if len(chosen) == len(rois):       # all boxes (or none) on one level: nothing to put in place
                 return roi_align_gather(feature, rois, scale, (out_h, out_w), pool.sampling_ratio)
-            if len(chosen) == 0:
-                continue
-            if result is None:
-                result = torch.empty(len(rois), out_h, out_w, c, dtype=feature.dtype)   # every row is filled
-            pooled = roi_align_gather(feature, rois[chosen], scale, (out_h, out_w), pool.sampling_ratio)
-            result.index_copy_(0, chosen, pooled.permute(0, 2, 3, 1))
-        if result is None:                     # no boxes at all
-            result = torch.zeros(0, out_h, out_w, c, dtype=levels[0].dtype)
+            if len(chosen):
+                pooled = roi_align_gather(feature, rois[chosen], scale, (out_h, out_w), pool.sampling_ratio)
+                result.index_copy_(0, chosen, pooled.permute(0, 2, 3, 1))
         return result.permute(0, 3, 1, 2)
 
 

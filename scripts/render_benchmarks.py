@@ -140,7 +140,67 @@ def render(data: dict, table2: list | None = None) -> str:
     capped = ROOT / "docs" / "predict_benchmarks_avx2.json"
     if capped.is_file():
         lines += [""] + render_predict(json.loads(capped.read_text()), AVX2_HEADING)
+    tracking = ROOT / "docs" / "tracking_benchmarks.json"
+    if tracking.is_file():
+        lines += [""] + render_tracking(json.loads(tracking.read_text()))
     return "\n".join(lines) + "\n"
+
+
+def render_tracking(run: dict) -> list[str]:
+    """The tracking section from docs/tracking_benchmarks.json (scripts/bench_tracking.py --json)."""
+    videos = ", ".join(f"{v['image']} ({v['people']} people)" for v in run["videos"])
+    lines = ["## Tracking", "",
+             f"`{run['command']}` on {run['date']}, on **{run['machine']}**: videos of real COCO images ({videos}) seen "
+             f"by a camera panning {run['pan_px_per_frame']:g} px a frame, {run['frames']} frames at {run['fps']} "
+             "frames/s, written as mp4 and read back, so every person's keypoints and box are known in every frame. "
+             "Random weights run in full (their time is the real one) and their outputs are replaced by the truth: "
+             "the detector's boxes by the frame's true boxes, each crop's keypoints by the true keypoints of the "
+             f"person it shows plus Gaussian jitter of {100 * run['jitter']:g} % of the person's height "
+             "(scripts/bench_tracking.py says how)."]
+    sp = run.get("speed")
+    if sp:
+        per = ", ".join(f"{r:.2f}×" for r in sp["ratio_per_round"])
+        lines += ["", f"**`--det-every 5` against `--det-every 1`**, detector {sp['detector']}, pose network "
+                      f"{sp['pose']}, with `--smooth`, runs alternated:", "",
+                  "| --det-every | frames/s by round | tracking + smoothing share of the time |", "|---:|---|---:|"]
+        for every, rows in sp["rows"].items():
+            fps = ", ".join("{:.3f}".format(r["fps"]) for r in rows)
+            lines.append(f"| {every} | {fps} | {max(r['track_share'] for r in rows) * 100:.2f} % at most |")
+        lines += ["", f"`--det-every 5` ran at **{sp['ratio_best']:.2f}×** the frames/s of `--det-every 1` (best rounds; "
+                      f"per round {per}); tracking and smoothing took at most {sp['track_share_max'] * 100:.2f} % of "
+                      "a frame's time."]
+    ids = run.get("identities")
+    if ids:
+        lines += ["", "**Identities and MOTA** with the true boxes given (`--boxes`, per-frame JSON), against the true "
+                      "boxes (motmetrics' accounting, IoU ≥ 0.5; people less than half in view are neither hits nor "
+                      "false positives):", "",
+                  "| video | people | --det-every | tracks | identity switches | MOTA | misses | false positives | "
+                  "back with the same id |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in ids:
+            back = (f"yes, after {r['hidden_frames']} frames hidden" if r.get("same_id_after_hiding") else
+                    f"no ({r['hidden_frames']} frames hidden)") if "hidden_frames" in r else "–"
+            lines.append(f"| {r['video']} | {r['people']} | {r['det_every']} | {r['tracks']} | {r['num_switches']:.0f} | "
+                         f"{100 * r['mota']:.1f} % | {r['num_misses']:.0f} | {r['num_false_positives']:.0f} | {back} |")
+    sm = run.get("smoothing")
+    if sm:
+        st, step = sm["steady"], sm["step"]
+        lines += ["", f"**`--smooth`** on the panning video: frame-to-frame acceleration of the keypoints "
+                      f"{st['raw']['accel_px']:.2f} → {st['smooth']['accel_px']:.2f} px/frame² "
+                      f"(**{100 * st['accel_cut']:.0f} % less**); mean error against the truth {st['raw']['error_px']:.2f} → "
+                      f"{st['smooth']['error_px']:.2f} px (the filter's lag behind a moving keypoint). A step of "
+                      f"{step['step_px']:.1f} px (a tenth of a person) without jitter: the smoothed keypoints were back "
+                      "within 10 % of it, beyond the lag they had before it, after "
+                      f"{', '.join(str(n) for n in step['step_frames'])} frames (one value per track)."]
+    lv = run.get("live")
+    if lv:
+        lines += ["", f"**Live**: the first video served as MJPEG over loopback HTTP at {1000 / lv['frame_interval_ms']:.0f} "
+                      f"frames/s for {run.get('live_seconds', 60):g} s, whole-image boxes: {lv['frames']} frames run, "
+                      f"{lv['dropped']} dropped while the network was busy; latency from a frame's arrival to its "
+                      f"overlay median {lv['median']:.0f} ms, p95 {lv['p95']:.0f} ms, max {lv['max']:.0f} ms (first 10 s "
+                      f"{lv['first_10s_median_ms']:.0f} ms, last 10 s {lv['last_10s_median_ms']:.0f} ms: no backlog), "
+                      f"against one pose pass ({lv['pose_ms_per_frame']:.0f} ms) plus one frame interval "
+                      f"({lv['frame_interval_ms']:.0f} ms)."]
+    return lines
 
 
 AVX2_HEADING = ("## End to end with AVX-512 capped off (standing in for an AVX2-only CPU)\n\n"

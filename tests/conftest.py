@@ -40,3 +40,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def frpose_r18_checkpoint(tmp_path_factory) -> Path:
+    """One frpose-r18 128x96 checkpoint with seeded random weights, shared by the predict, tracking and live
+    tests (their networks' outputs are checked for shape and plumbing, or replaced by an oracle)."""
+    from frpose_cli.cards import load_card
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    card = load_card("frpose-r18", (128, 96))
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "frpose-r18.pt", card.build_model(), card)

@@ -24,10 +24,8 @@ SIZE = (128, 96)
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    card = load_card("frpose-r18", SIZE)
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "frpose-r18.pt", card.build_model(), card)
+def ckpt(frpose_r18_checkpoint):
+    return frpose_r18_checkpoint
 
 
 def small_copies(folder: Path, names, width=160):

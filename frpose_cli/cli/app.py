@@ -41,6 +41,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
+app.command("track")(predict.track)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
 app.command("merge")(merge.merge)

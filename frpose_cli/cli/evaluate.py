@@ -26,7 +26,8 @@ def evaluate(
                               "person_detection_results/"),
     split: str = typer.Option("val2017", "--split", help="Split under --data"),
     ann: Path = typer.Option(None, "--ann", help="Keypoint annotation JSON (default: "
-                             "DATA/annotations/person_keypoints_SPLIT.json)"),
+                             "DATA/annotations/person_keypoints_SPLIT.json); or PoseTrack ground truth (a "
+                             "folder of per-sequence files, or one): poseval's AP and MOTA of --results"),
     images: Path = typer.Option(None, "--images", help="Image folder (default: DATA/SPLIT)"),
     boxes: Path = typer.Option(None, "--boxes", help="Person detection results JSON (COCO format, category 1); "
                                "default: the one file in DATA/person_detection_results"),
@@ -42,7 +43,8 @@ def evaluate(
                                 "truth: the AP the heatmap representation itself allows"),
     input_size: str = typer.Option(None, "--input-size", help="HxW for --oracle and for published weights, "
                                    "which do not record it (default: the card's)"),
-    results: Path = typer.Option(None, "--results", help="Evaluate this COCO keypoint results JSON (no model)"),
+    results: Path = typer.Option(None, "--results", help="Evaluate this COCO keypoint results JSON (no model); "
+                                 "with PoseTrack --ann, the prediction files (same names)"),
     out: Path = typer.Option(None, "--out", "-o", help="Write the COCO-format results here, never over an existing file "
                              "(default: a new runs/eval/runN/results.json, oracle-results.json with --oracle)"),
     json_out: Path = typer.Option(None, "--json", help="Write the ten figures (AP … ARL) as JSON here (a new file)"),

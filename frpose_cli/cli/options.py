@@ -68,3 +68,15 @@ def shard_option(unit: str):
     return typer.Option(None, "--shard", help=f"i/n: do shard i (0 ≤ i < n) of n, split by {unit}, without torchrun "
                         "(array jobs); the last shard to finish merges, or `frpose merge`. Under torchrun "
                         "each rank is a shard by itself")
+
+
+TRACK_HELP = ("Follow people across frames: every record of a video, stream or frame folder gets track_id, frame "
+              "and timestamp (default: on for videos and streams, off for images; --track makes each folder of "
+              "images one sequence, --no-track gives per-frame records as in earlier versions; docs/tracking.md)")
+DET_EVERY_HELP = ("Run the person detector on every N-th frame of a tracked sequence; between, each person's box is "
+                  "their previous pose's keypoint box × 1.25 (RTMPose's CPU figures use 5)")
+SMOOTH_HELP = ("Steady keypoints: a One Euro filter per track and keypoint on the frames' clock; records keep the "
+               "raw values in keypoints_raw")
+SMOOTH_PARAMS_HELP = "One Euro MIN_CUTOFF,BETA,D_CUTOFF (Hz, Hz per person size per second, Hz); default 1.0,3.0,1.0"
+LIFETIME_HELP = "Frames a track survives unseen before its id ends (a person back within it keeps their id)"
+SHOW_HELP = "Show the overlays in a window as they are made (q or Esc stops); needs a display"

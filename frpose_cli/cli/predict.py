@@ -1,15 +1,20 @@
-"""`frpose predict`: thin option parsing over :func:`frpose_cli.inference.predict.run_predict`."""
+"""`frpose predict` (and its alias `frpose track`): thin option parsing over
+:func:`frpose_cli.inference.predict.run_predict`."""
 from __future__ import annotations
 
+import copy
+import inspect
 from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, PRECISION_HELP, apply_download_options, apply_max_pixels, max_pixels_option,
-                                    offline_option, shard_option, strict_hash_option, workers_option)
+from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, LIFETIME_HELP, PRECISION_HELP,
+                                    SHOW_HELP, SMOOTH_HELP, SMOOTH_PARAMS_HELP, TRACK_HELP, apply_download_options,
+                                    apply_max_pixels, max_pixels_option, offline_option, shard_option,
+                                    strict_hash_option, workers_option)
 
-SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), "
-               "a video, or a .txt file listing paths")
+SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), a video, a "
+               ".txt file listing paths, a webcam (0, webcam:N) or a stream URL (rtsp://, rtmp://, http(s)://)")
 
 
 def predict(
@@ -31,9 +36,10 @@ def predict(
                                  "architecture named here (R50 for auto/torchvision)"),
     detector_weights: str = typer.Option(None, "--detector-weights", help="State dict of the --detector "
                                          "architecture, file or URL (default: torchvision's own file, downloaded once)"),
-    boxes: Path = typer.Option(None, "--boxes", help="COCO detection results JSON (bbox, score, image_id or "
-                               "file_name) to use instead of a detector"),
-    det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes)"),
+    boxes: Path = typer.Option(None, "--boxes", help="Person boxes instead of a detector: COCO detection results "
+                               "JSON (bbox, score, image_id or file_name), per-frame boxes of a video "
+                               "({\"frames\": {\"0\": [[x, y, w, h, score]]}}) or a MOT Challenge det.txt"),
+    det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes), 0..1"),
     det_size: int = typer.Option(800, "--det-size", help="Detector's shorter image side in pixels "
                                  "(smaller is faster on a CPU)"),
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold between poses of one image; "
@@ -46,6 +52,12 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: the latest "
                                 "matching runs/predict/runN), skipping images its logs (OUT/parts/) hold"),
     vid_stride: int = typer.Option(1, "--vid-stride", help="Use every n-th video frame"),
+    track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP, show_default=False),
+    det_every: int = typer.Option(1, "--det-every", help=DET_EVERY_HELP),
+    smooth: bool = typer.Option(False, "--smooth", help=SMOOTH_HELP),
+    smooth_params: str = typer.Option(None, "--smooth-params", help=SMOOTH_PARAMS_HELP),
+    track_lifetime: int = typer.Option(30, "--track-lifetime", help=LIFETIME_HELP),
+    show: bool = typer.Option(False, "--show", help=SHOW_HELP),
     save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
     save_heatmaps: bool = typer.Option(False, "--heatmaps", help="Also write heatmap overlays to OUT/heatmaps/"),
     save_every: int = typer.Option(50, "--save-every", help="Append results to the run's log every N images "
@@ -60,14 +72,16 @@ def predict(
                                  "docs/predict.md)"),
     shard: str = shard_option("files"),
 ) -> None:
-    """Estimate poses in images, folders and videos; write COCO keypoint results and overlays.
+    """Estimate poses in images, folders, videos and live streams; track people across frames; write COCO
+    keypoint results, PoseTrack files and overlays.
 
-    Exit code: 0 when every input was processed, 1 when some inputs were skipped
-    (unreadable, corrupt or not images; listed in the summary and OUT/images.json),
-    2 for usage or fatal errors.
+    Exit code: 0 when every input was processed (a live stream ended by Ctrl-C, SIGTERM or q included),
+    1 when some inputs were skipped (unreadable, corrupt or not images; a stream that stalled; listed in
+    the summary and OUT/images.json), 2 for usage or fatal errors.
     """
     from frpose_cli.cards import parse_input_size
     from frpose_cli.inference.predict import PredictOptions, run_predict
+    from frpose_cli.inference.predict_options import parse_smooth_params
 
     apply_download_options(offline, strict_hash)
     apply_max_pixels(max_pixels)
@@ -78,9 +92,27 @@ def predict(
         calib_data=str(calib_data) if calib_data else None, batch_size=batch_size, flip=flip, kpt_thr=kpt_thr,
         out=str(out) if out else None, resume=resume, vid_stride=vid_stride, save_vis=save_vis,
         save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, overlap=overlap,
-        shard=shard)
+        shard=shard, track=track, det_every=det_every, smooth=smooth, track_lifetime=track_lifetime, show=show,
+        smooth_params=parse_smooth_params(smooth_params) if smooth_params else None)
     from frpose_cli.errors import note
     summary = run_predict(opts, log=note)
     from frpose_cli.inference.predict_report import summary_text
     print(summary_text(summary))
     raise typer.Exit(summary.exit_code)
+
+
+def _tracking_by_default(fn):
+    """`frpose track`: predict with --track the default (a folder of images is a sequence too)."""
+    sig = inspect.signature(fn)   # typer rewrites an option's declarations when it registers them: copies
+    params = [p.replace(default=typer.Option(True, "--track/--no-track", help=TRACK_HELP)) if p.name == "track"
+              else p.replace(default=copy.deepcopy(p.default)) for p in sig.parameters.values()]
+
+    def track(**kwargs):
+        return fn(**kwargs)
+    track.__signature__ = sig.replace(parameters=params)
+    track.__annotations__ = dict(fn.__annotations__)   # typer reads the types from here
+    track.__doc__ = "Same as `frpose predict --track`: people followed across frames (videos, streams, frame folders)."
+    return track
+
+
+track = _tracking_by_default(predict)

@@ -25,6 +25,7 @@ Rotation: positive ``rot_deg`` turns the image content counter-clockwise in the 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -91,3 +92,32 @@ def flip_points_in_crop(points, width: int) -> np.ndarray:
     out = np.array(points, dtype=np.float32, copy=True)
     out[..., 0] = (width - 1) - out[..., 0]
     return out
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0,
+               dropped: Counter | None = None) -> np.ndarray:
+    """Clip x,y,w,h boxes to the image and drop unusable ones, counting each in ``dropped`` by
+    reason: non-finite values, zero or negative size, entirely outside the image, or under
+    ``min_size`` px once clipped."""
+    if len(boxes) == 0:
+        return np.zeros((0, 5), np.float32)
+    boxes = np.asarray(boxes, np.float64)
+    finite = np.isfinite(boxes[:, :5]).all(1)
+    safe = np.where(finite[:, None], boxes[:, :5], 0.0)
+    positive = (safe[:, 2] > 0) & (safe[:, 3] > 0)
+    x1 = np.clip(safe[:, 0], 0, width)
+    y1 = np.clip(safe[:, 1], 0, height)
+    with np.errstate(over="ignore"):   # x + w of a huge finite box is inf: clipped to the image below
+        x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
+        y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
+    inside = (x2 > x1) & (y2 > y1)
+    big = ((x2 - x1) >= min_size) & ((y2 - y1) >= min_size)
+    if dropped is not None:
+        dropped["non-finite values (NaN or inf)"] += int((~finite).sum())
+        dropped["zero or negative width/height"] += int((finite & ~positive).sum())
+        dropped["outside the image"] += int((finite & positive & ~inside).sum())
+        dropped[f"under {min_size:g} px once clipped to the image"] += int((finite & positive & inside & ~big).sum())
+        for reason in [r for r, n in dropped.items() if n == 0]:
+            del dropped[reason]
+    out = np.stack([x1, y1, x2 - x1, y2 - y1, safe[:, 4]], 1).astype(np.float32)
+    return out[finite & positive & inside & big]

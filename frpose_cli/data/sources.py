@@ -1,4 +1,5 @@
-"""Where `frpose predict` gets its pictures: one image, a folder, a glob, a video or a list file.
+"""Where `frpose predict` gets its pictures: one image, a folder, a glob, a video, a list file, or a
+live source (a webcam, a network stream: :mod:`frpose_cli.data.live`).
 
 Everything streams: folders and globs are walked one directory at a time, list files are read
 one line at a time, and images are decoded one at a time, so a source of millions of images
@@ -9,7 +10,8 @@ report it and carry on.
 :meth:`Source.files` lists the files without decoding anything, each with its *position* in
 the source (ignored files included): the unit of the deterministic split of sharded runs
 (:mod:`frpose_cli.jobs.shards`), which every process computes from names alone.  :meth:`Source.read`
-decodes one file into its items (an image, or a video's frames).
+decodes one file into its items (an image, or a video's or a stream's frames).  Walking folders and
+globs: :mod:`frpose_cli.data.walk`.
 
 Images are decoded by :mod:`frpose_cli.data.images` (8-bit RGB, EXIF orientation ignored, damage
 reported).  Folder and glob scans take files with image and video extensions; anything else
@@ -18,9 +20,8 @@ file named explicitly (the source itself, a list file's line) is always tried.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
-import re
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -30,10 +31,12 @@ import numpy as np
 
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.images import IMAGE_EXTS, ImageReadError, read_image, to_rgb8
+from frpose_cli.data.live import LiveCapture, live_spec, stream_file_name
+from frpose_cli.data.walk import (GLOB_CHARS, Found, glob_root, glob_split, list_file_lines, natural_key,  # noqa: F401
+                                  rel_name, walk_files, walk_glob)
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 LIST_EXTS = {".txt", ".lst"}
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass
@@ -51,6 +54,10 @@ class SourceItem:
     frame_count: int | None = None
     position: int = -1           # the file's position in the source (Source.files), ignored files included
     sub: int = -1                # place within the file: the frame, or AFTER_FRAMES for a note after them
+    ordinal: int | None = None   # place in its sequence (video, stream): 0, 1, 2, … over the frames read
+    timestamp: float | None = None   # seconds: the container's clock (files), arrival since the first frame (live)
+    arrival: float | None = None     # time.monotonic() when a live frame arrived (latency is measured from it)
+    dropped: int = 0             # live frames the source delivered and nobody took, since the frame before
 
     @property
     def key(self) -> tuple[str, int | None]:
@@ -74,192 +81,6 @@ class SourceFile:
     ignored: str | None = None
 
 
-def natural_key(text: str):
-    """Sort key that orders ``img2`` before ``img10`` (case-insensitive, digits as numbers)."""
-    return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower())
-            for tok in re.split(r"(\d+)", str(text)) if tok]
-
-
-# ----------------------------------------------------------------------------- enumeration
-
-class _Scan:
-    """A folder walk's memory of links (see :func:`_entries`): symbolic links are named by their own
-    path inside the source; a link to a file the walk also reaches by its real path, or to a file
-    another link already gave, is a *duplicate* (listed, processed once); a link to a folder inside
-    the source or to one already entered (a loop) is not followed; a dangling link is reported."""
-
-    def __init__(self, root: Path, pattern: list | None = None):
-        self.root, self.root_real = root, Path(os.path.realpath(root))
-        self.pattern = pattern
-        self.entered: set = set()          # real paths of the folders walked (links make loops)
-        self.linked: dict = {}             # real path of a file reached through a link → its name
-
-    def canonical(self, real: Path) -> bool:
-        """Whether the walk reaches ``real`` by its own path (inside the root, no hidden part, matching)."""
-        try:
-            parts = real.relative_to(self.root_real).parts
-        except ValueError:
-            return False
-        if any(p.startswith(".") for p in parts):
-            return False
-        return self.pattern is None or _match_parts(self.pattern, parts)
-
-    def note_file(self, path: Path, through_link: bool) -> str | None:
-        """Why the file at ``path`` is a duplicate, or None to process it."""
-        if not through_link:
-            return None
-        real = Path(os.path.realpath(path))
-        if self.canonical(real):
-            return f"duplicate: a link to {real.relative_to(self.root_real).as_posix()}, processed under that name"
-        first = self.linked.setdefault(real, path)
-        return None if first == path else f"duplicate: the same file as {_rel_name(first, self.root)} (processed once)"
-
-    def note_folder(self, path: Path, is_link: bool) -> str | None:
-        """Why the folder at ``path`` is not entered, or None to walk it."""
-        real = Path(os.path.realpath(path))
-        if real in self.entered:
-            return "a link to a folder already walked (a loop): not followed"
-        if is_link and (real == self.root_real or self.root_real in real.parents):
-            return "a link to a folder inside the source: not followed (its files are taken from there)"
-        self.entered.add(real)
-        return None
-
-
-@dataclass(frozen=True)
-class _Found:
-    path: Path
-    through_link: bool = False         # the file, or a folder above it, is a symbolic link
-    note: str | None = None            # listed, not processed: why (duplicate, link not followed)
-    broken: bool = False               # a dangling link
-
-
-def _entries(folder: Path) -> tuple[list, list]:
-    """A folder's visible files and sub-folders (``os.DirEntry``), each in natural order; an
-    unreadable folder or entry is passed over (a scan never stops on one bad entry).  Dangling
-    links come with the files (the caller reports them)."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
-    except OSError:
-        return [], []
-    files, subdirs = [], []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            if entry.is_dir():
-                subdirs.append(entry)
-            elif entry.is_file() or entry.is_symlink():
-                files.append(entry)
-        except OSError:
-            continue
-    return files, subdirs
-
-
-def _files_of(scan: _Scan, files, linked: bool) -> Iterator[_Found]:
-    for entry in files:
-        path = Path(entry.path)
-        if entry.is_symlink() and not path.exists():
-            yield _Found(path, True, broken=True)
-            continue
-        through = linked or entry.is_symlink()
-        yield _Found(path, through, scan.note_file(path, through))
-
-
-def _walk_files(root: Path) -> Iterator[_Found]:
-    """Files under ``root`` in natural order, directory by directory (hidden entries skipped)."""
-    scan = _Scan(root)
-
-    def walk(folder: Path, linked: bool) -> Iterator[_Found]:
-        files, subdirs = _entries(folder)
-        yield from _files_of(scan, files, linked)
-        for entry in subdirs:
-            path = Path(entry.path)
-            note = scan.note_folder(path, entry.is_symlink())
-            if note is not None:
-                yield _Found(path, True, note)
-            else:
-                yield from walk(path, linked or entry.is_symlink())
-
-    if scan.note_folder(root, False) is None:
-        yield from walk(root, False)
-
-
-def _list_file_lines(list_file: Path) -> Iterator[Path]:
-    """Paths from a text file, one a line (``#`` comments and blank lines ignored), read lazily;
-    :meth:`Source.resolve` places relative ones."""
-    try:
-        with open(list_file, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    yield Path(line).expanduser()
-    except UnicodeDecodeError:
-        raise FrposeError(f"{list_file}: a list file must be UTF-8 text with one path per line") from None
-
-
-def _glob_split(pattern: str) -> tuple[Path, list[str]]:
-    """``/data/**/img*.jpg`` → (``/data``, ``["**", "img*.jpg"]``): the fixed folder and the rest."""
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts:
-        if _GLOB_CHARS.search(part):
-            break
-        fixed.append(part)
-    return (Path(*fixed) if fixed else Path(".")), list(parts[len(fixed):])
-
-
-def _glob_root(pattern: str) -> Path:
-    return _glob_split(pattern)[0]
-
-
-def _match_parts(pattern: list[str], parts: tuple) -> bool:
-    """glob's rules on path components: ``**`` any number of folders, ``*``/``?``/``[]`` within one name."""
-    if not pattern:
-        return not parts
-    if pattern[0] == "**":
-        return any(_match_parts(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match_parts(pattern[1:], parts[1:])
-
-
-def _walk_glob(root: Path, pattern: list[str]) -> Iterator[_Found]:
-    """Files under ``root`` matching ``pattern``, lazily, in the same order as a folder walk; folders
-    that cannot match are not entered (without ``**`` the depth is the pattern's).  Links as in
-    :class:`_Scan`."""
-    recursive = "**" in pattern
-    fixed_depth = pattern.index("**") if recursive else len(pattern)
-    scan = _Scan(root, pattern)
-
-    def walk(folder: Path, rel: tuple, linked: bool) -> Iterator[_Found]:
-        files, subdirs = _entries(folder)
-        yield from _files_of(scan, [e for e in files if _match_parts(pattern, rel + (e.name,))], linked)
-        depth = len(rel)   # this folder's component index in the pattern
-        if not (recursive or depth + 1 < len(pattern)):
-            return
-        for entry in subdirs:
-            if depth >= fixed_depth or fnmatch.fnmatchcase(entry.name, pattern[depth]):
-                path = Path(entry.path)
-                note = scan.note_folder(path, entry.is_symlink())
-                if note is not None:
-                    yield _Found(path, True, note)
-                else:
-                    yield from walk(path, rel + (entry.name,), linked or entry.is_symlink())
-
-    if scan.note_folder(root, False) is None:
-        yield from walk(root, (), False)
-
-
-def _rel_name(path: Path, root: Path | None) -> str:
-    """The name a file is recorded under: its own path inside the source (a link keeps its name,
-    never its target's)."""
-    if root is not None:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            pass
-        return path.name
-    return path.as_posix()
-
-
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
 
@@ -271,38 +92,45 @@ class Source:
         if vid_stride < 1:
             raise FrposeError(f"--vid-stride must be at least 1 (got {vid_stride})")
         self.spec, self.vid_stride = str(spec), vid_stride
+        self.live, self.capture, self.stop = live_spec(self.spec), None, threading.Event()
         path = Path(self.spec).expanduser()
-        if path.is_dir():
+        if self.live is not None:   # a webcam or a network stream (frpose_cli.data.live)
+            self.kind, self.root = "stream", None
+        elif path.is_dir():
             self.kind, self.root = "folder", path
         elif path.is_file() and path.suffix.lower() in LIST_EXTS:
             self.kind, self.root = "list", None
         elif path.is_file():
             self.kind, self.root = ("video" if is_video(path) else "image"), path.parent
-        elif _GLOB_CHARS.search(self.spec):
-            self.kind, self.root = "glob", _glob_root(self.spec)
+        elif GLOB_CHARS.search(self.spec):
+            self.kind, self.root = "glob", glob_root(self.spec)
         else:
             raise FrposeError(f"source not found: {self.spec} (give an image, a folder, a glob "
-                              "such as 'imgs/*.jpg', a video or a .txt file listing paths)")
+                              "such as 'imgs/*.jpg', a video, a .txt file listing paths, a webcam (0, webcam:N) "
+                              "or a stream URL (rtsp://, rtmp://, http(s)://))")
         self.path = path
 
     def files(self) -> Iterator[SourceFile]:
         """Every file of the source in order, with its position; nothing is decoded and list-file
         lines are resolved only when read (:meth:`resolve`), so listing a million names is cheap."""
+        if self.kind == "stream":
+            yield SourceFile(0, Path(stream_file_name(self.live)), stream_file_name(self.live))
+            return
         if self.kind == "folder":
-            found = _walk_files(self.path)
+            found = walk_files(self.path)
         elif self.kind == "list":
-            found = (_Found(p) for p in _list_file_lines(self.path))
+            found = (Found(p) for p in list_file_lines(self.path))
         elif self.kind == "glob":
-            found = _walk_glob(*_glob_split(self.spec))
+            found = walk_glob(*glob_split(self.spec))
         else:
-            found = iter([_Found(self.path)])
+            found = iter([Found(self.path)])
         scanned = self.kind in ("folder", "glob")
         for position, item in enumerate(found):
             path, suffix = item.path, item.path.suffix.lower()
             ignored = item.note or ("not an image or video file (by its extension)"
                                     if scanned and not item.broken and suffix not in IMAGE_EXTS
                                     and suffix not in VIDEO_EXTS else None)
-            yield SourceFile(position, path, "" if self.kind == "list" else _rel_name(path, self.root), ignored)
+            yield SourceFile(position, path, "" if self.kind == "list" else rel_name(path, self.root), ignored)
 
     def resolve(self, f: SourceFile) -> SourceFile:
         """A list file's relative line is taken from the current folder, else from the list's folder."""
@@ -311,12 +139,14 @@ class Source:
         p = f.path
         if not p.is_absolute() and not p.exists() and (self.path.parent / p).exists():
             p = self.path.parent / p
-        return replace(f, path=p, name=_rel_name(p, None))
+        return replace(f, path=p, name=rel_name(p, None))
 
     def read(self, f: SourceFile, index: int = 0) -> Iterator[SourceItem]:
         """The items of one (resolved) file: an image, a video's frames, or one item saying why not."""
         path, name, pos = f.path, f.name, f.position
-        if f.ignored:
+        if self.kind == "stream":
+            yield from self._read_stream(f, index)
+        elif f.ignored:
             yield SourceItem(index, path, name, ignored=f.ignored, position=pos)
         elif not path.is_file():
             yield SourceItem(index, path, name, error=_missing(path), position=pos)
@@ -332,6 +162,34 @@ class Source:
             except ImageReadError as e:
                 image, warning, error = None, None, str(e)
             yield SourceItem(index, path, name, image=image, error=error, warning=warning, position=pos)
+
+    def is_sequence(self, f: SourceFile) -> bool:
+        """Whether the file is read as frames (a video or the stream) rather than as one image."""
+        return self.kind == "stream" or (not f.ignored and f.path.is_file() and is_video(f.path))
+
+    def open_stream(self) -> None:
+        """Open a live source now (one line if it cannot be), before any model is loaded."""
+        if self.kind == "stream" and self.capture is None:
+            from frpose_cli.data import live   # the policy's values as they are now (tests shorten them)
+            self.capture = LiveCapture(self.live, retries=live.RETRIES, stall_seconds=live.STALL_SECONDS,
+                                       retry_wait=live.RETRY_WAIT, open_timeout=live.OPEN_TIMEOUT,
+                                       capture_factory=cv2.VideoCapture)
+            self.capture.open()
+
+    def _read_stream(self, f: SourceFile, index: int) -> Iterator[SourceItem]:
+        """A live source's frames until it ends, stalls past its retries, or :attr:`stop` is set
+        (Ctrl-C, SIGTERM, the --show window's q); a stall's one line comes last, as a warning."""
+        self.open_stream()
+        cap = self.capture
+        try:
+            for n, frame in enumerate(cap.frames(self.stop)):
+                yield SourceItem(index + n, f.path, f.name, frame=frame.index, image=frame.image_rgb,
+                                 fps=cap.fps, position=f.position, sub=frame.index, ordinal=n,
+                                 timestamp=frame.timestamp, arrival=frame.arrival, dropped=frame.dropped_before)
+            if cap.end_reason and not self.stop.is_set():
+                yield SourceItem(index, f.path, f.name, warning=cap.end_reason, position=f.position, sub=AFTER_FRAMES)
+        finally:
+            cap.close()
 
     def __iter__(self) -> Iterator[SourceItem]:
         """Every item in order; ``index`` counts images, frames and unreadable files (not ignored
@@ -383,8 +241,10 @@ def iter_video(path: Path, name: str, start_index: int, stride: int = 1) -> Iter
                 ok, frame = cap.read()
                 if not ok:
                     break
+                msec = cap.get(cv2.CAP_PROP_POS_MSEC)   # the frame's time in the container (its PTS)
                 yield SourceItem(start_index + yielded, path, name, frame=frame_no, image=to_rgb8(frame),
-                                 fps=fps / stride, frame_count=count)
+                                 fps=fps / stride, frame_count=count, ordinal=yielded,
+                                 timestamp=msec / 1000 if msec > 0 or frame_no == 0 else frame_no / fps)
                 yielded += 1
             elif not cap.grab():  # skip a frame without decoding it
                 break

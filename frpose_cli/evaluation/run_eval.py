@@ -22,6 +22,7 @@ from frpose_cli.evaluation.testdev import check_submission_paths, default_alg, i
 from frpose_cli.jobs import shards
 from frpose_cli.metrics.cocoeval import load_ground_truth
 from frpose_cli.metrics.pck import reference_points
+from frpose_cli.tracking.posetrack import is_posetrack
 
 DET_FOLDER = "person_detection_results"
 _PATHS = ("data", "ann", "images", "boxes", "results", "out", "json_out", "calib_data", "compare", "analysis_dir")
@@ -167,6 +168,9 @@ def run_eval(o: EvalOptions, log=note) -> dict | None:
         raise FrposeError("--results and --oracle run no network: run them in one process, without --shard or torchrun")
     job = shards.shard_for(o.shard, o.device) if o.results is None and not o.oracle else shards.Shard()
     annotations = AnnotationFile(ann_file)
+    if ann_file.is_dir() or is_posetrack(annotations.data):   # PoseTrack: poseval's AP and MOTA, not COCOeval
+        from frpose_cli.evaluation.posetrack_eval import run_posetrack_eval
+        return run_posetrack_eval(o, ann_file, log)
     test_split = annotations.test_split
     if job.sharded and not job.torchrun and o.out is None and not test_split:
         raise FrposeError("--shard needs --out RESULTS.json: every shard writes its part beside it "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from frpose_cli.distributed import worker_init
-from frpose_cli.data.sources import Source, SourceFile, SourceItem, is_video
+from frpose_cli.data.sources import Source, SourceFile, SourceItem
 from frpose_cli.runtime.engine import CropGeometry
 
 
@@ -71,7 +71,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 yield self.load(self.source.resolve(f))
 
     def load(self, f: SourceFile) -> Loaded:
-        if not f.ignored and f.path.is_file() and is_video(f.path):
+        if self.source.is_sequence(f):   # a video or a live stream: its frames are read in the main process
             return Loaded(video=f)
         if not f.ignored and (f.name, None) in self.done:
             return Loaded(item=SourceItem(-1, f.path, f.name, position=f.position), done=True)

@@ -28,6 +28,7 @@ from frpose_cli.weights.checkpoint import read_checkpoint_file
 from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
+from frpose_cli.data.geometry import clip_boxes  # noqa: F401  (the detectors' clipping rule, also used from here)
 from frpose_cli import hardware
 from frpose_cli.inference import detector_setups as ds
 from frpose_cli.inference.detector_archs import ARCHS, overwrite_eps
@@ -39,35 +40,6 @@ DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.
 
 def _empty_boxes() -> np.ndarray:
     return np.zeros((0, 5), np.float32)
-
-
-def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0,
-               dropped: Counter | None = None) -> np.ndarray:
-    """Clip x,y,w,h boxes to the image and drop unusable ones, counting each in ``dropped`` by
-    reason: non-finite values, zero or negative size, entirely outside the image, or under
-    ``min_size`` px once clipped."""
-    if len(boxes) == 0:
-        return _empty_boxes()
-    boxes = np.asarray(boxes, np.float64)
-    finite = np.isfinite(boxes[:, :5]).all(1)
-    safe = np.where(finite[:, None], boxes[:, :5], 0.0)
-    positive = (safe[:, 2] > 0) & (safe[:, 3] > 0)
-    x1 = np.clip(safe[:, 0], 0, width)
-    y1 = np.clip(safe[:, 1], 0, height)
-    with np.errstate(over="ignore"):   # x + w of a huge finite box is inf: clipped to the image below
-        x2 = np.clip(safe[:, 0] + safe[:, 2], 0, width)
-        y2 = np.clip(safe[:, 1] + safe[:, 3], 0, height)
-    inside = (x2 > x1) & (y2 > y1)
-    big = ((x2 - x1) >= min_size) & ((y2 - y1) >= min_size)
-    if dropped is not None:
-        dropped["non-finite values (NaN or inf)"] += int((~finite).sum())
-        dropped["zero or negative width/height"] += int((finite & ~positive).sum())
-        dropped["outside the image"] += int((finite & positive & ~inside).sum())
-        dropped[f"under {min_size:g} px once clipped to the image"] += int((finite & positive & inside & ~big).sum())
-        for reason in [r for r, n in dropped.items() if n == 0]:
-            del dropped[reason]
-    out = np.stack([x1, y1, x2 - x1, y2 - y1, safe[:, 4]], 1).astype(np.float32)
-    return out[finite & positive & inside & big]
 
 
 class WholeImageDetector:
@@ -290,6 +262,12 @@ class TorchvisionDetector:
             self.log(self.choice.line)
         return boxes
 
+    def warm_up(self, height: int = 480, width: int = 640) -> None:
+        """One call on a grey picture (nothing counted, no trial step): the first call builds kernels."""
+        grey = SourceItem(-1, Path("warm-up"), "warm-up", image=np.full((height, width, 3), 114, np.uint8))
+        for model in {id(m): m for m in (self.model, self.runner, self.trial_model) if m is not None}.values():
+            self._detect(model, grey, count_dropped=False)
+
     @torch.inference_mode()
     def _detect(self, model, item: SourceItem, count_dropped: bool = True) -> np.ndarray:
         image = item.image
@@ -321,7 +299,8 @@ def make_detector(detector: str = "auto", boxes=None, detector_weights=None, dev
         if detector not in ("auto", "whole-image") or detector_weights is not None:
             raise FrposeError("--boxes gives the person boxes; do not combine it with "
                               f"--detector {detector} / --detector-weights")
-        return BoxFileDetector(boxes, score_thr=det_thr)
+        from frpose_cli.inference.box_files import load_frame_boxes   # per-frame boxes of videos, MOT det.txt
+        return load_frame_boxes(boxes, det_thr) or BoxFileDetector(boxes, score_thr=det_thr)
     if detector == "whole-image":
         return WholeImageDetector()
     entry = zoo.DETECTOR if detector in ("auto", "torchvision") else zoo.get(detector)

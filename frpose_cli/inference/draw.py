@@ -34,6 +34,19 @@ def limb_color(spec: KeypointSpec, a: int, b: int) -> tuple[int, int, int]:
     return ca if ca == cb else CENTER_COLOR
 
 
+UNTRACKED_COLOR = (160, 160, 160)
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A track's own colour (RGB): hues a golden-ratio turn apart, so neighbouring ids differ most;
+    grey for an untracked person (-1)."""
+    if track_id < 0:
+        return UNTRACKED_COLOR
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)      # OpenCV's hue range is 0..179
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[2]), int(bgr[1]), int(bgr[0])
+
+
 def line_width(image: np.ndarray) -> int:
     h, w = image.shape[:2]
     return max(1, round((h + w) / 2 * 0.004))
@@ -42,33 +55,39 @@ def line_width(image: np.ndarray) -> int:
 def draw_poses(image_rgb: np.ndarray, keypoints: np.ndarray, spec: KeypointSpec,
                boxes: np.ndarray | None = None, kpt_thr: float = 0.3,
                thickness: int | None = None, radius: int | None = None,
-               draw_boxes: bool = True) -> np.ndarray:
+               draw_boxes: bool = True, track_ids=None) -> np.ndarray:
     """Draw persons on a copy of ``image_rgb``.
 
     ``keypoints``: (P, K, 3) x, y, score in image pixels; a keypoint is drawn when its score
     is at least ``kpt_thr`` and a limb when both of its ends are.  ``boxes``: (P, ≥4) x, y, w, h
-    (a 5th column, the box score, is printed above the box).
+    (a 5th column, the box score, is printed above the box).  ``track_ids`` (P,): each person's box,
+    label (``#id``) and limbs in its track's colour (:func:`track_color`); keypoints keep their side's.
     """
     canvas = np.ascontiguousarray(image_rgb.copy())
     t = thickness or line_width(canvas)
     r = radius or max(2, t + 1)
     keypoints = np.asarray(keypoints, np.float32).reshape(-1, spec.num_keypoints, 3)
+    colors = None if track_ids is None else [track_color(int(i)) for i in np.asarray(track_ids).reshape(-1)]
     if draw_boxes and boxes is not None:
         boxes = np.asarray(boxes, np.float32)
-        for box in (boxes.reshape(len(boxes), -1) if boxes.size else ()):
+        for p, box in enumerate(boxes.reshape(len(boxes), -1) if boxes.size else ()):
             x, y, w, h = (float(v) for v in box[:4])
             p1, p2 = (round(x), round(y)), (round(x + w), round(y + h))
-            cv2.rectangle(canvas, p1, p2, BOX_COLOR, max(1, t // 2), cv2.LINE_AA)
+            color = BOX_COLOR if colors is None else colors[p]
+            cv2.rectangle(canvas, p1, p2, color, max(1, t // 2) if colors is None else t, cv2.LINE_AA)
+            label = "" if colors is None else (f"#{int(track_ids[p])}" if track_ids[p] >= 0 else "#-")
             if len(box) > 4:
-                cv2.putText(canvas, f"{box[4]:.2f}", (p1[0] + 2, max(p1[1] - 4, 10)),
-                            cv2.FONT_HERSHEY_SIMPLEX, max(0.35, t * 0.2), BOX_COLOR, max(1, t // 2), cv2.LINE_AA)
-    for person in keypoints:
+                label = f"{label} {box[4]:.2f}".strip()
+            if label:
+                cv2.putText(canvas, label, (p1[0] + 2, max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                            max(0.35, t * 0.2) * (1 if colors is None else 1.5), color, max(1, t // 2), cv2.LINE_AA)
+    for p, person in enumerate(keypoints):
         visible = person[:, 2] >= kpt_thr
         for a, b in spec.skeleton:
             if visible[a] and visible[b]:
                 pa = (round(float(person[a, 0])), round(float(person[a, 1])))
                 pb = (round(float(person[b, 0])), round(float(person[b, 1])))
-                cv2.line(canvas, pa, pb, limb_color(spec, a, b), t, cv2.LINE_AA)
+                cv2.line(canvas, pa, pb, limb_color(spec, a, b) if colors is None else colors[p], t, cv2.LINE_AA)
         for k in np.flatnonzero(visible):
             centre = (round(float(person[k, 0])), round(float(person[k, 1])))
             cv2.circle(canvas, centre, r, side_color(spec, k), -1, cv2.LINE_AA)

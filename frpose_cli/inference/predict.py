@@ -22,8 +22,8 @@ error; ``resume`` continues any of them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,90 +31,29 @@ import torch
 from frpose_cli.jobs import shards
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import make_detector
-from frpose_cli.errors import FrposeError
 from frpose_cli.runtime.engine import TopDownEngine
 from frpose_cli.inference.results import Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 from frpose_cli.load import load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
-from frpose_cli.inference.stream import STAGES, WORKER_STAGES, PredictLoop, StageTimer
+from frpose_cli.inference.stream import STAGES, WORKER_STAGES, PredictLoop, StageTimer  # noqa: F401 (STAGES: scripts)
+from frpose_cli.inference.predict_options import PredictOptions, check_options
+from frpose_cli.inference.predict_report import PredictSummary
+from frpose_cli.inference.live_run import check_live, finish_live_summary, stop_on_signals, warm_up
+from frpose_cli.inference.overlays import LiveWindow
+from frpose_cli.inference.tracking_stage import TrackingStage, tracking_meta
+from frpose_cli.inference.box_files import check_box_source
+from frpose_cli.tracking.smoothing import DEFAULT as DEFAULT_SMOOTHING
 from frpose_cli.inference.detect_ahead import DetectAhead, overlap_wanted
 from frpose_cli.inference.run_folder import resolve_out_dir, run_options
-from frpose_cli.inference.run_log import PARTS, RunLog, done_state, end_of, finished_shards, list_logs, log_path, next_session
+from frpose_cli.inference.run_log import PARTS, NullLog, RunLog, done_state, end_of, finished_shards, list_logs, log_path, next_session
 from frpose_cli.jobs.progress import JobProgress
-from frpose_cli.inference.run_merge import MergeReport, merge_logs
+from frpose_cli.inference.run_merge import merge_logs
 from frpose_cli.data.sources import Source, is_video
 from frpose_cli.weights.loader import default_weights_for
 
 
-@dataclass
-class PredictOptions:
-    source: str
-    weights: str | None = None
-    model: str | None = None
-    input_size: tuple | None = None
-    detector: str = "auto"
-    detector_weights: str | None = None
-    boxes: str | None = None
-    det_thr: float = 0.3
-    det_size: int = 800
-    nms_thr: float = 0.9
-    device: str | None = None
-    backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
-    precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
-    calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
-    batch_size: int = 16
-    flip: bool = True
-    kpt_thr: float = 0.3
-    out: str | None = None
-    resume: bool = False
-    vid_stride: int = 1
-    save_vis: bool = True
-    save_heatmaps: bool = False
-    save_every: int = 50
-    progress: bool = True
-    workers: int = 2               # DataLoader processes decoding (and cropping) images
-    overlap: bool | None = None    # detect the next image while the pose network runs; None: the detector's
-                                   # default (detect_ahead.overlap_wanted)
-    shard: str | None = None       # "i/n" without torchrun (shards.py)
-
-
 DECIDE_AT_IMAGES = 100
-
-
-@dataclass
-class PredictSummary:
-    out_dir: Path
-    images: int = 0                # processed in this run (images + video frames)
-    persons: int = 0
-    resumed: int = 0               # already in predictions.json, skipped by --resume
-    skipped: list = field(default_factory=list)   # run_merge.Skipped: not processed
-    warnings: list = field(default_factory=list)  # (file name, warning): processed, but damaged or short
-    ignored: list = field(default_factory=list)   # (file name, reason): found by a scan, not a picture
-    boxes_dropped: dict = field(default_factory=dict)   # reason → count
-    images_without_boxes: int = 0  # processed images for which --boxes had no box
-    seconds: float = 0.0
-    timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    worker_seconds: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STAGES, 0.0))
-    workers: int = 0
-    overlapped: float = 0.0        # seconds the detect-ahead thread spent detecting (while this one went on)
-    detector: str = ""
-    detector_setup: str = ""       # fp32, fused, bf16, fp16 (torchvision detectors: detector_setups.py)
-    shard: str = "0/1"             # this process's shard
-    merged: MergeReport | None = None   # the whole run, when this process merged it
-    waiting_for: list = field(default_factory=list)   # shards not finished yet (no merge)
-    torchrun: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """0 all good, 1 when some inputs were skipped or damaged, or shards are missing from a merge
-        (the CLI uses 2 for usage/fatal errors)."""
-        m = self.merged
-        if m is None and self.torchrun:   # rank 0 reports this rank's files; a non-zero exit would stop the job
-            return 0
-        if m is not None:
-            return 1 if m.skipped or m.warnings or m.missing else 0
-        return 1 if self.skipped or self.warnings else 0
 
 
 class PosePredictor:
@@ -176,22 +115,53 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     """Run the whole pipeline (this process's shard of it); ``log`` receives one-line warnings.
     ``detector`` (Python API): any callable ``SourceItem -> (M, 5) x, y, w, h, score`` used instead
     of the options' one."""
-    if opts.batch_size < 1:
-        raise FrposeError(f"--batch-size must be at least 1 (got {opts.batch_size})")
-    if opts.workers < 0:
-        raise FrposeError(f"--workers must be 0 or more (got {opts.workers})")
+    holder = []
+    for _ in _predict(opts, log, detector, holder, save=True):
+        pass
+    return holder[0]
+
+
+def predict_stream(source, weights=None, *, save: bool = False, log=None, detector=None,
+                   **options) -> Iterator[Results]:
+    """The Python API's generator (ultralytics' ``stream=True``): one
+    :class:`~frpose_cli.inference.results.Results` per image or frame of ``source`` (an image, folder,
+    glob, video, list file, webcam index or stream URL), as `frpose predict` makes them: videos and
+    streams tracked (``track_ids``, ``timestamp``), ``det_every``, ``smooth`` and every other
+    :class:`PredictOptions` field by name.  ``save=True`` also writes the run folder `frpose predict`
+    writes (``out``, default a new ``runs/predict/runN``); without it nothing is written.  Breaking out
+    of the loop stops the run cleanly (a live source is closed)."""
+    if save:
+        options.setdefault("progress", False)
+    else:
+        options.update(save_vis=False, save_heatmaps=False, progress=False)
+    opts = PredictOptions(source=str(source), weights=weights, **options)
+    yield from _predict(opts, log or _quiet, detector, [], save=save)
+
+
+def _predict(opts, log, detector, holder, save: bool):
+    check_options(opts)
     # Cheap checks first, so a mistake is reported before any model is loaded.
     source = Source(opts.source, vid_stride=opts.vid_stride)
     source.check_not_empty()
     options = run_options(opts)
     shard = shards.shard_for(opts.shard, opts.device)
     try:
-        return _run(opts, source, options, shard, log, detector)
+        if source.kind == "stream":
+            check_live(opts, source, shard)
+        window = LiveWindow() if opts.show else None
+        if source.kind == "stream":
+            source.open_stream()   # a camera or URL that does not answer: one line, before the model loads
+        if not save:
+            yield from _stream(opts, source, options, shard, log, detector, None, 0, holder, window)
+            return
+        yield from _run(opts, source, options, shard, log, detector, holder, window)
     finally:
+        if source.capture is not None:
+            source.capture.close()
         shards.cleanup(shard)
 
 
-def _run(opts, source, options, shard, log, detector) -> PredictSummary:
+def _run(opts, source, options, shard, log, detector, holder, window):
     def decide():
         out = resolve_out_dir(opts.out, opts.resume, options, shard, log=log)
         return str(out), next_session(out)
@@ -203,13 +173,14 @@ def _run(opts, source, options, shard, log, detector) -> PredictSummary:
     # a second run into the same folder is refused now, not after all its work (outputs.FolderLock)
     lock = FolderLock(out_dir, f"{shard.index}of{shard.count}" if shard.sharded else "all", "--out")
     try:
-        return _run_locked(opts, source, options, shard, log, detector, out_dir, session)
+        yield from _stream(opts, source, options, shard, log, detector, out_dir, session, holder, window)
     finally:
         lock.release()
 
 
-def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -> PredictSummary:
-    done, video_records = done_state(out_dir) if opts.resume else (set(), {})
+def _stream(opts, source, options, shard, log, detector, out_dir, session, holder, window):
+    tracking_images = opts.track is True
+    done, video_records = done_state(out_dir, tracking_images) if opts.resume and out_dir else (set(), {})
     predictor = PosePredictor(opts.weights, opts.model, opts.input_size, shards.device_for(shard, opts.device),
                               opts.flip, opts.backend, log=log if shard.is_main else _quiet,
                               progress=opts.progress and shard.is_main, precision=opts.precision,
@@ -224,30 +195,42 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
                                  progress=opts.progress and shard.is_main,
                                  setup=setup_for_precision(opts.precision or default_precision(predictor.device)),
                                  log=log if shard.is_main else _quiet)
-    meta = {"source": str(opts.source), "weights": str(predictor.weights), "model": predictor.card.name,
-            "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
+    check_box_source(detector, source)
+    meta = {"source": str(source.live.display_name if source.live else opts.source), "weights": str(predictor.weights),
+            "model": predictor.card.name, "input_size": list(predictor.card.input_size), "codec": predictor.codec.name,
             "backend": predictor.backend, "precision": predictor.precision, "detector": getattr(detector, "name", type(detector).__name__),
             "flip": predictor.flip}
+    tracking = None
+    if opts.track is not False:
+        tracking = TrackingStage(opts.track, opts.det_every, (opts.smooth_params or DEFAULT_SMOOTHING) if opts.smooth
+                                 else None, opts.track_lifetime, predictor.oks_sigmas,
+                                 {**tracking_meta(opts), "keypoints": list(predictor.card.keypoints.names)})
     header = {"session": session, "shard": shard.label, "options": options, "meta": meta,
               "split_rule": f"files of the source in order (ignored ones included): {shards.SHARD_RULE}",
               "torchrun": shard.torchrun, "workers": opts.workers}
-    runlog = RunLog(log_path(out_dir, session, shard.index, shard.count), header, opts.save_every)
-    progress = JobProgress(opts.progress and shard.is_main, shard, out_dir / PARTS, "predict", "img")
+    runlog = RunLog(log_path(out_dir, session, shard.index, shard.count), header, opts.save_every) if out_dir \
+        else NullLog()
+    progress = JobProgress(opts.progress and shard.is_main, shard, (out_dir or Path(".")) / PARTS, "predict", "img")
     summary = PredictSummary(out_dir=out_dir, detector=meta["detector"], shard=shard.label, workers=opts.workers,
                              torchrun=shard.torchrun)
+    holder.append(summary)
     timer = StageTimer(predictor.device)
-    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector))
+    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector) and source.kind != "stream")
     loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress,
-                       ahead)
+                       ahead, tracking, window)
+    if source.kind == "stream":
+        warm_up(predictor, detector)
     start = time.perf_counter()
     try:
-        loop.run(source, shard)
+        with stop_on_signals(source):
+            yield from loop.run(source, shard)
     finally:
         ahead.close()
         summary.overlapped = ahead.helper_seconds
         loop.close()
         summary.timings, summary.seconds = timer.seconds, time.perf_counter() - start
         summary.detector_setup = getattr(detector, "setup", "")
+        finish_live_summary(summary, loop, tracking, source)
         stats = {"images": summary.images, "persons": summary.persons, "resumed": summary.resumed,
                  "seconds": round(summary.seconds, 3), "timings": {k: round(v, 3) for k, v in timer.seconds.items()},
                  "workers": opts.workers, "worker_seconds": {k: round(v, 3) for k, v in summary.worker_seconds.items()},
@@ -255,7 +238,7 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
         progress.finish()   # before the log's closing line, so rank 0 never misses the last count
         if loop.finished or runlog.lines or runlog.file is not None:   # no empty run folders
             runlog.close(stats, loop.finished)
-        if not shard.sharded and list_logs(out_dir):    # one process: its results are merged even when it stops
+        if out_dir and not shard.sharded and list_logs(out_dir):    # one process: merged even when it stops
             summary.merged = merge_logs(list_logs(out_dir), out_dir)
         if not loop.finished:
             progress.close()
@@ -270,14 +253,13 @@ def _run_locked(opts, source, options, shard, log, detector, out_dir, session) -
         if shard.torchrun:
             summary.waiting_for = []    # the merge is rank 0's; the other ranks wait for nothing
     progress.close()
-    return summary
 
 
 def _worth_deciding(opts, source) -> bool:
     """Whether an undecided ``--precision auto`` is decided before this run (15-60 s, once per weights and
-    machine): when asked for by name, or for a run long enough to earn it back (a video, or
+    machine): when asked for by name, or for a run long enough to earn it back (a video, a live source, or
     :data:`DECIDE_AT_IMAGES` images or more); a shorter run starts at once in float32."""
-    if opts.precision == "auto":
+    if opts.precision == "auto" or source.kind == "stream":   # a live source runs until stopped: long
         return True
     import itertools
     files = list(itertools.islice(source.files(), DECIDE_AT_IMAGES))

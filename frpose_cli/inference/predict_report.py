@@ -6,9 +6,56 @@ user's to make (the default stays the paper's Faster R-CNN R50-FPN).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from frpose_cli.inference.run_merge import MergeReport
+from frpose_cli.inference.stream import STAGES, WORKER_STAGES
 from frpose_cli.weights import zoo
 
 DETECTION_DOMINATES = 0.5
+
+
+@dataclass
+class PredictSummary:
+    out_dir: Path
+    images: int = 0                # processed in this run (images + video frames)
+    persons: int = 0
+    resumed: int = 0               # already in predictions.json, skipped by --resume
+    skipped: list = field(default_factory=list)   # run_merge.Skipped: not processed
+    warnings: list = field(default_factory=list)  # (file name, warning): processed, but damaged or short
+    ignored: list = field(default_factory=list)   # (file name, reason): found by a scan, not a picture
+    boxes_dropped: dict = field(default_factory=dict)   # reason → count
+    images_without_boxes: int = 0  # processed images for which --boxes had no box
+    seconds: float = 0.0
+    timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    worker_seconds: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STAGES, 0.0))
+    workers: int = 0
+    overlapped: float = 0.0        # seconds the detect-ahead thread spent detecting (while this one went on)
+    detector: str = ""
+    detector_setup: str = ""       # fp32, fused, bf16, fp16 (torchvision detectors: detector_setups.py)
+    shard: str = "0/1"             # this process's shard
+    merged: MergeReport | None = None   # the whole run, when this process merged it
+    waiting_for: list = field(default_factory=list)   # shards not finished yet (no merge)
+    torchrun: bool = False
+    tracks: int = 0                # identities given (tracked videos, streams, frame folders)
+    tracked_frames: int = 0
+    detected_frames: int = 0       # tracked frames the detector ran on (--det-every)
+    frames_dropped: int = 0        # live frames that arrived while the network was busy, not processed
+    frames_preroll: int = 0        # live frames that arrived before the networks were ready (let go)
+    stream_end: str = ""           # how a live stream ended (Ctrl-C, SIGTERM, the window, a stall)
+    latency: dict = field(default_factory=dict)   # live: seconds from a frame's arrival to its overlay
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 when some inputs were skipped or damaged, or shards are missing from a merge
+        (the CLI uses 2 for usage/fatal errors)."""
+        m = self.merged
+        if m is None and self.torchrun:   # rank 0 reports this rank's files; a non-zero exit would stop the job
+            return 0
+        if m is not None:
+            return 1 if m.skipped or m.warnings or m.missing else 0
+        return 1 if self.skipped or self.warnings else 0
 
 
 def detection_hint(s) -> str:
@@ -32,6 +79,21 @@ def detection_hint(s) -> str:
         line += (f"; {options} against {current.name}'s box AP {current.ap:.1f} (float32 CPU times of "
                  "docs/benchmarks.md)")
     return line
+
+
+def tracking_lines(s) -> list[str]:
+    """What tracking and a live stream add to the summary."""
+    lines = []
+    if s.tracked_frames:
+        lines.append(f"tracking: {s.tracks} tracks over {s.tracked_frames} frames, the detector on "
+                     f"{s.detected_frames} of them")
+    if s.latency:
+        lines.append(f"live: {s.images} frames run, {s.frames_dropped} dropped while the network was busy, "
+                     f"{s.frames_preroll} frames before the networks were ready (let go); latency (arrival to "
+                     "overlay) " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in s.latency.items()))
+    if s.stream_end:
+        lines.append(s.stream_end)
+    return lines
 
 
 def summary_text(s) -> str:
@@ -59,6 +121,7 @@ def summary_text(s) -> str:
     hint = detection_hint(s)
     if hint:
         lines.append(hint)
+    lines += tracking_lines(s)
     if m is not None and len(m.shards) > 1:
         for st in m.shards:
             lines.append(f"shard {st.shard}: {st.images} images, {st.persons} persons in {st.seconds:.1f} s "
@@ -78,5 +141,8 @@ def summary_text(s) -> str:
         lines.append(f"{s.images_without_boxes} of {s.images} images matched no box of --boxes"
                      + (" (none matched: do its image_id / file_name values name these images?)"
                         if s.images_without_boxes == s.images else ""))
+    if m is not None and (m.posetrack or m.posetrack_problem):
+        lines.append(f"PoseTrack files: {len(m.posetrack)} in {s.out_dir / 'posetrack'}" if m.posetrack
+                     else m.posetrack_problem)
     lines.append(f"results: {s.out_dir / 'predictions.json'}")
     return "\n".join(lines)

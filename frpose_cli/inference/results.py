@@ -3,7 +3,9 @@
 
 Per person: the box (x, y, w, h, score), keypoints (K, 2) in image pixels, their scores (K,)
 and the pose score (the box score × the mean keypoint score above 0.2, :func:`rescore`, as
-predict and eval rank persons).  :meth:`Results.to_coco` is the one place a
+predict and eval rank persons).  On a tracked video or stream also the track id (-1: untracked),
+the frame's timestamp and, with smoothing, the raw keypoints before the filter (``keypoints`` are
+then the smoothed ones).  :meth:`Results.to_coco` is the one place a
 ``predictions.json`` record is built; :meth:`Results.plot` draws the overlay `frpose predict`
 writes in ``vis/``.
 
@@ -46,6 +48,7 @@ class Person:
     keypoint_scores: np.ndarray   # (K,)
     score: float                  # pose score (rescored)
     spec: KeypointSpec
+    track_id: int | None = None   # tracked sequences: the person's identity (-1: untracked)
 
     def __getitem__(self, name: str) -> tuple[float, float, float]:
         k = self.spec.index_of(name)
@@ -55,7 +58,8 @@ class Person:
 
     def __repr__(self) -> str:
         x, y, w, h, s = (float(v) for v in self.box)
-        return f"Person(box=[{x:.1f}, {y:.1f}, {w:.1f}, {h:.1f}], box_score={s:.3f}, score={self.score:.3f})"
+        track = "" if self.track_id is None else f", track_id={self.track_id}"
+        return f"Person(box=[{x:.1f}, {y:.1f}, {w:.1f}, {h:.1f}], box_score={s:.3f}, score={self.score:.3f}{track})"
 
 
 class Results:
@@ -65,12 +69,14 @@ class Results:
     (P, K); ``spec`` the keypoint set (names, skeleton).  ``scores`` (P,): pose scores, rescored
     from the box and keypoint scores when not given.  ``image``: the RGB uint8 picture
     :meth:`plot` draws on by default (held, not copied).  ``file_name``, ``image_id`` and
-    ``frame`` (video frame index) go into the records.
+    ``frame`` (video frame index) go into the records; on tracked sequences also ``track_ids`` (P,)
+    (-1: untracked), ``timestamp`` (seconds) and, when the keypoints are smoothed, ``keypoints_raw``
+    (P, K, 2) as the network gave them.
     """
 
     def __init__(self, boxes, keypoints, keypoint_scores, spec: KeypointSpec, scores=None, *,
                  image: np.ndarray | None = None, file_name: str | None = None, image_id: int | None = None,
-                 frame: int | None = None):
+                 frame: int | None = None, track_ids=None, timestamp: float | None = None, keypoints_raw=None):
         k = spec.num_keypoints
         self.boxes = _floats(boxes, (-1, 5), "boxes")
         self.keypoints = _floats(keypoints, (-1, k, 2), "keypoints")
@@ -84,6 +90,11 @@ class Results:
             scores = rescore(self.boxes[:, 4], self.keypoint_scores) if p else np.zeros(0)
         self.scores = _floats(scores, (p,), "scores")
         self.spec, self.image, self.file_name, self.image_id, self.frame = spec, image, file_name, image_id, frame
+        self.track_ids = None if track_ids is None else np.asarray(track_ids, np.int64).reshape(-1)
+        if self.track_ids is not None and len(self.track_ids) != p:
+            raise ValueError(f"track_ids: {len(self.track_ids)} for {p} persons")
+        self.timestamp = None if timestamp is None else float(timestamp)
+        self.keypoints_raw = None if keypoints_raw is None else _floats(keypoints_raw, (p, k, 2), "keypoints_raw")
 
     @classmethod
     def from_poses(cls, poses, boxes, spec: KeypointSpec, **info) -> "Results":
@@ -101,7 +112,12 @@ class Results:
         scores = np.array([r["score"] for r in records], np.float64)
         first = records[0] if records else {}
         info = {"file_name": first.get("file_name"), "image_id": first.get("image_id"),
-                "frame": first.get("frame"), **info}
+                "frame": first.get("frame"), "timestamp": first.get("timestamp"), **info}
+        if records and all("track_id" in r for r in records):
+            info.setdefault("track_ids", [r["track_id"] for r in records])
+        if records and all("keypoints_raw" in r for r in records):
+            info.setdefault("keypoints_raw", np.array([r["keypoints_raw"] for r in records],
+                                                      np.float64).reshape(-1, k, 3)[..., :2])
         return cls(boxes, poses[..., :2], poses[..., 2], spec, scores, **info)
 
     # -- the poses as arrays (ultralytics' names where it has one) --------------------------------
@@ -152,12 +168,15 @@ class Results:
         """An int → that :class:`Person`; a slice, index list or boolean mask → a :class:`Results`."""
         if isinstance(index, (int, np.integer)):
             i = range(len(self))[index]   # negative indices, and IndexError out of range
-            return Person(self.boxes[i], self.keypoints[i], self.keypoint_scores[i], float(self.scores[i]), self.spec)
+            return Person(self.boxes[i], self.keypoints[i], self.keypoint_scores[i], float(self.scores[i]), self.spec,
+                          None if self.track_ids is None else int(self.track_ids[i]))
         if isinstance(index, list):   # [] would become a float array, which numpy refuses as an index
             index = np.asarray(index) if index else np.zeros(0, np.int64)
         return Results(self.boxes[index], self.keypoints[index], self.keypoint_scores[index], self.spec,
                        self.scores[index], image=self.image, file_name=self.file_name, image_id=self.image_id,
-                       frame=self.frame)
+                       frame=self.frame, track_ids=None if self.track_ids is None else self.track_ids[index],
+                       timestamp=self.timestamp,
+                       keypoints_raw=None if self.keypoints_raw is None else self.keypoints_raw[index])
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -172,17 +191,25 @@ class Results:
     # -- outputs -------------------------------------------------------------------------------------
     def to_coco(self, image_id: int | None = None) -> list[dict]:
         """COCO keypoint results, one per person, exactly as ``predictions.json`` holds them
-        (plus ``file_name``, ``bbox``, ``box_score`` and, for a video frame, ``frame``).
-        ``image_id``: this one, else the object's (None until a run's logs are merged)."""
+        (plus ``file_name``, ``bbox``, ``box_score``, for a video frame ``frame``, and on tracked
+        sequences ``track_id``, ``timestamp`` and, when smoothed, ``keypoints_raw`` laid out as
+        ``keypoints``).  ``image_id``: this one, else the object's (None until a run's logs are merged)."""
         image_id = self.image_id if image_id is None else image_id
         records = []
-        for box, poses, score in zip(self.boxes, self.numpy(), self.scores):
+        for i, (box, poses, score) in enumerate(zip(self.boxes, self.numpy(), self.scores)):
             rec = {"image_id": image_id, "file_name": self.file_name, "category_id": CATEGORY_PERSON,
                    "keypoints": [round(float(v), 2) for v in poses.reshape(-1)],
                    "score": round(float(score), 5), "bbox": [round(float(v), 2) for v in box[:4]],
                    "box_score": round(float(box[4]), 5)}
             if self.frame is not None:
                 rec["frame"] = self.frame
+            if self.track_ids is not None:
+                rec["track_id"] = int(self.track_ids[i])
+            if self.timestamp is not None:
+                rec["timestamp"] = round(self.timestamp, 4)
+            if self.keypoints_raw is not None:
+                raw = np.concatenate([self.keypoints_raw[i], self.keypoint_scores[i][:, None]], -1)
+                rec["keypoints_raw"] = [round(float(v), 2) for v in raw.reshape(-1)]
             records.append(rec)
         return records
 
@@ -192,7 +219,8 @@ class Results:
         image = self.image if image is None else image
         if image is None:
             raise ValueError("no image to draw on: pass plot(image) or build the Results with image=")
-        return draw_poses(image, self.numpy(), self.spec, self.boxes, kpt_thr=kpt_thr, draw_boxes=boxes)
+        return draw_poses(image, self.numpy(), self.spec, self.boxes, kpt_thr=kpt_thr, draw_boxes=boxes,
+                          track_ids=self.track_ids)
 
     def save(self, path, image: np.ndarray | None = None, kpt_thr: float = 0.3, boxes: bool = True):
         """Write :meth:`plot`'s overlay (JPEG/PNG by suffix) through a temp file and a rename, so a

@@ -29,6 +29,9 @@ from frpose_cli.data.sources import SourceItem
 PREDICTIONS, IMAGES = "predictions.json", "images.json"
 RUN_OPTIONS = ("source", "weights", "model", "input_size", "detector", "detector_weights", "boxes", "det_thr",
                "det_size", "nms_thr", "backend", "precision", "flip", "vid_stride")
+# tracking's options shape results too; recorded only when not at their default, so a run without them
+# records what earlier versions did (and those runs still resume)
+TRACK_OPTIONS = {"track": None, "det_every": 1, "smooth": False, "smooth_params": None, "track_lifetime": 30}
 
 
 def safe_relative(name: str) -> PurePosixPath:
@@ -47,9 +50,16 @@ def run_options(opts) -> dict:
         path = Path(str(value)).expanduser()
         return str(path.resolve()) if path.exists() else str(value)
     out = {k: getattr(opts, k) for k in RUN_OPTIONS}
-    out.update(source=where(opts.source), weights=where(opts.weights) or "(zoo default)",
+    from frpose_cli.data.live import live_spec
+    live = live_spec(str(opts.source))   # a stream's URL is recorded without its credentials
+    out.update(source=live.display_name if live else where(opts.source), weights=where(opts.weights) or "(zoo default)",
                detector_weights=where(opts.detector_weights), boxes=where(opts.boxes),
                input_size=list(opts.input_size) if opts.input_size else None)
+    for k, default in TRACK_OPTIONS.items():
+        value = getattr(opts, k, default)
+        value = list(vars(value).values()) if hasattr(value, "min_cutoff") else value
+        if value != default:
+            out[k] = value
     return out
 
 
@@ -73,7 +83,10 @@ def holds_results(run_dir: Path) -> bool:
 def option_differences(recorded: dict | None, options: dict) -> list[str]:
     if recorded is None:
         return ["options (the run records none)"]
-    return [f"{k} {recorded.get(k)!r} ≠ {options[k]!r}" for k in RUN_OPTIONS if recorded.get(k) != options[k]]
+    keys = [*RUN_OPTIONS, *TRACK_OPTIONS]
+    mine = {**TRACK_OPTIONS, **options}
+    theirs = {**TRACK_OPTIONS, **recorded}
+    return [f"{k} {theirs.get(k)!r} ≠ {mine[k]!r}" for k in keys if theirs.get(k) != mine[k]]
 
 
 def make_record(item: SourceItem, kpts: np.ndarray, box: np.ndarray, score: float) -> dict:

@@ -166,9 +166,22 @@ class RunLog:
                 self.file = None
 
 
-def done_state(run_dir: Path) -> tuple[set, dict]:
+class NullLog:
+    """The log of a run that writes nothing (the Python API's ``predict_stream`` without ``save``)."""
+    lines, file = (), None
+
+    def add(self, entry: dict) -> None:
+        pass
+
+    def close(self, stats: dict, finished: bool) -> None:
+        pass
+
+
+def done_state(run_dir: Path, image_records: bool = False) -> tuple[set, dict]:
     """What earlier sessions finished: the (file name, frame) of every image with results, and the
-    records of done video frames by file name (a resumed video's overlay is redrawn whole)."""
+    records of done video frames by file name and frame (a resumed video's overlay is redrawn whole,
+    its tracks continue from them); with ``image_records`` also those of images (frame None: a
+    tracked folder of frames)."""
     done, video_records = set(), {}
     for log in list_logs(run_dir):
         for entry in read_entries(log.path):
@@ -177,6 +190,6 @@ def done_state(run_dir: Path) -> tuple[set, dict]:
                 continue
             key = (image["file_name"], image.get("frame"))
             done.add(key)
-            if key[1] is not None:
+            if key[1] is not None or image_records:
                 video_records.setdefault(key[0], {})[key[1]] = entry.get("records", [])
     return done, video_records

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_open
 from frpose_cli.inference.run_log import end_of, header_of, list_logs, read_entries, unfinished
+from frpose_cli.inference.posetrack_out import PoseTrackFiles
 
 PREDICTIONS, IMAGES = "predictions.json", "images.json"
 
@@ -71,6 +72,8 @@ class MergeReport:
     shards: list = field(default_factory=list)      # ShardStats of the latest split, then older ones
     split: int = 1
     session_stats: dict = field(default_factory=dict)   # (session, shard) → the done/stopped line
+    posetrack: list = field(default_factory=list)       # the PoseTrack files written (tracked sequences)
+    posetrack_problem: str = ""
 
     @property
     def missing(self) -> list[str]:
@@ -102,6 +105,7 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
     for log in logs:
         stats.setdefault(log.shard, ShardStats(log.shard)).sessions.append(log.session)
     slot, first_record = 0, True
+    posetrack, tracking = None, None   # from the first tracked frame, which carries the tracking settings
     with atomic_open(out_dir / PREDICTIONS, "w") as pred, \
             tempfile.TemporaryFile("w+", encoding="utf-8", dir=out_dir) as listing:
         pred.write("[")
@@ -122,6 +126,11 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
                         first_record = False
                     entry = {"file_name": image["file_name"], "image_id": image_id,
                              **{k: v for k, v in image.items() if k != "file_name"}}
+                    if "tracking" in e and tracking is None:
+                        tracking = e["tracking"]
+                        posetrack = PoseTrackFiles(out_dir, tracking.get("keypoints"))
+                    if posetrack is not None:
+                        posetrack.add(image, e.get("records", []))
                     listing.write(("," if report.images else "") + "\n  " + json.dumps(entry))
                     report.images += 1
                     report.persons += image.get("persons", 0)
@@ -145,7 +154,7 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
         report.shards = sorted(stats.values(), key=lambda s: (not s.shard.endswith(f"/{report.split}"),
                                                               *map(int, reversed(s.shard.split("/")))))
         header = headers[latest]
-        meta = {**header.get("meta", {}), "options": options,
+        meta = {**header.get("meta", {}), **({"tracking": tracking} if tracking else {}), "options": options,
                 "boxes_dropped": dict(sorted(report.boxes_dropped.items())),
                 "images_without_boxes": report.images_without_boxes,
                 "shards": {"count": report.split, "rule": header.get("split_rule", ""),
@@ -154,6 +163,8 @@ def merge_logs(logs, out_dir: Path) -> MergeReport:
                                      for s in report.shards]}}
         listing.seek(0)
         _write_images_json(out_dir, meta, report, listing)
+    if posetrack is not None:
+        report.posetrack, report.posetrack_problem = posetrack.close(), posetrack.problem
     return report
 
 

@@ -1,42 +1,37 @@
-"""The streaming loop of `frpose predict` (one process, one shard): items → boxes → batched crops →
-heatmaps → keypoints → log entries and overlays.
+"""The one loop of `frpose predict` (one process, one shard), for images, videos and live streams:
+read → detect or propagate → crop → pose → track → smooth → write / show.
 
-Items arrive in source order (:mod:`frpose_cli.inference.decode_workers`); a person crop waits in the batch
-until ``--batch-size`` crops are ready, then the network runs (with the flip test) and the
-batch's images get their log entries and overlays.  Every event of the stream — an image, a
-skipped, damaged or ignored file — goes through the same queue, so the log is written in
-stream order (:mod:`frpose_cli.inference.run_merge` relies on it).  Only the current batch's images are
-in memory.
+Items arrive in source order (:mod:`frpose_cli.inference.decode_workers`); a video's or a stream's
+frames are read here, one after the other.  A person crop waits in the batch until
+``--batch-size`` crops are ready, then the network runs (with the flip test) and the batch's
+images get their log entries and overlays.  Frames of a tracked sequence
+(:mod:`frpose_cli.inference.tracking_stage`) are run one at a time instead: the next frame's boxes
+come from this frame's poses.  Every event of the stream — an image, a skipped, damaged or ignored
+file — goes through the same queue, so the log is written in stream order
+(:mod:`frpose_cli.inference.run_merge` relies on it).  Only the current batch's images are in
+memory.  :meth:`PredictLoop.run` yields each finished image's or frame's
+:class:`~frpose_cli.inference.results.Results` (the Python API's ``stream=True`` generator).
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from frpose_cli.device import synchronize
-from frpose_cli.inference.draw import VideoOverlayWriter, draw_poses, heatmap_to_image, overlay_heatmap, write_image
-from frpose_cli.data.geometry import warp_matrix
 from frpose_cli.inference.results import Results
 from frpose_cli.inference.decode_workers import Loaded, ShardStream, detect_counting, loader
 from frpose_cli.inference.detect_ahead import DetectAhead
-from frpose_cli.inference.run_folder import safe_relative
+from frpose_cli.inference.overlays import Overlays, overlay_name  # noqa: F401  (overlay_name: where overlays go)
 from frpose_cli.inference.run_merge import Skipped
+from frpose_cli.inference.tracking_stage import TrackingStage
 from frpose_cli.data.sources import SourceItem
 
 STAGES = ("read", "detect", "crop", "pose", "decode", "write")
 WORKER_STAGES = ("read", "detect", "crop")
-
-
-def overlay_name(file_name: str, video: bool = False) -> str:
-    """Where the overlay of ``file_name`` goes, relative to ``vis/``: never outside the run folder."""
-    p = safe_relative(file_name)
-    if video:
-        return p.with_suffix(".mp4").as_posix()
-    return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
 
 
 class StageTimer:
@@ -51,7 +46,7 @@ class StageTimer:
         finally:
             if sync and stage in ("detect", "pose"):   # this thread's stream: not the detect-ahead helper's
                 synchronize(self.device, current_stream_only=True)
-            self.seconds[stage] += time.perf_counter() - start
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -63,6 +58,7 @@ class PendingImage:
     centers: np.ndarray
     scales: np.ndarray
     dropped: dict
+    propagated: np.ndarray | None = None   # tracked frames: which boxes came from the frame before
 
 
 @dataclass
@@ -78,29 +74,45 @@ class PendingRedraw:
 
 
 class PredictLoop:
-    """The loop's state: pending batch (and the events queued behind it), open overlay videos, counters."""
+    """The loop's state: pending batch (and the events queued behind it), overlays, tracking, counters."""
 
     def __init__(self, opts, out_dir, predictor, detector, log, summary, timer, done: set, video_records: dict,
-                 progress, ahead: DetectAhead):
+                 progress, ahead: DetectAhead, tracking: TrackingStage | None = None, window=None):
         self.opts, self.out_dir, self.pred, self.detector, self.log = opts, out_dir, predictor, detector, log
-        self.ahead = ahead
+        self.ahead, self.tracking = ahead, tracking
         self.summary, self.timer, self.done, self.video_records = summary, timer, done, video_records
         self.progress = progress
         self.pending, self.pending_crops = [], 0
-        self.videos: dict[str, VideoOverlayWriter] = {}
-        self.failed_overlays: set = set()
+        self.overlays = Overlays(out_dir, predictor.card.keypoints, predictor.codec, opts.kpt_thr, opts.save_vis,
+                                 window, summary)
+        self.finished_results: deque = deque()
+        self.latencies: list = []          # live frames: seconds from arrival to overlay
         self.finished = False
 
-    def run(self, source, shard) -> None:
-        stream = ShardStream(source, shard, self.done, self.detector, self.pred.geometry)
-        entries = self._pull(loader(stream, self.opts.workers))
+    def run(self, source, shard):
+        """Every item of this shard, in order; yields each finished image's or frame's Results."""
+        stream = ShardStream(source, shard, self.done, None if self._tracks_images() else self.detector,
+                             self.pred.geometry)
+        entries = self._pull(loader(stream, 0 if source.kind == "stream" else self.opts.workers))
         for loaded, detected in self.ahead.ahead(entries, lambda loaded: loaded.item, self.needs_detection):
             if loaded.video is not None:
-                self.run_video(source, loaded.video)
+                yield from self.run_video(source, loaded.video)
             else:
                 self.handle(loaded.item, loaded, detected)
+            yield from self._drain()
+            if self.overlays.stop_asked:
+                source.stop.set()
+                raise KeyboardInterrupt   # the window's q on files: as Ctrl-C (results kept, --resume continues)
         self.flush()
+        yield from self._drain()
         self.finished = True
+
+    def _tracks_images(self) -> bool:
+        return self.tracking is not None and self.tracking.tracks_images
+
+    def _drain(self):
+        while self.finished_results:
+            yield self.finished_results.popleft()
 
     def _pull(self, items):
         """The workers' results in order, their stage times counted (decoding: here, or in the workers meanwhile)."""
@@ -115,25 +127,42 @@ class PredictLoop:
                 (self.summary.worker_seconds if workers else self.timer.seconds)[stage] += seconds
             if workers:
                 self.timer.seconds["read"] += wait
+            if loaded.item is not None and self.tracking is not None:
+                self.tracking.stamp(loaded.item)
             yield loaded
 
-    def run_video(self, source, video) -> None:
+    def run_video(self, source, video):
         def frames():
             read = source.read(video)
-            while True:
+            while not (self.overlays.stop_asked and source.kind == "stream"):
                 with self.timer("read"):
                     item = next(read, None)
                 if item is None:
                     return
                 yield item
-        for item, detected in self.ahead.ahead(frames(), lambda item: item, self.needs_detection):
-            self.handle(item, detected=detected)
+        # a live stream's next frame is taken when this one is done, never read ahead: it is the newest then
+        live = source.kind == "stream" and source.live.live
+        paired = ((item, None) for item in frames()) if live else \
+            self.ahead.ahead(frames(), lambda item: item, self.needs_detection)
+        try:
+            for item, detected in paired:
+                self.handle(item, detected=detected)
+                yield from self._drain()
+                if self.overlays.stop_asked:
+                    source.stop.set()   # a stream ends here; a file stops as after Ctrl-C
+                    if source.kind != "stream":
+                        raise KeyboardInterrupt
+        finally:
+            if self.tracking is not None:
+                self.tracking.end(video.name)
 
     def needs_detection(self, entry) -> bool:
         """Whether :meth:`handle` will run the detector on ``entry`` (a Loaded or a video frame's SourceItem)."""
         loaded = entry if isinstance(entry, Loaded) else None
         item = loaded.item if loaded is not None else entry
         if item is None or item.ignored or item.error or item.image is None:
+            return False
+        if self.tracking is not None and self.tracking.tracked(item) and not self.tracking.detects(item):
             return False
         return not (loaded is not None and (loaded.done or loaded.prepared is not None)) and item.key not in self.done
 
@@ -162,6 +191,9 @@ class PredictLoop:
         if (loaded is not None and loaded.done) or (item.image is not None and item.key in self.done):
             self.summary.resumed += 1
             self.progress.update()
+            tracked = self.tracking is not None and self.tracking.tracked(item)
+            if tracked:   # its sequence continues from what the earlier session logged
+                self.tracking.restore(item, self.video_records.get(item.file_name, {}).get(item.frame, []))
             if item.frame is not None and self.opts.save_vis:
                 if self.pending:   # drawn in order with the frames waiting in the batch
                     self.pending.append(PendingRedraw(item))
@@ -170,17 +202,34 @@ class PredictLoop:
             return
         if item.image is None:
             return
-        if loaded is not None and loaded.prepared is not None:
+        self.summary.frames_dropped += item.dropped
+        propagated = None
+        if self.tracking is not None and self.tracking.tracked(item):
+            boxes, dropped, propagated = self._tracked_boxes(item, detected)
+            with self.timer("crop"):
+                crops, centers, scales = self.pred.crops(item.image, boxes)
+        elif loaded is not None and loaded.prepared is not None:
             boxes, crops, centers, scales, dropped = loaded.prepared
         else:
             with self.timer("detect", sync=detected is None):   # a future: the wait is what this thread loses
                 boxes, dropped = detected.result() if detected is not None else detect_counting(self.detector, item)
             with self.timer("crop"):
                 crops, centers, scales = self.pred.crops(item.image, boxes)
-        self.pending.append(PendingImage(item, boxes, crops, centers, scales, dropped))
+        self.pending.append(PendingImage(item, boxes, crops, centers, scales, dropped, propagated))
         self.pending_crops += len(crops)
-        if self.pending_crops >= self.opts.batch_size:
+        if propagated is not None or self.pending_crops >= self.opts.batch_size:
             self.flush()
+
+    def _tracked_boxes(self, item, detected):
+        """A tracked frame's boxes: the detector's on its schedule, merged with those the frame before propagates."""
+        boxes, dropped = None, {}
+        if self.tracking.detects(item):
+            with self.timer("detect", sync=detected is None):
+                boxes, dropped = detected.result() if detected is not None else detect_counting(self.detector, item)
+            self.tracking.detected += 1
+        with self.timer("track"):
+            merged, propagated = self.tracking.boxes(item, boxes)
+        return merged.astype(np.float32), dropped, propagated
 
     def flush(self) -> None:
         if not self.pending:
@@ -201,63 +250,53 @@ class PredictLoop:
                 self.redraw_done_frame(p.item)
             else:
                 n = len(p.crops)
-                with self.timer("write"):
-                    self.finish_image(p.item, p.boxes, kpts[start:start + n] if n else np.zeros((0, 0, 3)),
-                                      heatmaps[start:start + n] if n else None, p.centers, p.scales, p.dropped)
+                self.finish_image(p, kpts[start:start + n] if n else np.zeros((0, 0, 3)),
+                                  heatmaps[start:start + n] if n else None)
                 start += n
 
-    def finish_image(self, item, boxes, kpts, heatmaps, centers, scales, dropped) -> None:
+    def finish_image(self, p: PendingImage, kpts, heatmaps) -> None:
+        item, boxes = p.item, p.boxes
         # Records come from the Results object the Python API returns, so both give the same JSON.
         found = Results.from_poses(kpts, boxes, self.pred.card.keypoints, file_name=item.file_name,
-                                   frame=item.frame)
-        keep = found.nms_keep(scales[:, 0] * scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr)
-        records = found[keep].to_coco()
+                                   frame=item.frame, image=item.image)
+        keep = np.asarray(found.nms_keep(p.scales[:, 0] * p.scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr),
+                          np.int64)
+        found = found[keep]
+        if p.propagated is not None:
+            with self.timer("track"):
+                found, kept = self.tracking.finish(item, found, p.propagated[keep])
+            keep = keep[kept]
+        with self.timer("write"):
+            self._write(item, found, p, keep, heatmaps)
+        self.finished_results.append(found)
+
+    def _write(self, item, found: Results, p: PendingImage, keep, heatmaps) -> None:
+        records = found.to_coco()
         image = {"file_name": item.file_name, "width": int(item.image.shape[1]),
                  "height": int(item.image.shape[0]), "persons": len(records)}
         if item.frame is not None:
             image["frame"] = item.frame
         entry = {"o": [item.position, item.sub], "image": image, "records": records}
-        if dropped:
-            entry["dropped"] = dropped
-            for reason, n in dropped.items():
+        if p.propagated is not None:   # a tracked sequence's frame (its PoseTrack file is written at the merge)
+            image["sequence"] = self.tracking.key(item)
+            if not self.tracking.meta_logged:
+                entry["tracking"], self.tracking.meta_logged = self.tracking.meta, True
+        if p.dropped:
+            entry["dropped"] = p.dropped
+            for reason, n in p.dropped.items():
                 self.summary.boxes_dropped[reason] = self.summary.boxes_dropped.get(reason, 0) + n
-        if len(boxes) == 0 and getattr(self.detector, "name", "") == "boxes":
+        if len(p.boxes) == 0 and getattr(self.detector, "name", "") == "boxes":
             entry["unmatched"] = True
             self.summary.images_without_boxes += 1
         self.log.add(entry)
         self.summary.images += 1
         self.summary.persons += len(records)
         self.progress.update()
-        try:
-            if self.opts.save_vis:
-                self.save_overlay(item, kpts[keep], boxes[keep])
-            if self.opts.save_heatmaps and len(keep):
-                self.save_heatmap_overlay(item, heatmaps[keep].numpy(), centers[keep], scales[keep])
-        except (OSError, cv2.error) as e:   # the poses are logged already: only the overlay is lost
-            self.overlay_failed(item, e)
-
-    def overlay_failed(self, item, error) -> None:
-        """Report an overlay that could not be written, once per file (a video's writer fails for every frame)."""
-        if item.file_name in self.failed_overlays:
-            return
-        self.failed_overlays.add(item.file_name)
-        reason = f"overlay not written ({error})"
-        self.log.add({"o": [item.position, item.sub], "skipped": {"file_name": item.file_name, "reason": reason}})
-        self.summary.skipped.append(Skipped(item.file_name, reason))
-
-    def save_overlay(self, item, kpts, boxes) -> None:
-        canvas = draw_poses(item.image, kpts, self.pred.card.keypoints, boxes, kpt_thr=self.opts.kpt_thr)
-        vis_dir = self.out_dir / "vis"
-        if item.frame is None:
-            write_image(vis_dir / overlay_name(item.file_name), canvas)
-            return
-        if item.file_name in self.failed_overlays:
-            return
-        video = self.videos.get(item.file_name)
-        if video is None:
-            video = self.videos[item.file_name] = VideoOverlayWriter(
-                vis_dir / overlay_name(item.file_name, video=True), item.fps)
-        video.write(canvas)
+        self.overlays.draw(item, found.numpy(), found.boxes, found.track_ids, self.log)
+        if item.arrival is not None:
+            self.latencies.append(time.monotonic() - item.arrival)
+        if self.opts.save_heatmaps and len(keep):
+            self.overlays.heatmaps(item, heatmaps[keep].numpy(), p.centers[keep], p.scales[keep], self.log)
 
     def redraw_done_frame(self, item) -> None:
         """A resumed video's overlay is rewritten whole, so frames done earlier are drawn from their records."""
@@ -265,34 +304,8 @@ class PredictLoop:
         k = self.pred.card.keypoints.num_keypoints
         kpts = np.array([r["keypoints"] for r in recs], np.float32).reshape(-1, k, 3)
         boxes = np.array([r["bbox"] + [r.get("box_score", 1.0)] for r in recs], np.float32).reshape(-1, 5)
-        try:
-            self.save_overlay(item, kpts, boxes)
-        except (OSError, cv2.error) as e:
-            self.overlay_failed(item, e)
-
-    def save_heatmap_overlay(self, item, heatmaps, centers, scales) -> None:
-        hh, hw = heatmaps.shape[-2:]
-        inv = [warp_matrix(c, s, 0, (hw, hh), inv=True, udp=self.pred.codec.use_udp)
-               for c, s in zip(centers, scales)]
-        heat = heatmap_to_image(heatmaps, inv, item.image.shape[:2])
-        name = overlay_name(item.file_name) if item.frame is None else \
-            f"{safe_relative(item.file_name).with_suffix('').as_posix()}/{item.frame:06d}.jpg"
-        out = self.out_dir / "heatmaps" / name
-        write_image(out, overlay_heatmap(item.image, stretch_heat(heat)))
+        ids = [r["track_id"] for r in recs] if recs and all("track_id" in r for r in recs) else None
+        self.overlays.draw(item, kpts, boxes, ids, self.log)
 
     def close(self) -> None:
-        """Finish the overlay videos; one that cannot be finished is reported, the others and every
-        prediction are kept (the run's results are merged after this)."""
-        for name, video in self.videos.items():
-            try:
-                video.close()
-            except (OSError, cv2.error) as e:
-                if name not in self.failed_overlays:
-                    self.failed_overlays.add(name)
-                    self.summary.skipped.append(Skipped(name, f"overlay video not finished ({e})"))
-
-
-def stretch_heat(heat: np.ndarray) -> np.ndarray:
-    """Stretch to the full colour range so weak (e.g. untrained) heatmaps are still visible."""
-    top = float(heat.max()) if heat.size else 0.0
-    return heat / top if top > 0 else heat
+        self.overlays.close()

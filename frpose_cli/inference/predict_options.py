@@ -1,0 +1,97 @@
+"""The options of one `frpose predict` run (the CLI's, by the same names), with their types and
+ranges declared once here (:data:`RANGES`) and checked before any work: a wrong value is one line.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from frpose_cli.errors import FrposeError
+from frpose_cli.tracking.smoothing import OneEuroParams
+from frpose_cli.tracking.tracker import LIFETIME
+
+
+@dataclass
+class PredictOptions:
+    source: str
+    weights: str | None = None
+    model: str | None = None
+    input_size: tuple | None = None
+    detector: str = "auto"
+    detector_weights: str | None = None
+    boxes: str | None = None       # COCO detection results, per-frame boxes of a video, or MOT det.txt
+    det_thr: float = 0.3
+    det_size: int = 800
+    nms_thr: float = 0.9
+    device: str | None = None
+    backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
+    precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
+    calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
+    batch_size: int = 16
+    flip: bool = True
+    kpt_thr: float = 0.3
+    out: str | None = None
+    resume: bool = False
+    vid_stride: int = 1
+    save_vis: bool = True
+    save_heatmaps: bool = False
+    save_every: int = 50
+    progress: bool = True
+    workers: int = 2               # DataLoader processes decoding (and cropping) images
+    overlap: bool | None = None    # detect the next image while the pose network runs; None: the detector's
+                                   # default (detect_ahead.overlap_wanted)
+    shard: str | None = None       # "i/n" without torchrun (shards.py)
+    track: bool | None = None      # None: videos and streams are tracked, images are stills (tracking_stage.py)
+    det_every: int = 1             # the detector runs on every N-th frame of a tracked sequence
+    smooth: bool = False           # One Euro filter per track and keypoint (tracking/smoothing.py)
+    smooth_params: OneEuroParams | None = None   # None: smoothing.DEFAULT
+    track_lifetime: int = LIFETIME  # frames a track survives unseen
+    show: bool = False             # a live window of the overlays
+
+
+# name → (type, lowest, highest): None is open; the CLI option of the same name is checked here
+RANGES = {
+    "det_thr": (float, 0.0, 1.0), "nms_thr": (float, 0.0, 1.0), "kpt_thr": (float, 0.0, 1.0),
+    "det_size": (int, 32, 10000), "batch_size": (int, 1, None), "workers": (int, 0, None),
+    "vid_stride": (int, 1, None), "save_every": (int, 1, None), "det_every": (int, 1, 10000),
+    "track_lifetime": (int, 0, 100000),
+}
+TRACK_DEFAULTS = {"track": None, "det_every": 1, "smooth": False, "track_lifetime": LIFETIME}
+
+
+def option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_options(opts: PredictOptions) -> None:
+    """Every range of :data:`RANGES` and the combinations that cannot work, one line each."""
+    if not isinstance(opts, PredictOptions):
+        raise TypeError(f"opts must be PredictOptions (got {type(opts).__name__})")
+    known = {f.name for f in fields(PredictOptions)}
+    for name, (kind, low, high) in RANGES.items():
+        assert name in known, name
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+            raise FrposeError(f"{option_name(name)} must be {'a whole number' if kind is int else 'a number'} (got {value!r})")
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            span = f"from {low:g} to {high:g}" if high is not None else "0 or more" if low == 0 else f"at least {low:g}"
+            raise FrposeError(f"{option_name(name)} must be {span} (got {value:g})")
+    if opts.det_every > 1 and opts.track is False:
+        raise FrposeError("--det-every N > 1 takes each person's box between detections from their pose in the "
+                          "frame before, which needs tracking: drop --no-track")
+    if opts.smooth and opts.track is False:
+        raise FrposeError("--smooth filters each track's keypoints over time: it needs tracking (drop --no-track)")
+    if opts.smooth_params is not None and not isinstance(opts.smooth_params, OneEuroParams):
+        raise FrposeError("smooth_params must be OneEuroParams(min_cutoff, beta, d_cutoff)")
+
+
+def parse_smooth_params(text: str) -> OneEuroParams:
+    """``--smooth-params MIN_CUTOFF,BETA,D_CUTOFF`` (docs/tracking.md) → OneEuroParams, one line if wrong."""
+    try:
+        values = [float(v) for v in str(text).split(",")]
+        if len(values) != 3:
+            raise ValueError("three numbers")
+        return OneEuroParams(*values)
+    except (TypeError, ValueError) as e:
+        raise FrposeError(f"--smooth-params {text!r}: expected MIN_CUTOFF,BETA,D_CUTOFF, e.g. 1.0,3.0,1.0 "
+                          f"(positive cut-offs in Hz, beta ≥ 0; {e})") from None

@@ -20,9 +20,9 @@ Rows (one process, one machine, its ISA printed):
 * **identities** with given boxes (``--boxes`` per-frame JSON): identity switches and MOTA (motmetrics,
   box IoU ≥ 0.5), ``--det-every 1`` and ``5``; a person hidden for 20 frames (< the 30-frame lifetime)
   must come back with the same id.
-* **smoothing**: frame-to-frame acceleration of the keypoints, raw and ``--smooth``, and the mean error
-  against the truth; a camera jump (a step of 10 % of the frame width) and the frames the smoothed
-  keypoints take to come within 10 % of it.
+* **smoothing**: frame-to-frame acceleration of the keypoints, raw, ``--smooth`` (online) and
+  ``--smooth-offline``, and the mean error against the truth; a camera jump (a tenth of a person, no
+  jitter) and the frames the smoothed keypoints take to come back within 10 % of it.
 * **live**: the first video served as MJPEG over loopback HTTP at ``--live-fps`` (looped) for
   ``--live-seconds``, whole-image boxes (the network's own output, one pose pass a frame): latency from a
   frame's arrival to its overlay (median, p95, max; first and last 10 s), frames dropped, against one
@@ -47,151 +47,14 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from bench_predict import _sure_of_background  # noqa: E402
 
+from tracking_video import FPS, SIZE, Oracle, TruthDetector, in_view, make_video, people_images  # noqa: E402
+
 from frpose_cli.cards import load_card  # noqa: E402
-from frpose_cli.inference import predict as predict_core  # noqa: E402
 from frpose_cli.inference.detectors import TorchvisionDetector, clip_boxes  # noqa: E402
 from frpose_cli.inference.detector_archs import ARCHS  # noqa: E402
 from frpose_cli.inference.predict import PredictOptions, run_predict  # noqa: E402
 from frpose_cli.tracking.tracker import iou_matrix  # noqa: E402
 from frpose_cli.weights.checkpoint import save_checkpoint  # noqa: E402
-
-SIZE, FPS = (640, 400), 25
-
-
-def people_images(data: Path, count: int, min_people: int = 2):
-    """The ``count`` COCO images (val, then train) with the most people of ≥ 10 labelled keypoints."""
-    found = []
-    for split in ("val2017", "train2017"):
-        coco = json.loads((data / "annotations" / f"person_keypoints_{split}.json").read_text())
-        by_image = {}
-        for a in coco["annotations"]:
-            if not a.get("iscrowd") and a["num_keypoints"] >= 10:
-                by_image.setdefault(a["image_id"], []).append(a)
-        for img in coco["images"]:
-            people = by_image.get(img["id"], [])
-            if len(people) >= min_people and img["width"] >= SIZE[0] * 0.9:
-                found.append((len(people), data / split / img["file_name"], people))
-    found.sort(key=lambda t: -t[0])
-    return [(path, people) for _, path, people in found[:count]]
-
-
-def make_video(path: Path, image_path: Path, people, frames: int, speed: float, jump_at=None, jump=0.0, hide=None):
-    """A window of SIZE panning ``speed`` px a frame across the image (a jump of ``jump`` px at frame
-    ``jump_at``): the mp4, the per-frame truth [(keypoints (P, 17, 3), boxes (P, 4))], and the decoded
-    frames' bytes → frame index.  ``hide``: (person, first, last): in those frames the person is absent
-    (as if behind something: no box, no keypoint seen; the pixels stay)."""
-    image = cv2.imread(str(image_path))
-    kps = np.array([a["keypoints"] for a in people], np.float64).reshape(-1, 17, 3)
-    boxes = np.array([a["bbox"] for a in people], np.float64)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
-    truth = []
-    # the people's middle is the window's middle halfway through (outside the image: black)
-    x0 = (boxes[:, 0].min() + (boxes[:, 0] + boxes[:, 2]).max()) / 2 - SIZE[0] / 2 - speed * frames / 2
-    for f in range(frames):
-        x = x0 + speed * f + (jump if jump_at is not None and f >= jump_at else 0.0)
-        m = np.float32([[1, 0, -x], [0, 1, 0]])
-        writer.write(cv2.warpAffine(image, m, SIZE, flags=cv2.INTER_LINEAR))
-        k = kps.copy()
-        k[..., 0] -= x
-        b = boxes.copy()
-        b[:, 0] -= x
-        if hide and hide[1] <= f <= hide[2]:
-            k[hide[0], :, 2] = 0
-            b[hide[0]] = [-1e4, -1e4, 1, 1]   # out of view
-        truth.append((k, b))
-    writer.release()
-    cap, decoded = cv2.VideoCapture(str(path)), {}
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        decoded[cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).tobytes()] = len(decoded)
-    cap.release()
-    return truth, decoded
-
-
-class Oracle:
-    """Replaces the pose network's keypoints (after it ran) by the truth of the person each crop shows."""
-
-    def __init__(self, truth, decoded, jitter: float, seed: int = 0):
-        self.truth, self.decoded, self.jitter = truth, decoded, jitter
-        self.rng, self.frame = np.random.default_rng(seed), None
-        self.crops, self.decode = predict_core.PosePredictor.crops, predict_core.PosePredictor.decode
-
-    def __enter__(self):
-        oracle = self
-
-        def crops(pred, image, boxes):
-            oracle.frame = oracle.decoded.get(np.ascontiguousarray(image).tobytes())
-            return oracle.crops(pred, image, boxes)
-
-        def decode(pred, heatmaps, centers, scales):
-            out = oracle.decode(pred, heatmaps, centers, scales)   # the real decoding, timed as usual
-            if oracle.frame is None:   # a frame it does not know: the network's own output
-                return out
-            return oracle.poses(centers, scales, pred.card.input_size).astype(out.dtype)
-        predict_core.PosePredictor.crops, predict_core.PosePredictor.decode = crops, decode
-        return self
-
-    def __exit__(self, *exc):
-        predict_core.PosePredictor.crops, predict_core.PosePredictor.decode = self.crops, self.decode
-
-    def poses(self, centers, scales, input_size):
-        kps, boxes = self.truth[self.frame]
-        regions = crop_regions(boxes, input_size[1] / input_size[0])
-        out = []
-        for c, s in zip(centers, scales):
-            w, h = s / 1.25
-            crop = np.array([[c[0] - w / 2, c[1] - h / 2, w, h]])
-            iou = iou_matrix(regions, crop)[:, 0] if len(boxes) else np.zeros(0)
-            if len(iou) == 0 or iou.max() < 0.3:
-                out.append(np.concatenate([np.tile(c, (17, 1)), np.full((17, 1), 0.01)], 1))
-                continue
-            p = int(iou.argmax())
-            k = kps[p].copy()
-            seen = (k[:, 2] > 0) & (k[:, 0] >= 0) & (k[:, 0] < SIZE[0]) & (k[:, 1] >= 0) & (k[:, 1] < SIZE[1])
-            k[~seen, :2] = boxes[p, :2] + boxes[p, 2:4] / 2
-            k[:, :2] += self.rng.normal(0, self.jitter * boxes[p, 3], (17, 2))
-            k[:, 2] = np.where(seen, 0.9, 0.05)
-            out.append(k)
-        return np.array(out).reshape(-1, 17, 3)
-
-
-def crop_regions(boxes, aspect: float) -> np.ndarray:
-    """Boxes widened or heightened to the network's aspect ratio about their centre, as crops are cut
-    (geometry.box_to_center_scale before its padding): a crop is compared with these."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    w = np.maximum(boxes[:, 2], boxes[:, 3] * aspect)
-    h = np.maximum(boxes[:, 3], boxes[:, 2] / aspect)
-    return np.stack([boxes[:, 0] + boxes[:, 2] / 2 - w / 2, boxes[:, 1] + boxes[:, 3] / 2 - h / 2, w, h], 1)
-
-
-def in_view(boxes, size=SIZE, share: float = 0.5) -> np.ndarray:
-    """Which boxes have at least ``share`` of their area inside the frame (the people a camera shows)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    inside = clip_boxes(np.concatenate([boxes, np.arange(len(boxes))[:, None]], 1), *size)
-    keep = np.zeros(len(boxes), bool)
-    for b in inside:
-        i = int(b[4])
-        keep[i] = b[2] * b[3] >= share * boxes[i, 2] * boxes[i, 3]
-    return keep
-
-
-class TruthDetector:
-    """The real detector runs (its time is measured), then the frame's true boxes are handed on."""
-    name, in_worker = "torchvision", False
-
-    def __init__(self, real, oracle: Oracle):
-        self.real, self.oracle = real, oracle
-
-    def __call__(self, item):
-        if self.real is not None:
-            self.real(item)
-        frame = self.oracle.decoded.get(np.ascontiguousarray(item.image).tobytes())
-        _, boxes = self.oracle.truth[frame]
-        boxes = boxes[in_view(boxes)]
-        h, w = item.image.shape[:2]
-        return clip_boxes(np.concatenate([boxes, np.full((len(boxes), 1), 0.95)], 1), w, h)
 
 
 def predict(work, video, ckpt, label, detector=None, **options):
@@ -249,7 +112,8 @@ def smoothing_metrics(records, truth, jump_at=None, jump=0.0):
                 p = int(np.argmin(np.abs(kp[:, :, :2] - k[i, :, :2]).sum(-1).mean(-1, where=kp[:, :, 2] > 0)))
                 ok = seen[i] & (kp[p, :, 2] > 0)
                 out[name]["error"] += list(np.linalg.norm(k[i, ok, :2] - kp[p, ok, :2], axis=-1))
-    summary = {n: {"accel_px": float(np.mean(v["accel"])), "error_px": float(np.mean(v["error"]))} for n, v in out.items()}
+    summary = {n: {"accel_px": float(np.mean(v["accel"])), "error_px": float(np.mean(v["error"]))}
+               for n, v in out.items() if v["accel"]}
     if summary["raw"]["accel_px"] > 0:
         summary["accel_cut"] = 1 - summary["smooth"]["accel_px"] / summary["raw"]["accel_px"]
     if jump_at is not None:   # frames from the step until the smoothed error is back within 10 % of it
@@ -319,12 +183,16 @@ def main(argv=None) -> int:
     ap.add_argument("--jitter", type=float, default=0.01, help="keypoint jitter, a fraction of the person's height")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--pose-card", default="sbn-r50")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", help="the pose network's --precision")
+    ap.add_argument("--detector-setup", default="fp32", help="the detector's set-up (fp32, fused, bf16: "
+                    "frpose_cli/inference/detector_setups.py)")
     ap.add_argument("--live-fps", type=float, default=15.0)
     ap.add_argument("--live-seconds", type=float, default=60.0)
     ap.add_argument("--smooth-params", default=None, help="MIN_CUTOFF,BETA,D_CUTOFF (default: frpose's)")
     ap.add_argument("--skip", default="", help="comma list of rows to skip: speed, ids, smooth, live")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--merge", action="store_true", help="keep the sections of an existing --json that this run "
+                    "skips (each section records the command that measured it)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     if args.smooth_params:
@@ -350,7 +218,9 @@ def main(argv=None) -> int:
             videos.append((work / f"v{i}.mp4", truth, decoded, hide, image.name, len(people)))
         results["videos"] = [{"image": v[4], "people": v[5]} for v in videos]
         if "speed" not in skip:
-            results["speed"] = speed_rows(work, videos, ckpt, args)
+            key = "speed" if (args.detector_setup, args.precision) == ("fp32", "fp32") else \
+                f"speed {args.detector_setup} detector, {args.precision} pose"
+            results[key] = speed_rows(work, videos, ckpt, args)
         if "ids" not in skip:
             results["identities"] = identity_rows(work, videos, ckpt, args)
         if "smooth" not in skip:
@@ -360,6 +230,14 @@ def main(argv=None) -> int:
                                            detector="whole-image", precision=args.precision)
             print("live:", json.dumps(results["live"], indent=1), flush=True)
         if args.json:
+            sections = lambda d: [k for k in d if k.startswith("speed") or k in ("identities", "smoothing", "live")]  # noqa: E731
+            results["commands"] = dict.fromkeys(sections(results), results["command"])
+            if args.merge and args.json.is_file():
+                old = json.loads(args.json.read_text())
+                kept = {k: old[k] for k in sections(old) if k not in results}
+                results["commands"] = {**{k: old.get("commands", {}).get(k, old["command"]) for k in kept},
+                                       **results["commands"]}
+                results.update(kept)
             args.json.write_text(json.dumps(results, indent=1) + "\n")
         return 0
     finally:
@@ -372,7 +250,7 @@ def speed_rows(work, videos, ckpt, args):
     model = ARCHS["fasterrcnn-r50-fpn"][0](91)
     _sure_of_background(model)
     torch.save(model.state_dict(), det_file)
-    real = TorchvisionDetector(det_file, score_thr=0.3, min_size=800, max_size=1333, setup="fp32")
+    real = TorchvisionDetector(det_file, score_thr=0.3, min_size=800, max_size=1333, setup=args.detector_setup)
     rows = {1: [], 5: []}
     for r in range(args.rounds):
         for every in (1, 5):
@@ -388,7 +266,8 @@ def speed_rows(work, videos, ckpt, args):
             print(f"speed round {r} det-every {every}: {frames / seconds:.3f} frames/s, tracking+smoothing "
                   f"{100 * track / seconds:.2f} % of the time", flush=True)
     best = {e: max(v, key=lambda x: x["fps"]) for e, v in rows.items()}
-    out = {"detector": "fasterrcnn-r50-fpn fp32 800 px (random weights, true boxes)", "pose": f"{args.pose_card} 256x192 "
+    out = {"detector": f"fasterrcnn-r50-fpn {args.detector_setup} 800 px (random weights, true boxes)",
+           "pose": f"{args.pose_card} 256x192 "
            f"{args.precision} flip", "rows": {str(k): v for k, v in rows.items()},
            "ratio_best": best[5]["fps"] / best[1]["fps"],
            "ratio_per_round": [b["fps"] / a["fps"] for a, b in zip(rows[1], rows[5])],
@@ -430,11 +309,13 @@ def smoothing_rows(work, source, ckpt, args):
         truth, decoded = make_video(work / f"s-{label}.mp4", image, people, args.frames, args.speed, jump_at, jump)
         boxes = {"frames": {str(f): [[*b, 0.95] for b in bx[in_view(bx)]] for f, (_, bx) in enumerate(truth)}}
         (work / "sboxes.json").write_text(json.dumps(boxes))
-        with Oracle(truth, decoded, jitter):
-            _, records = predict(work, work / f"s-{label}.mp4", ckpt, f"smooth-{label}", boxes=str(work / "sboxes.json"),
-                                 smooth=True, precision=args.precision, flip=False, smooth_params=args.smooth_params)
-        out[label] = smoothing_metrics(records, truth, jump_at, jump)
-        print(f"smoothing {label}:", out[label], flush=True)
+        for how, options in (("", {"smooth": True, "smooth_params": args.smooth_params}),
+                             (" offline", {"smooth_offline": True})):
+            with Oracle(truth, decoded, jitter):
+                _, records = predict(work, work / f"s-{label}.mp4", ckpt, f"smooth-{label}{how.strip()}",
+                                     boxes=str(work / "sboxes.json"), precision=args.precision, flip=False, **options)
+            out[label + how] = smoothing_metrics(records, truth, jump_at, jump)
+            print(f"smoothing {label}{how}:", out[label + how], flush=True)
     return out
 
 

@@ -150,15 +150,16 @@ def render_tracking(run: dict) -> list[str]:
     """The tracking section from docs/tracking_benchmarks.json (scripts/bench_tracking.py --json)."""
     videos = ", ".join(f"{v['image']} ({v['people']} people)" for v in run["videos"])
     lines = ["## Tracking", "",
-             f"`{run['command']}` on {run['date']}, on **{run['machine']}**: videos of real COCO images ({videos}) seen "
-             f"by a camera panning {run['pan_px_per_frame']:g} px a frame, {run['frames']} frames at {run['fps']} "
-             "frames/s, written as mp4 and read back, so every person's keypoints and box are known in every frame. "
-             "Random weights run in full (their time is the real one) and their outputs are replaced by the truth: "
-             "the detector's boxes by the frame's true boxes, each crop's keypoints by the true keypoints of the "
-             f"person it shows plus Gaussian jitter of {100 * run['jitter']:g} % of the person's height "
-             "(scripts/bench_tracking.py says how)."]
-    sp = run.get("speed")
-    if sp:
+             f"`scripts/bench_tracking.py` ([tracking_benchmarks.json](tracking_benchmarks.json); each part names the "
+             f"command that measured it), on **{run['machine']}**: videos of real COCO images ({videos}) seen by a "
+             f"camera panning {run['pan_px_per_frame']:g} px a frame, {run['frames']} frames at {run['fps']} frames/s, "
+             "written as mp4 and read back, so every person's keypoints and box are known in every frame. Random "
+             "weights run in full (their time is the real one) and their outputs are replaced by the truth: the "
+             "detector's boxes by the frame's true boxes, each crop's keypoints by the true keypoints of the person it "
+             f"shows plus Gaussian jitter of {100 * run['jitter']:g} % of the person's height "
+             "(scripts/tracking_video.py)."]
+    speeds = sorted(((k, v) for k, v in run.items() if k.startswith("speed")), key=lambda kv: kv[0] != "speed")
+    for key, sp in speeds:
         per = ", ".join(f"{r:.2f}×" for r in sp["ratio_per_round"])
         lines += ["", f"**`--det-every 5` against `--det-every 1`**, detector {sp['detector']}, pose network "
                       f"{sp['pose']}, with `--smooth`, runs alternated:", "",
@@ -168,12 +169,20 @@ def render_tracking(run: dict) -> list[str]:
             lines.append(f"| {every} | {fps} | {max(r['track_share'] for r in rows) * 100:.2f} % at most |")
         lines += ["", f"`--det-every 5` ran at **{sp['ratio_best']:.2f}×** the frames/s of `--det-every 1` (best rounds; "
                       f"per round {per}); tracking and smoothing took at most {sp['track_share_max'] * 100:.2f} % of "
-                      "a frame's time."]
+                      f"a frame's time. (`{run.get('commands', {}).get(key, run['command'])}`)"]
+    if len(speeds) > 1:
+        lines += ["", "A frame costs detect + pose with `--det-every 1` and detect / 5 + pose with `--det-every 5`; the pose "
+                      "network runs on every frame for every person (5 and 6 here), so the ratio shrinks as the detector "
+                      "gets faster against it: in float32 (the detector's set-up before its first run has tried bf16) "
+                      "and in bf16 (where this CPU ends up once both networks' accuracy gates pass with trained "
+                      "weights). With fewer people per frame, or a larger `--det-every`, it grows."]
     ids = run.get("identities")
     if ids:
         lines += ["", "**Identities and MOTA** with the true boxes given (`--boxes`, per-frame JSON), against the true "
                       "boxes (motmetrics' accounting, IoU ≥ 0.5; people less than half in view are neither hits nor "
-                      "false positives):", "",
+                      "false positives; between detections the box is the pose's keypoint box × 1.25, which can fall "
+                      f"under IoU 0.5 with an annotated box: the misses and false positives of `--det-every 5`). "
+                      f"(`{run.get('commands', {}).get('identities', run['command'])}`)", "",
                   "| video | people | --det-every | tracks | identity switches | MOTA | misses | false positives | "
                   "back with the same id |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in ids:
@@ -184,22 +193,37 @@ def render_tracking(run: dict) -> list[str]:
     sm = run.get("smoothing")
     if sm:
         st, step = sm["steady"], sm["step"]
-        lines += ["", f"**`--smooth`** on the panning video: frame-to-frame acceleration of the keypoints "
-                      f"{st['raw']['accel_px']:.2f} → {st['smooth']['accel_px']:.2f} px/frame² "
-                      f"(**{100 * st['accel_cut']:.0f} % less**); mean error against the truth {st['raw']['error_px']:.2f} → "
-                      f"{st['smooth']['error_px']:.2f} px (the filter's lag behind a moving keypoint). A step of "
-                      f"{step['step_px']:.1f} px (a tenth of a person) without jitter: the smoothed keypoints were back "
-                      "within 10 % of it, beyond the lag they had before it, after "
-                      f"{', '.join(str(n) for n in step['step_frames'])} frames (one value per track)."]
+        lines += ["", "**Smoothing** on the panning video (keypoints jittered as above; the step: a tenth of a person, "
+                      f"no jitter). (`{run.get('commands', {}).get('smoothing', run['command'])}`)", "",
+                  "| keypoints | acceleration px/frame² | error against the truth px | frames to follow the step |",
+                  "|---|---:|---:|---|"]
+        rows = [("raw (the network's)", st["raw"], None), ("`--smooth` (One Euro, online)", st["smooth"], step),
+                ("`--smooth-offline` (±4 frames)", sm.get("steady offline", {}).get("smooth"), sm.get("step offline"))]
+        for name, r, stp in rows:
+            if r:
+                follow = ", ".join(str(n) for n in stp["step_frames"]) if stp else "–"
+                lines.append(f"| {name} | {r['accel_px']:.2f} | {r['error_px']:.2f} | {follow} |")
+        off = sm.get("steady offline", {})
+        lines += ["", f"`--smooth` cut the acceleration by **{100 * st['accel_cut']:.0f} %** and followed the step within "
+                      f"{max(step['step_frames'])} frames; its error grows by its lag behind a moving keypoint. "
+                      + (f"`--smooth-offline` cut it by **{100 * off['accel_cut']:.0f} %** with less error than the raw "
+                         "keypoints (a quadratic through steady motion does not lag), which is why files get it; a "
+                         "live stream cannot wait for the frames after. " if off else "")
+                      + "Frames to follow: one value per track, until the smoothed keypoints were back within 10 % of "
+                      "the step beyond the error they had before it."]
     lv = run.get("live")
     if lv:
         lines += ["", f"**Live**: the first video served as MJPEG over loopback HTTP at {1000 / lv['frame_interval_ms']:.0f} "
                       f"frames/s for {run.get('live_seconds', 60):g} s, whole-image boxes: {lv['frames']} frames run, "
                       f"{lv['dropped']} dropped while the network was busy; latency from a frame's arrival to its "
-                      f"overlay median {lv['median']:.0f} ms, p95 {lv['p95']:.0f} ms, max {lv['max']:.0f} ms (first 10 s "
-                      f"{lv['first_10s_median_ms']:.0f} ms, last 10 s {lv['last_10s_median_ms']:.0f} ms: no backlog), "
-                      f"against one pose pass ({lv['pose_ms_per_frame']:.0f} ms) plus one frame interval "
-                      f"({lv['frame_interval_ms']:.0f} ms)."]
+                      f"overlay drawn median {lv['median']:.0f} ms, p95 {lv['p95']:.0f} ms, max {lv['max']:.0f} ms; the "
+                      f"median over the first 10 s {lv['first_10s_median_ms']:.0f} ms, over the last 10 s "
+                      f"{lv['last_10s_median_ms']:.0f} ms (no backlog: a queue would grow by seconds). One pose pass "
+                      f"({lv['pose_ms_per_frame']:.0f} ms, the pose stage's mean) plus one frame interval "
+                      f"({lv['frame_interval_ms']:.0f} ms) is {lv['pose_ms_per_frame'] + lv['frame_interval_ms']:.0f} ms: "
+                      "the median is within it, the slowest twentieth of frames above it by the work around the network "
+                      "(cropping, decoding, drawing; the reader thread decoding JPEGs on the same 2 cores). "
+                      f"(`{run.get('commands', {}).get('live', run['command'])}`)"]
     return lines
 
 

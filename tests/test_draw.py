@@ -89,3 +89,25 @@ def test_video_writer_writes_frames(tmp_path):
     cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()
+
+
+def test_each_track_is_drawn_in_its_own_colour_with_its_id():
+    """Two people with track ids 0 and 3 and one untracked (-1): each one's limbs and box in its track's colour
+    (hues apart), keypoints still by side; the untracked one grey; the labels are written above the boxes."""
+    from frpose_cli.inference.draw import UNTRACKED_COLOR, track_color
+    kp = np.concatenate([POSE, np.ones((17, 1), np.float32)], 1)
+    people = np.stack([kp, kp + [200, 0, 0], kp + [400, 0, 0]])
+    boxes = np.array([[40, 20, 120, 270, 0.9], [240, 20, 120, 270, 0.8], [440, 20, 120, 270, 0.7]], np.float32)
+    canvas = draw_poses(np.zeros((300, 600, 3), np.uint8), people, COCO17, boxes, thickness=3, radius=4,
+                        track_ids=[0, 3, -1])
+    colours = [track_color(0), track_color(3), UNTRACKED_COLOR]
+    assert len(set(colours)) == 3
+    name = {n: i for i, n in enumerate(COCO17.names)}
+    for p, colour in enumerate(colours):
+        mx, my = (POSE[name["left_hip"]] + POSE[name["left_knee"]]) / 2 + [200 * p, 0]
+        assert tuple(canvas[round(my), round(mx)]) == colour, p               # a limb
+        assert tuple(canvas[150, 40 + 200 * p]) == colour, p                  # the box's left edge
+        assert tuple(canvas[int(POSE[0, 1]), int(POSE[0, 0]) + 200 * p]) == CENTER_COLOR   # the nose: by side
+        label = canvas[2:19, 42 + 200 * p:100 + 200 * p]
+        assert (label == colour).all(-1).sum() > 20, p                        # "#0 0.90", "#3 0.80", "#- 0.70"
+    assert track_color(0) != track_color(1) and track_color(5) == track_color(5)

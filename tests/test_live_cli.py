@@ -127,10 +127,37 @@ def test_no_display_unknown_scheme_and_resume_of_a_stream_are_one_line(ckpt, tmp
     cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
     cases = [([image, "--show"], "--show: "),
              (["foo://camera/1"], "foo://"),
-             (["rtsp://user:pw@10.0.0.1/s", "--resume"], "is a live source")]
+             (["rtsp://user:pw@10.0.0.1/s", "--resume"], "is a live source"),
+             (["rtsp://user:pw@10.0.0.1/s", "--smooth-offline"], "waits for later frames")]
     for extra, message in cases:
         code, _, err = run_cli(args(ckpt, *extra[:1], tmp_path / "never", *extra[1:]), capsys)
         last = err.strip().splitlines()[-1]
         assert code == 2 and last.startswith("frpose: error:") and message in last and "Traceback" not in err, err
         assert "pw" not in err
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("source_kind", ["stream", "video"])
+def test_show_draws_each_frame_and_q_stops(ckpt, tmp_path, monkeypatch, capsys, source_kind):
+    """--show with a (mocked) display: every overlay is shown; q on the 4th ends a stream cleanly (exit 0) and
+    stops a video run as Ctrl-C does (exit 130, what was done is saved)."""
+    from frpose_cli.inference import overlays
+    monkeypatch.setattr(live, "display_available", lambda: None)
+    shown, keys = [], iter([-1, -1, -1, ord("q")] + [-1] * 100)
+    monkeypatch.setattr(overlays.cv2, "imshow", lambda title, image: shown.append(image.shape))
+    monkeypatch.setattr(overlays.cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(overlays.cv2, "destroyWindow", lambda title: shown.append("closed"))
+    frames = numbered_frames(30, (96, 72))
+    if source_kind == "video":
+        source = tmp_path / "clip.avi"
+        writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 72))
+        for f in frames:
+            writer.write(f)
+        writer.release()
+        code, stdout, err = run_cli(args(ckpt, source, tmp_path / "run", "--show", "--workers", "0"), capsys)
+    else:
+        with MjpegServer(frames, fps=20, loop=True) as url:
+            code, stdout, err = run_cli(args(ckpt, url, tmp_path / "run", "--show"), capsys)
+    assert shown[:4] == [(72, 96, 3)] * 4 and shown[-1] == "closed", shown
+    assert (code, "ended by q in the --show window" in stdout) == ((0, True) if source_kind == "stream" else (130, False))
+    assert len(frames_of(tmp_path / "run")) == 4

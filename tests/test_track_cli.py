@@ -85,7 +85,7 @@ def template_poses(monkeypatch, panned):
     """The network's poses: TEMPLATE in the true box of the person each crop shows, score 0.9, optionally
     jittered by ``state["jitter"]`` px; a crop overlapping no person by IoU 0.3 gives scores 0.01."""
     _, truth, decoded = panned
-    state = {"jitter": 0.0, "rng": np.random.default_rng(0), "frame": None}
+    state = {"jitter": 0.0, "frame": None}
     crops = predict_core.PosePredictor.crops
 
     def crops_of_frame(self, image, boxes):
@@ -101,9 +101,11 @@ def template_poses(monkeypatch, panned):
             w, h = s / 1.25
             w, h = (h * ASPECT, h) if w / h < ASPECT else (w, w / ASPECT)
             box = np.array([[c[0] - w / 2, c[1] - h / 2, w, h]])
-            iou = iou_matrix(truth[state["frame"]], box)[:, 0]
+            iou = iou_matrix(truth[state["frame"]], box)[:, 0] if state["frame"] is not None else np.zeros(1)
             person = truth[state["frame"]][iou.argmax()] if iou.max() >= 0.3 else box[0]
-            xy = person[:2] + TEMPLATE * person[2:4] + state["rng"].normal(0, state["jitter"], (17, 2))
+            # jitter drawn from the frame and the person: the same pose whichever run or order asks for it
+            rng = np.random.default_rng([state["frame"] or 0, int(round(person[1])) % 10**6])
+            xy = person[:2] + TEMPLATE * person[2:4] + rng.normal(0, state["jitter"], (17, 2))
             out.append(np.concatenate([xy, np.full((17, 1), 0.9 if iou.max() >= 0.3 else 0.01)], 1))
         return np.array(out, np.float32).reshape(-1, 17, 3)
 
@@ -232,15 +234,23 @@ def test_smooth_keeps_the_raw_keypoints_beside_the_smoothed_ones(ckpt, panned, t
     assert accel(per(smooth)) < 0.6 * accel(per(raw))
 
 
+@pytest.mark.parametrize("smoothing, logged", [({}, 7), ({"smooth": True}, 7), ({"smooth_offline": True}, 3)])
 def test_an_interrupted_tracked_video_resumes_with_the_same_tracks(ckpt, panned, template_poses, tmp_path,
-                                                                    monkeypatch, capsys):
+                                                                    monkeypatch, capsys, smoothing, logged):
+    """Stopped while running frame 7 (between detections), then resumed: the same ids, boxes and (smoothed)
+    keypoints as an uninterrupted run, to the logged values' rounding; --smooth-offline had logged only the
+    frames it no longer held back (0-2), and its window reaches back into them."""
     video, truth, _ = panned
+    template_poses["jitter"] = 2.0
     boxes = frame_boxes_json(tmp_path / "boxes.json", truth)
     whole = tmp_path / "whole"
-    assert run_cli(predict_args(ckpt, video, whole, "--boxes", boxes, "--det-every", "3", "--no-vis"), capsys)[0] == 0
+    flags = [f"--{k.replace('_', '-')}" for k in smoothing]
+    assert run_cli(predict_args(ckpt, video, whole, "--boxes", boxes, "--det-every", "3", "--no-vis", *flags),
+                   capsys)[0] == 0
     out = tmp_path / "cut"
     opts = PredictOptions(source=str(video), weights=str(ckpt), boxes=str(boxes), det_every=3, out=str(out),
-                          save_every=1, progress=False, flip=False, save_vis=False, workers=0, backend="torch")
+                          save_every=1, progress=False, flip=False, save_vis=False, workers=0, backend="torch",
+                          **smoothing)
     decode = predict_core.PosePredictor.decode
     calls = []
 
@@ -253,24 +263,26 @@ def test_an_interrupted_tracked_video_resumes_with_the_same_tracks(ckpt, panned,
     with pytest.raises(KeyboardInterrupt):
         run_predict(opts)
     monkeypatch.setattr(predict_core.PosePredictor, "decode", decode)
-    assert len(by_frame(json.loads((out / "predictions.json").read_text()))) == 7
+    assert len(by_frame(json.loads((out / "predictions.json").read_text()))) == logged
     opts.resume = True
     summary = run_predict(opts)
-    assert summary.resumed == 7 and summary.images == FRAMES - 7
-    # the same people with the same ids; the boxes propagated from a logged frame differ by its rounding (0.01 px)
+    assert summary.resumed == logged and summary.images == FRAMES - logged
+    # the same people with the same ids; what is carried over from a logged frame differs by its rounding (0.01 px)
     cut, ref = (json.loads((d / "predictions.json").read_text()) for d in (out, whole))
     assert [(r["frame"], r["track_id"]) for r in cut] == [(r["frame"], r["track_id"]) for r in ref]
     assert np.allclose([r["bbox"] for r in cut], [r["bbox"] for r in ref], atol=0.03)
+    assert np.allclose([r["keypoints"] for r in cut], [r["keypoints"] for r in ref], atol=0.05)
 
 
-def test_the_python_generator_yields_tracked_results(ckpt, panned, template_poses, tmp_path):
+def test_the_python_generator_yields_tracked_results(ckpt, panned, template_poses, tmp_path, monkeypatch):
     video, truth, _ = panned
+    monkeypatch.chdir(tmp_path)
     boxes = frame_boxes_json(tmp_path / "boxes.json", truth)
     results = list(predict_stream(video, ckpt, boxes=str(boxes), det_every=2, flip=False, workers=0, backend="torch"))
     assert [r.frame for r in results] == list(range(FRAMES))
     assert all(len(r) == len(truth[0]) and sorted(r.track_ids) == list(range(len(truth[0]))) for r in results)
     assert results[3][0].track_id in range(len(truth[0])) and results[3].image.shape == (WINDOW[1], WINDOW[0], 3)
-    assert not (tmp_path / "runs").exists() and not Path("runs/predict").exists() or True
+    assert not (tmp_path / "runs").exists()   # without save=True nothing is written
     gen = predict_stream(video, ckpt, boxes=str(boxes), flip=False, workers=0, backend="torch")
     assert next(gen).frame == 0
     gen.close()   # leaving early closes the video cleanly
@@ -355,6 +367,15 @@ def test_track_makes_a_folder_of_frames_a_sequence_with_its_posetrack_file(ckpt,
     code, _, _ = run_cli(predict_args(ckpt, tmp_path / "images", tmp_path / "stills", "--boxes",
                                       tmp_path / "boxes.json", "--no-vis"), capsys)
     assert code == 0 and not (tmp_path / "stills" / "posetrack").exists()
+    # a note among the frames waits behind the frames --smooth-offline holds back: the log stays in stream order
+    (seq / "000005.txt").write_text("not a frame")
+    off = tmp_path / "offline"
+    code, stdout, err = run_cli(["track", *predict_args(ckpt, tmp_path / "images", off, "--boxes", tmp_path / "boxes.json",
+                                                        "--smooth-offline", "--no-vis")[1:]], capsys)
+    assert code == 0 and "ignored 000042_mpii_test/000005.txt" in stdout, stdout + err
+    lines = [json.loads(x) for x in (off / "parts" / "session1-shard0-of1.jsonl").read_text().splitlines()[1:-1]]
+    assert [tuple(x["o"]) for x in lines] == sorted(tuple(x["o"]) for x in lines) and len(lines) == FRAMES + 1
+    assert len(json.loads((off / "predictions.json").read_text())) == FRAMES * len(truth[0])
     assert all("track_id" not in r for r in json.loads((tmp_path / "stills" / "predictions.json").read_text()))
 
 
@@ -386,3 +407,51 @@ def test_det_every_with_the_detect_ahead_thread_runs_the_detector_on_schedule_on
         outs[overlap] = (out / "predictions.json").read_bytes()
     assert outs[True] == outs[False]
     ids_follow_truth(json.loads(outs[True]), truth)
+
+
+def test_smooth_offline_holds_frames_back_and_writes_them_in_order(ckpt, panned, template_poses, tmp_path, capsys):
+    """Jittered poses of people moving steadily: the offline smoother's keypoints are closer to the truth than the
+    raw ones, every frame is there once and in order, the video's note comes after its frames."""
+    video, truth, _ = panned
+    boxes = frame_boxes_json(tmp_path / "boxes.json", truth)
+    template_poses["jitter"] = 3.0
+    out = tmp_path / "off"
+    code, stdout, err = run_cli(predict_args(ckpt, video, out, "--boxes", boxes, "--smooth-offline"), capsys)
+    assert code == 0, stdout + err
+    records = json.loads((out / "predictions.json").read_text())
+    assert sorted(by_frame(records)) == list(range(FRAMES)) and len(records) == FRAMES * len(truth[0])
+    lines = [json.loads(x) for x in (out / "parts" / "session1-shard0-of1.jsonl").read_text().splitlines()[1:-1]]
+    assert [tuple(x["o"]) for x in lines] == sorted(tuple(x["o"]) for x in lines)   # the log in stream order
+    err_of = lambda key: np.mean([np.abs(np.array(r[key]).reshape(17, 3)[:, :2] - (b[:2] + TEMPLATE * b[2:])).mean()   # noqa: E731
+                                  for r in records for b in truth[r["frame"]][iou_matrix(truth[r["frame"]], [r["bbox"]])[:, 0].argmax()][None]])
+    assert err_of("keypoints") < 0.7 * err_of("keypoints_raw")
+    assert overlay_count(out / "vis" / "pan.mp4") == FRAMES
+    code, _, err = run_cli(predict_args(ckpt, video, tmp_path / "never", "--smooth", "--smooth-offline"), capsys)
+    assert code == 2 and "choose one" in err
+
+
+def overlay_count(path):
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_unnamed_frame_boxes_for_a_folder_of_two_videos_is_one_line(ckpt, panned, tmp_path, capsys):
+    video, truth, _ = panned
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(video.read_bytes())
+    boxes = frame_boxes_json(tmp_path / "boxes.json", truth)
+    code, _, err = run_cli(predict_args(ckpt, folder, tmp_path / "never", "--boxes", boxes), capsys)
+    assert code == 2 and "gives the boxes of one video, and the source holds 2 (a.mp4, b.mp4" in err, err
+    named = {"videos": {"a.mp4": json.loads(boxes.read_text())["frames"]}}   # b.mp4: no boxes, no persons
+    (tmp_path / "named.json").write_text(json.dumps(named))
+    code, stdout, err = run_cli(predict_args(ckpt, folder, tmp_path / "run", "--boxes", tmp_path / "named.json",
+                                             "--no-vis"), capsys)
+    assert code == 0, stdout + err
+    records = json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert {r["file_name"] for r in records} == {"a.mp4"} and len(records) == FRAMES * len(truth[0])
+    assert f"{FRAMES} of {2 * FRAMES} images matched no box" in stdout

@@ -307,3 +307,50 @@ def test_a_propagated_box_that_finds_nobody_is_dropped_a_detected_one_is_kept():
     empty[0, :, 2] = 0.05       # the network sees nobody in person 0's box
     keep, ids, _ = seq.assign(empty, b1, prop1, 1, 1 / 30)
     assert not keep[0] and keep[1:].all() and len(ids) == len(kp) - 1
+
+
+# -- offline smoothing (--smooth-offline) ----------------------------------------------------------------
+
+@given(st.integers(0, 2**31 - 1), st.integers(12, 30))
+@settings(max_examples=40, deadline=None)
+def test_the_window_smoother_is_savitzky_golay_where_the_window_is_whole(seed, n):
+    """Every frame seen, away from the ends: SciPy's savgol_filter(window 9, order 2); a quadratic motion comes
+    out unchanged everywhere (ends included), so there is no lag; frames come out 4 late, in order."""
+    from scipy.signal import savgol_filter
+    from frpose_cli.tracking.offline import HALF, WindowSmoother
+    rng = np.random.default_rng(seed)
+    raw = np.concatenate([np.cumsum(rng.normal(0, 3, (n, 1, 17, 2)), 0), np.ones((n, 1, 17, 1))], -1)
+    quad = raw.copy()
+    t = np.arange(n)[:, None, None]
+    quad[..., 0], quad[..., 1] = 0.3 * t ** 2 - 2 * t + 5, -0.1 * t ** 2 + 4 * t
+    for signal_, exact in ((raw, False), (quad, True)):
+        w, out = WindowSmoother(), []
+        for f in range(n):
+            released = w.push(f, [7], signal_[f], f)
+            assert [payload for payload, _ in released] == ([f - HALF] if f >= HALF else [])
+            out += released
+        out += w.flush()
+        got = np.stack([kp for _, kp in out])
+        assert [payload for payload, _ in out] == list(range(n))
+        if exact:
+            assert np.allclose(got, signal_, atol=1e-6)
+        else:
+            want = savgol_filter(signal_[..., :2], 9, 2, axis=0)
+            assert np.allclose(got[HALF:n - HALF, ..., :2], want[HALF:n - HALF], atol=1e-6)
+            assert np.array_equal(got[..., 2], signal_[..., 2])
+
+
+def test_the_window_smoother_leaves_unsure_keypoints_out_and_keeps_untracked_people_raw():
+    from frpose_cli.tracking.offline import WindowSmoother
+    w, out = WindowSmoother(), []
+    kp = np.zeros((9, 2, 17, 3))
+    kp[..., 2] = 0.9
+    kp[:, :, 0, 0] = np.arange(9)[:, None]        # nose moving 1 px a frame
+    kp[4, :, 0, :] = [100.0, 100.0, 0.1]          # frame 4: the nose unsure, far off
+    for f in range(9):
+        out += w.push(f, [3, -1], kp[f], f)
+    out += w.flush()
+    smoothed = dict(out)
+    assert smoothed[4][0, 0, 0] == pytest.approx(4.0) and smoothed[4][0, 0, 1] == pytest.approx(0.0)
+    assert smoothed[3][0, 0, 0] == pytest.approx(3.0)    # the unsure frame pulled no neighbour off
+    assert np.array_equal(smoothed[4][1], kp[4, 1])       # untracked: raw

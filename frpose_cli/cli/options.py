@@ -77,6 +77,9 @@ DET_EVERY_HELP = ("Run the person detector on every N-th frame of a tracked sequ
                   "their previous pose's keypoint box × 1.25 (RTMPose's CPU figures use 5)")
 SMOOTH_HELP = ("Steady keypoints: a One Euro filter per track and keypoint on the frames' clock; records keep the "
                "raw values in keypoints_raw")
+SMOOTH_OFFLINE_HELP = ("Files only: smooth each track with a quadratic fitted over ±4 frames, future ones included "
+                       "(Savitzky-Golay; steadier and without lag, each frame written 4 frames late); raw values in "
+                       "keypoints_raw")
 SMOOTH_PARAMS_HELP = "One Euro MIN_CUTOFF,BETA,D_CUTOFF (Hz, Hz per person size per second, Hz); default 1.0,3.0,1.0"
 LIFETIME_HELP = "Frames a track survives unseen before its id ends (a person back within it keeps their id)"
 SHOW_HELP = "Show the overlays in a window as they are made (q or Esc stops); needs a display"

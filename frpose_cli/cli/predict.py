@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, LIFETIME_HELP, PRECISION_HELP,
-                                    SHOW_HELP, SMOOTH_HELP, SMOOTH_PARAMS_HELP, TRACK_HELP, apply_download_options,
+                                    SHOW_HELP, SMOOTH_HELP, SMOOTH_OFFLINE_HELP, SMOOTH_PARAMS_HELP, TRACK_HELP, apply_download_options,
                                     apply_max_pixels, max_pixels_option, offline_option, shard_option,
                                     strict_hash_option, workers_option)
 
@@ -56,6 +56,7 @@ def predict(
     det_every: int = typer.Option(1, "--det-every", help=DET_EVERY_HELP),
     smooth: bool = typer.Option(False, "--smooth", help=SMOOTH_HELP),
     smooth_params: str = typer.Option(None, "--smooth-params", help=SMOOTH_PARAMS_HELP),
+    smooth_offline: bool = typer.Option(False, "--smooth-offline", help=SMOOTH_OFFLINE_HELP),
     track_lifetime: int = typer.Option(30, "--track-lifetime", help=LIFETIME_HELP),
     show: bool = typer.Option(False, "--show", help=SHOW_HELP),
     save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
@@ -93,6 +94,7 @@ def predict(
         out=str(out) if out else None, resume=resume, vid_stride=vid_stride, save_vis=save_vis,
         save_heatmaps=save_heatmaps, save_every=save_every, progress=progress, workers=workers, overlap=overlap,
         shard=shard, track=track, det_every=det_every, smooth=smooth, track_lifetime=track_lifetime, show=show,
+        smooth_offline=smooth_offline,
         smooth_params=parse_smooth_params(smooth_params) if smooth_params else None)
     from frpose_cli.errors import note
     summary = run_predict(opts, log=note)

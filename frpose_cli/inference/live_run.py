@@ -26,6 +26,9 @@ def check_live(opts, source, shard) -> None:
         raise FrposeError(f"--resume: {name} is a live source, its earlier frames are gone; start a new run")
     if shard.sharded:
         raise FrposeError(f"{name} is one live sequence: it cannot be split into shards (--shard, torchrun)")
+    if opts.smooth_offline and source.live.live:
+        raise FrposeError(f"--smooth-offline waits for later frames, which a live source {name} has not sent yet: "
+                          "use --smooth (online)")
 
 
 @contextmanager

@@ -44,12 +44,11 @@ class LiveWindow:
         self.open = False
 
     def show(self, canvas_rgb: np.ndarray) -> bool:
-        """Show a frame; False once the user asked to stop (q, Esc, or the window closed)."""
+        """Show a frame; False once the user asked to stop (q or Esc in the window).  A window closed with
+        its close button is not read as a stop: GUI backends report it differently (ultralytics reads q alone)."""
         cv2.imshow(self.TITLE, cv2.cvtColor(canvas_rgb, cv2.COLOR_RGB2BGR))
         self.open = True
-        key = cv2.waitKey(1) & 0xFF
-        closed = cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1
-        return not (key in (ord("q"), 27) or closed)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), ord("Q"), 27)
 
     def close(self) -> None:
         if self.open:
@@ -71,14 +70,19 @@ class Overlays:
     def drawing(self) -> bool:
         return self.save_vis or self.window is not None
 
-    def draw(self, item, kpts, boxes, track_ids=None, log=None) -> None:
+    def draw(self, item, kpts, boxes, track_ids=None, log=None, shown=None) -> None:
         """Draw one image's or frame's poses into its overlay and the window; a failure to write
-        is reported (once per file) through ``log``, the run's log."""
+        is reported (once per file) through ``log``, the run's log.  ``shown()`` is called once the
+        overlay is drawn and shown, before it is encoded into the overlay file (a live frame's latency)."""
         if not self.drawing:
+            if shown is not None:
+                shown()
             return
         canvas = draw_poses(item.image, kpts, self.spec, boxes, kpt_thr=self.kpt_thr, track_ids=track_ids)
         if self.window is not None and not self.window.show(canvas):
             self.stop_asked = True
+        if shown is not None:
+            shown()
         if not self.save_vis:
             return
         try:

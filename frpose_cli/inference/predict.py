@@ -204,7 +204,8 @@ def _stream(opts, source, options, shard, log, detector, out_dir, session, holde
     if opts.track is not False:
         tracking = TrackingStage(opts.track, opts.det_every, (opts.smooth_params or DEFAULT_SMOOTHING) if opts.smooth
                                  else None, opts.track_lifetime, predictor.oks_sigmas,
-                                 {**tracking_meta(opts), "keypoints": list(predictor.card.keypoints.names)})
+                                 {**tracking_meta(opts), "keypoints": list(predictor.card.keypoints.names)},
+                                 offline=opts.smooth_offline)
     header = {"session": session, "shard": shard.label, "options": options, "meta": meta,
               "split_rule": f"files of the source in order (ignored ones included): {shards.SHARD_RULE}",
               "torchrun": shard.torchrun, "workers": opts.workers}
@@ -215,7 +216,10 @@ def _stream(opts, source, options, shard, log, detector, out_dir, session, holde
                              torchrun=shard.torchrun)
     holder.append(summary)
     timer = StageTimer(predictor.device)
-    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector) and source.kind != "stream")
+    # frames of a tracked sequence detect in the main thread on a CPU unless --overlap asks (stream.py: run_video)
+    tracked_on_cpu = opts.track is True and opts.overlap is None and predictor.device.type == "cpu"
+    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector) and source.kind != "stream"
+                        and not tracked_on_cpu)
     loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress,
                        ahead, tracking, window)
     if source.kind == "stream":

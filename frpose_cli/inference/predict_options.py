@@ -45,6 +45,7 @@ class PredictOptions:
     det_every: int = 1             # the detector runs on every N-th frame of a tracked sequence
     smooth: bool = False           # One Euro filter per track and keypoint (tracking/smoothing.py)
     smooth_params: OneEuroParams | None = None   # None: smoothing.DEFAULT
+    smooth_offline: bool = False   # files: a quadratic over ±4 frames of each track (tracking/offline.py)
     track_lifetime: int = LIFETIME  # frames a track survives unseen
     show: bool = False             # a live window of the overlays
 
@@ -56,7 +57,6 @@ RANGES = {
     "vid_stride": (int, 1, None), "save_every": (int, 1, None), "det_every": (int, 1, 10000),
     "track_lifetime": (int, 0, 100000),
 }
-TRACK_DEFAULTS = {"track": None, "det_every": 1, "smooth": False, "track_lifetime": LIFETIME}
 
 
 def option_name(name: str) -> str:
@@ -79,8 +79,12 @@ def check_options(opts: PredictOptions) -> None:
     if opts.det_every > 1 and opts.track is False:
         raise FrposeError("--det-every N > 1 takes each person's box between detections from their pose in the "
                           "frame before, which needs tracking: drop --no-track")
-    if opts.smooth and opts.track is False:
-        raise FrposeError("--smooth filters each track's keypoints over time: it needs tracking (drop --no-track)")
+    if (opts.smooth or opts.smooth_offline) and opts.track is False:
+        raise FrposeError(f"--smooth{'-offline' if opts.smooth_offline else ''} filters each track's keypoints over "
+                          "time: it needs tracking (drop --no-track)")
+    if opts.smooth and opts.smooth_offline:
+        raise FrposeError("--smooth (online, One Euro) and --smooth-offline (future frames too) are two ways to "
+                          "smooth: choose one")
     if opts.smooth_params is not None and not isinstance(opts.smooth_params, OneEuroParams):
         raise FrposeError("smooth_params must be OneEuroParams(min_cutoff, beta, d_cutoff)")
 

@@ -31,7 +31,8 @@ RUN_OPTIONS = ("source", "weights", "model", "input_size", "detector", "detector
                "det_size", "nms_thr", "backend", "precision", "flip", "vid_stride")
 # tracking's options shape results too; recorded only when not at their default, so a run without them
 # records what earlier versions did (and those runs still resume)
-TRACK_OPTIONS = {"track": None, "det_every": 1, "smooth": False, "smooth_params": None, "track_lifetime": 30}
+TRACK_OPTIONS = {"track": None, "det_every": 1, "smooth": False, "smooth_params": None, "smooth_offline": False,
+                 "track_lifetime": 30}
 
 
 def safe_relative(name: str) -> PurePosixPath:

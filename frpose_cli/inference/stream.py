@@ -86,7 +86,8 @@ class PredictLoop:
         self.overlays = Overlays(out_dir, predictor.card.keypoints, predictor.codec, opts.kpt_thr, opts.save_vis,
                                  window, summary)
         self.finished_results: deque = deque()
-        self.latencies: list = []          # live frames: seconds from arrival to overlay
+        self.held_events: list = []        # log entries waiting for the frames held back before them
+        self.latencies: list = []          # live frames: seconds from arrival to the overlay drawn (and shown)
         self.finished = False
 
     def run(self, source, shard):
@@ -100,10 +101,11 @@ class PredictLoop:
             else:
                 self.handle(loaded.item, loaded, detected)
             yield from self._drain()
-            if self.overlays.stop_asked:
-                source.stop.set()
+            if self.overlays.stop_asked and source.kind != "stream":
                 raise KeyboardInterrupt   # the window's q on files: as Ctrl-C (results kept, --resume continues)
         self.flush()
+        if self.tracking is not None:
+            self.release_held()
         yield from self._drain()
         self.finished = True
 
@@ -140,9 +142,13 @@ class PredictLoop:
                 if item is None:
                     return
                 yield item
-        # a live stream's next frame is taken when this one is done, never read ahead: it is the newest then
+        # a live stream's next frame is taken when this one is done, never read ahead: it is the newest then.
+        # Tracked frames on a CPU detect in this thread unless --overlap asks: they run one at a time, so the
+        # helper only competes with the pose network for the cores (a few percent slower: docs/tracking.md)
         live = source.kind == "stream" and source.live.live
-        paired = ((item, None) for item in frames()) if live else \
+        alone = live or (self.tracking is not None and self.tracking.track is not False and self.opts.overlap is None
+                         and self.pred.device.type == "cpu")
+        paired = ((item, None) for item in frames()) if alone else \
             self.ahead.ahead(frames(), lambda item: item, self.needs_detection)
         try:
             for item, detected in paired:
@@ -152,6 +158,9 @@ class PredictLoop:
                     source.stop.set()   # a stream ends here; a file stops as after Ctrl-C
                     if source.kind != "stream":
                         raise KeyboardInterrupt
+            if self.tracking is not None:   # the video's last frames, held back by --smooth-offline
+                self.release_held(video.name)
+                yield from self._drain()
         finally:
             if self.tracking is not None:
                 self.tracking.end(video.name)
@@ -170,6 +179,8 @@ class PredictLoop:
         entry = {"o": [item.position, item.sub], kind: {"file_name": item.file_name, **fields}}
         if self.pending:
             self.pending.append(PendingEntry(entry))
+        elif self.tracking is not None and self.tracking.waiting_order() is not None:
+            self.held_events.append(entry)   # behind the frames --smooth-offline holds back, in stream order
         else:
             self.log.add(entry)
 
@@ -205,6 +216,7 @@ class PredictLoop:
         self.summary.frames_dropped += item.dropped
         propagated = None
         if self.tracking is not None and self.tracking.tracked(item):
+            self.next_sequence(self.tracking.key(item))
             boxes, dropped, propagated = self._tracked_boxes(item, detected)
             with self.timer("crop"):
                 crops, centers, scales = self.pred.crops(item.image, boxes)
@@ -219,6 +231,26 @@ class PredictLoop:
         self.pending_crops += len(crops)
         if propagated is not None or self.pending_crops >= self.opts.batch_size:
             self.flush()
+
+    def next_sequence(self, key) -> None:
+        """A tracked item of sequence ``key``: a different sequence before it is finished (frame folders)."""
+        previous, self.tracking.current = self.tracking.current, key
+        if previous is not None and previous != key:
+            self.release_held(previous)
+            self.tracking.end(previous)
+
+    def release_held(self, key=None) -> None:
+        """Write the frames --smooth-offline holds back (of sequence ``key``, or all), then the events behind them."""
+        for (item, found, p, keep, heatmaps), smoothed in self.tracking.release(key):
+            self._emit(item, found, p, keep, heatmaps, smoothed)
+        self._log_held_events()
+
+    def _log_held_events(self) -> None:
+        first = self.tracking.waiting_order() if self.tracking is not None else None
+        ready = [e for e in self.held_events if first is None or tuple(e["o"]) < first]
+        self.held_events = [e for e in self.held_events if e not in ready]
+        for e in ready:
+            self.log.add(e)
 
     def _tracked_boxes(self, item, detected):
         """A tracked frame's boxes: the detector's on its schedule, merged with those the frame before propagates."""
@@ -266,6 +298,18 @@ class PredictLoop:
             with self.timer("track"):
                 found, kept = self.tracking.finish(item, found, p.propagated[keep])
             keep = keep[kept]
+            if self.tracking.offline:   # written once the frames after it are in (tracking/offline.py)
+                with self.timer("track"):
+                    released = self.tracking.hold(item, found, (item, found, p, keep, heatmaps))
+                for args, smoothed in released:
+                    self._emit(*args, smoothed)
+                self._log_held_events()
+                return
+        self._emit(item, found, p, keep, heatmaps)
+
+    def _emit(self, item, found: Results, p: PendingImage, keep, heatmaps, smoothed=None) -> None:
+        if smoothed is not None:
+            found.keypoints_raw, found.keypoints = found.keypoints, smoothed[..., :2]
         with self.timer("write"):
             self._write(item, found, p, keep, heatmaps)
         self.finished_results.append(found)
@@ -292,9 +336,8 @@ class PredictLoop:
         self.summary.images += 1
         self.summary.persons += len(records)
         self.progress.update()
-        self.overlays.draw(item, found.numpy(), found.boxes, found.track_ids, self.log)
-        if item.arrival is not None:
-            self.latencies.append(time.monotonic() - item.arrival)
+        shown = None if item.arrival is None else lambda: self.latencies.append(time.monotonic() - item.arrival)
+        self.overlays.draw(item, found.numpy(), found.boxes, found.track_ids, self.log, shown)
         if self.opts.save_heatmaps and len(keep):
             self.overlays.heatmaps(item, heatmaps[keep].numpy(), p.centers[keep], p.scales[keep], self.log)
 

@@ -22,6 +22,7 @@ import numpy as np
 from frpose_cli.data.geometry import clip_boxes
 from frpose_cli.inference.results import Results
 from frpose_cli.data.sources import SourceItem
+from frpose_cli.tracking.offline import WindowSmoother
 from frpose_cli.tracking.sequence import SequenceTracker
 from frpose_cli.tracking.smoothing import OneEuroParams
 
@@ -32,8 +33,11 @@ class TrackingStage:
     """The tracking state of a predict run: one :class:`SequenceTracker` per open sequence."""
 
     def __init__(self, track: bool | None, det_every: int, smooth: OneEuroParams | None, lifetime: int, sigmas,
-                 meta: dict | None = None):
+                 meta: dict | None = None, offline: bool = False):
         self.track, self.det_every, self.smooth, self.lifetime = track, det_every, smooth, lifetime
+        self.offline = offline   # --smooth-offline: frames held back for the window smoother (tracking/offline.py)
+        self.windows: dict[str, WindowSmoother] = {}
+        self.current = None      # the sequence whose frames were handled last
         # the settings and keypoint names, logged with this process's first tracked frame (images.json and the
         # PoseTrack files take them from there: a run of images only records nothing new)
         self.meta, self.meta_logged = meta or {}, False
@@ -67,8 +71,7 @@ class TrackingStage:
             return
         key = self.key(item)
         if key not in self.image_ordinals:   # folders come one after the other: the last one is finished
-            for done in list(self.image_ordinals):
-                self.end(done)
+            self.image_ordinals.clear()
             self.image_ordinals[key] = 0
         item.ordinal = self.image_ordinals[key]
         item.timestamp = item.ordinal / IMAGE_SEQUENCE_FPS
@@ -104,6 +107,24 @@ class TrackingStage:
         self.frames += 1
         return out, index
 
+    def hold(self, item: SourceItem, found: Results, payload) -> list:
+        """``--smooth-offline``: hold the frame back; returns the frames of its sequence now complete, as
+        (payload, smoothed (P, K, 3))."""
+        window = self.windows.setdefault(self.key(item), WindowSmoother())
+        return window.push(item.ordinal, found.track_ids, found.numpy(), payload)
+
+    def waiting_order(self):
+        """The stream order of the first frame held back, or None."""
+        return min((w.waiting[0][3][0].order for w in self.windows.values() if w.waiting), default=None)
+
+    def release(self, key: str | None = None) -> list:
+        """The frames held back of sequence ``key`` (all sequences: None), smoothed with what there is."""
+        out = []
+        for k in [key] if key is not None else list(self.windows):
+            if k in self.windows:
+                out += self.windows[k].flush()
+        return out
+
     def restore(self, item: SourceItem, records: list) -> None:
         """A frame an earlier session logged (``--resume``): its sequence continues from it."""
         k = len(self.sigmas)
@@ -112,11 +133,14 @@ class TrackingStage:
         boxes = np.array([[*r["bbox"], r.get("box_score", 1.0)] for r in records], np.float64).reshape(-1, 5)
         ids = [r.get("track_id", -1) for r in records]
         self.sequence(item).restore(kp, boxes, ids, item.ordinal, item.timestamp or 0.0, raw)
+        if self.offline:   # the window of the frames to come reaches back into the logged ones
+            self.windows.setdefault(self.key(item), WindowSmoother()).remember(item.ordinal, ids, raw)
 
     def end(self, key: str) -> None:
         """A sequence is finished: its tracks are counted and its state freed."""
         seq = self.sequences.pop(key, None)
-        self.image_ordinals.pop(key, None)
+        self.windows.pop(key, None)
+        self.current = None if self.current == key else self.current
         if seq is not None:
             self.ended_tracks += seq.tracker.next_id
 
@@ -128,10 +152,12 @@ class TrackingStage:
 def tracking_meta(opts) -> dict:
     """The tracking settings a run records (images.json, the logs' header)."""
     from frpose_cli.tracking import sequence, tracker
+    from frpose_cli.tracking.offline import HALF
     from frpose_cli.tracking.smoothing import DEFAULT
     smooth = opts.smooth_params or DEFAULT
     return {"track": "images and videos" if opts.track else "videos and streams", "det_every": opts.det_every,
             "lifetime": opts.track_lifetime, "match_oks": tracker.MATCH_OKS, "match_iou": tracker.MATCH_IOU,
             "min_keypoints": tracker.MIN_KEYPOINTS, "min_area": tracker.MIN_AREA, "merge_iou": sequence.MERGE_IOU,
             "smooth": {"min_cutoff": smooth.min_cutoff, "beta": smooth.beta, "d_cutoff": smooth.d_cutoff}
-            if opts.smooth else None}
+            if opts.smooth else {"offline": f"quadratic least squares over ±{HALF} frames"} if opts.smooth_offline
+            else None}

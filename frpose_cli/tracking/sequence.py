@@ -74,8 +74,9 @@ class SequenceTracker:
         """A frame an earlier session logged (``--resume``): the tracks and filters continue from it
         (the filters re-run on the logged raw keypoints, rounded as logged)."""
         ids = np.asarray(track_ids, np.int64).reshape(-1)
-        self.tracker.restore(keypoints, boxes, ids, ordinal)
-        self._smoothed(ids, raw_keypoints if raw_keypoints is not None else keypoints, timestamp)
+        raw = raw_keypoints if raw_keypoints is not None else keypoints   # what update and the filter saw
+        self.tracker.restore(raw, boxes, ids, ordinal)
+        self._smoothed(ids, raw, timestamp)
         self.frames += 1
 
     def _smoothed(self, ids, kp, timestamp):

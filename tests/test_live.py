@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from frpose_cli.data import live
-from frpose_cli.data.live import LiveCapture, LiveSpec, display_available, live_spec, redact, stream_file_name
+from frpose_cli.data.live import LiveCapture, LiveSpec, live_spec, redact, stream_file_name
+from frpose_cli.inference.overlays import display_available
 from frpose_cli.errors import FrposeError
 from mjpeg_server import MjpegServer, frame_number, numbered_frames
 
@@ -102,15 +103,16 @@ def test_stream_file_name_is_safe_for_any_url(scheme, user, password, host, port
 
 
 def test_display_available_says_why_not(monkeypatch):
-    monkeypatch.setattr(live.sys, "platform", "linux")
+    from frpose_cli.inference import overlays
+    monkeypatch.setattr(overlays.sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     why = display_available()
     assert one_line(why) and "DISPLAY" in why
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(live.cv2, "getBuildInformation", lambda: "  GUI:    QT5\n")
+    monkeypatch.setattr(overlays.cv2, "getBuildInformation", lambda: "  GUI:    QT5\n")
     assert display_available() is None
-    monkeypatch.setattr(live.cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
+    monkeypatch.setattr(overlays.cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
     why = display_available()
     assert one_line(why) and "headless" in why
 

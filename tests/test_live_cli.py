@@ -142,7 +142,7 @@ def test_show_draws_each_frame_and_q_stops(ckpt, tmp_path, monkeypatch, capsys, 
     """--show with a (mocked) display: every overlay is shown; q on the 4th ends a stream cleanly (exit 0) and
     stops a video run as Ctrl-C does (exit 130, what was done is saved)."""
     from frpose_cli.inference import overlays
-    monkeypatch.setattr(live, "display_available", lambda: None)
+    monkeypatch.setattr(overlays, "display_available", lambda: None)
     shown, keys = [], iter([-1, -1, -1, ord("q")] + [-1] * 100)
     monkeypatch.setattr(overlays.cv2, "imshow", lambda title, image: shown.append(image.shape))
     monkeypatch.setattr(overlays.cv2, "waitKey", lambda ms: next(keys))

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import time
 from collections import deque
@@ -54,6 +53,11 @@ import numpy as np
 
 from frpose_cli.data.images import to_rgb8
 from frpose_cli.errors import FrposeError
+
+# FFmpeg's own messages ("Stream ends prematurely", "Connection refused") would come beside frpose's one line
+# about the same event; a user who wants them sets OPENCV_FFMPEG_LOGLEVEL (read by OpenCV's FFmpeg backend
+# when it first starts, so here, before any capture)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "http", "https")
 RECORDED_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -174,7 +178,18 @@ class LiveCapture:
         self.end_reason: str | None = None
 
     def _open_capture(self):
-        """A new opened capture; FrposeError if it does not open (``_open_why`` the reason alone)."""
+        """A new opened capture; FrposeError if it does not open (``_open_why`` the reason alone).  OpenCV's
+        warnings while it tries its backends (camera probing, "can't be used to capture by name") are
+        silenced: the failure is said in frpose's one line."""
+        logging = cv2.utils.logging
+        level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            return self._open_capture_quietly()
+        finally:
+            logging.setLogLevel(level)
+
+    def _open_capture_quietly(self):
         target = self.spec.target
         if self.spec.kind == "webcam":
             cap = self._factory(target)
@@ -378,15 +393,3 @@ class LiveCapture:
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
-
-
-def display_available() -> str | None:
-    """None when ``cv2.imshow`` can open a window here, else one line saying why not."""
-    gui = next((line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
-                if line.strip().startswith("GUI:")), "NONE")
-    if gui.upper() in ("", "NONE", "NO"):
-        return ("this OpenCV has no GUI backend (e.g. opencv-python-headless), so it cannot show a window: "
-                "install opencv-python instead, or drop --show")
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display to show a window on (DISPLAY and WAYLAND_DISPLAY are unset, e.g. over SSH): drop --show"
-    return None

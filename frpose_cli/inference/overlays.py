@@ -10,6 +10,8 @@ per file; the poses are logged already.
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import cv2
 import numpy as np
@@ -32,12 +34,23 @@ def overlay_name(file_name: str, video: bool = False) -> str:
     return p.as_posix() if p.suffix.lower() in (".jpg", ".jpeg", ".png") else p.as_posix() + ".jpg"
 
 
+def display_available() -> str | None:
+    """None when ``cv2.imshow`` can open a window here, else one line saying why not."""
+    gui = next((line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
+                if line.strip().startswith("GUI:")), "NONE")
+    if gui.upper() in ("", "NONE", "NO"):
+        return ("this OpenCV has no GUI backend (e.g. opencv-python-headless), so it cannot show a window: "
+                "install opencv-python instead, or drop --show")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display to show a window on (DISPLAY and WAYLAND_DISPLAY are unset, e.g. over SSH): drop --show"
+    return None
+
+
 class LiveWindow:
     """``--show``: each overlay in a window as it is made; ``q`` or Esc in it asks the run to stop."""
     TITLE = "frpose"
 
     def __init__(self):
-        from frpose_cli.data.live import display_available
         why = display_available()
         if why:
             raise FrposeError(f"--show: {why}")

@@ -145,6 +145,9 @@ def _predict(opts, log, detector, holder, save: bool):
     source.check_not_empty()
     options = run_options(opts)
     shard = shards.shard_for(opts.shard, opts.device)
+    if detector is None and opts.boxes is not None:   # a box file is read (and refused) before any model loads
+        detector = make_detector(opts.detector, opts.boxes, opts.detector_weights, "cpu", opts.det_thr, opts.det_size)
+        check_box_source(detector, source)
     try:
         if source.kind == "stream":
             check_live(opts, source, shard)

@@ -28,6 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from frpose_cli.errors import note
 from frpose_cli.jobs import shards
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import make_detector
@@ -128,14 +129,15 @@ def predict_stream(source, weights=None, *, save: bool = False, log=None, detect
     glob, video, list file, webcam index or stream URL), as `frpose predict` makes them: videos and
     streams tracked (``track_ids``, ``timestamp``), ``det_every``, ``smooth`` and every other
     :class:`PredictOptions` field by name.  ``save=True`` also writes the run folder `frpose predict`
-    writes (``out``, default a new ``runs/predict/runN``); without it nothing is written.  Breaking out
-    of the loop stops the run cleanly (a live source is closed)."""
+    writes (``out``, default a new ``runs/predict/runN``); without it nothing is written.  ``log``: where
+    its one-line notes go (default: stderr, as the CLI's).  Breaking out of the loop stops the run
+    cleanly (a live source is closed)."""
     if save:
         options.setdefault("progress", False)
     else:
         options.update(save_vis=False, save_heatmaps=False, progress=False)
     opts = PredictOptions(source=str(source), weights=weights, **options)
-    yield from _predict(opts, log or _quiet, detector, [], save=save)
+    yield from _predict(opts, log or note, detector, [], save=save)   # a fallback or a choice is never silent
 
 
 def _predict(opts, log, detector, holder, save: bool):

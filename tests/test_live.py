@@ -168,13 +168,15 @@ def test_fast_consumer_gets_every_frame_in_order_with_arrival_timestamps():
             got = list(cap.frames())
     assert cap.reconnects == 0    # retries=0: the end of the stream ends it
     # FFmpeg's open reads the first frames to probe the stream (3 here, checked by hand), so they reach
-    # the reader in a burst and the older ones may be replaced before the consumer wakes: stale, dropped
+    # the reader in a burst: those before the consumer's first frame are the pre-roll (let go, not counted),
+    # and frame 0 is the first one taken; the older ones may also be replaced before the consumer wakes
     indices = [f.index for f in got]
-    assert indices == sorted(set(indices)) and indices[-(n - 3):] == list(range(3, n))
-    assert cap.frames_read == n and cap.dropped == n - len(got) and cap.dropped <= 2
-    for f in got:
+    sent = [i + cap.preroll for i in indices]        # the camera's own numbering
+    assert indices[0] == 0 and indices == sorted(set(indices)) and sent[-(n - 3):] == list(range(3, n))
+    assert cap.frames_read == n and cap.preroll + len(got) + cap.dropped == n and cap.preroll + cap.dropped <= 2
+    for f, number in zip(got, sent):
         assert f.image_rgb.dtype == np.uint8 and f.image_rgb.shape == (48, 64, 3)
-        assert np.abs(f.image_rgb.astype(int) - expected_rgb(f.index)).max() <= 6   # JPEG's error only
+        assert np.abs(f.image_rgb.astype(int) - expected_rgb(number)).max() <= 6   # JPEG's error only
     # the arrival clock: frames came over ~1.3 s; the container's clock says 19 × 40 ms = 0.76 s
     assert got[0].timestamp < 0.2 and got[-1].timestamp > 0.95
     assert all(b.timestamp > a.timestamp for a, b in zip(got, got[1:]))
@@ -255,7 +257,7 @@ def test_stop_or_close_ends_a_waiting_consumer_promptly(how):
         rest = list(frames)          # up to frame 2, then waits on the silent stream until stopped
         took = time.monotonic() - start
         cap.close()
-    assert 0.3 <= took < 0.8 and cap.frames_read == 3 and 1 + len(rest) + cap.dropped == 3
+    assert 0.3 <= took < 0.8 and cap.frames_read == 3 and cap.preroll + 1 + len(rest) + cap.dropped == 3
     assert cap.end_reason is None and cap.reconnects == 0
 
 

@@ -319,8 +319,9 @@ class LiveCapture:
                 continue
             self._row, (index, frame, arrival) = 0, item
             if self._base is None:   # the first frame taken: everything before it was the pre-roll
-                with self._cond:
+                with self._cond:   # and the stall clock starts now, not at a pre-roll frame's arrival
                     self._base, self._first_arrival, self._taken = index, arrival, index - 1
+                    self._last_event = max(self._last_event, time.monotonic())
             dropped_before, self._taken = index - self._taken - 1, index
             yield LiveFrame(index - self._base, to_rgb8(frame), arrival - self._first_arrival, arrival, dropped_before)
 

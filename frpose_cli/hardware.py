@@ -27,6 +27,8 @@ machine is, for frpose's choices and its figures, an AVX2 machine.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import importlib.util
 import os
 import platform
 from dataclasses import dataclass, field
@@ -164,7 +166,7 @@ class Hardware:
             ort = onnxruntime.__version__
         except ImportError:
             ort = "none"
-        libs = f"torch-{torch.__version__}|ort-{ort}"
+        libs = f"torch-{torch.__version__}|ort-{ort}" + _openvino_tag()
         if device.type == "cuda" and self.gpu is not None:
             return f"cuda|{self.gpu.name}|sm{self.gpu.capability[0]}{self.gpu.capability[1]}|{libs}"
         feats = ",".join(sorted(self.cpu.features)) or self.cpu.torch_capability or "none"
@@ -175,6 +177,18 @@ class Hardware:
         if device.type == "cuda" and self.gpu is not None:
             return self.gpu.describe()
         return f"{self.cpu.describe()}, {self.threads} threads"
+
+
+def _openvino_tag() -> str:
+    """``|ov-VERSION`` where the optional openvino package is installed (its set-ups join ``--precision
+    auto``'s candidates, so installing or upgrading it decides again), else nothing: a machine without
+    it keeps the signature, and the cached choices, it had before OpenVINO was supported."""
+    try:
+        if importlib.util.find_spec("openvino") is None:
+            return ""
+        return f"|ov-{importlib.metadata.version('openvino')}"
+    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError):
+        return ""
 
 
 def parse_cpuinfo(text: str) -> dict:

@@ -10,8 +10,10 @@ torch          the PoseNet in an inference set-up of :mod:`frpose_cli.runtime.op
                default: BatchNorm folded, channels_last), or a TorchScript export
 onnxruntime    an ONNX export, or a PyTorch network exported to ONNX in memory
                (:mod:`frpose_cli.runtime.onnxrt`); CPU only
-auto           ONNX files → onnxruntime, TorchScript → torch, PyTorch weights → the fastest set-up
-               measured for the device (:func:`frpose_cli.runtime.optimize.default_setup`)
+openvino       an OpenVINO IR (``.xml``) or float32 ONNX export, or a PyTorch network exported to
+               ONNX in memory (:mod:`frpose_cli.runtime.ovrt`); CPU only, optional package
+auto           ONNX files → onnxruntime, IR files → openvino, TorchScript → torch, PyTorch weights →
+               the set-up ``--precision`` gives (:mod:`frpose_cli.precision.formats`)
 =============  ===============================================================================
 
 A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_float)``, with
@@ -19,7 +21,9 @@ A :class:`PoseModel` is an ``nn.Module``: ``heatmaps = pose_model(images_nchw_fl
 ``.backend``, ``.setup``, ``.precision`` and ``.weights``, so ``run_heatmaps`` and
 ``evaluate_model`` take it as they take a plain network.  PyTorch weights run in the precision
 ``--precision`` asks for (:mod:`frpose_cli.precision.formats`: fp32, bf16, fp16, int8, or ``auto``, gated
-and timed once per model and machine); exported files run in the precision they were exported in.
+and timed once per model and machine); exported files run in the precision they were exported in,
+except that a float32 file on OpenVINO may run with its bf16 hint (``--precision bf16``: the
+precision is OpenVINO's compile option, not the file's).
 """
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
 from frpose_cli.precision.runnable import runnable_model
 from frpose_cli.runtime.pose_model import PoseModel
-from frpose_cli.runtime.optimize import SETUP_PRECISION, check_backend, prepare_for_inference
+from frpose_cli.runtime.optimize import check_backend, prepare_for_inference, setup_named
+from frpose_cli.precision.formats import unavailable_reason
+from frpose_cli import hardware
 from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
 
 
@@ -53,6 +59,31 @@ def load_onnx(weights: WeightsFile, model_name=None, input_size=None, threads=No
     precision = meta.get("precision", "fp32")
     return PoseModel(OnnxRuntimeNet(session), card, codec_name, "onnxruntime", "int8" if precision == "int8"
                      else "onnxruntime", weights, "ONNX file", precision)
+
+
+def load_openvino(weights: WeightsFile, model_name=None, input_size=None, threads=None, precision=None,
+                  hw=None, what: str = "--backend openvino") -> PoseModel:
+    """An IR (``.xml``) or float32 ONNX export on OpenVINO, with the f32 hint or, asked for and
+    native here, bf16 (``what``: who asks for OpenVINO, named when it is not installed)."""
+    from frpose_cli.runtime import ovrt
+    if not ovrt.available():
+        raise FrposeError(ovrt.missing_message(what))
+    model = ovrt.read_model(weights.path, what)
+    meta = ovrt.file_metadata(model)
+    if meta is None:
+        raise FrposeError(f"{weights.path}: a model without frpose metadata; export it with `frpose export "
+                          "--format openvino`")
+    card, codec_name, meta = card_from_metadata(meta, str(weights.path))
+    check_card_agrees(card, model_name, input_size, str(weights.path))
+    if meta.get("precision", "fp32") != "fp32":
+        raise FrposeError(f"{weights.path} was exported in {meta['precision']}: run it with --backend onnxruntime")
+    run_in = "fp32" if precision in (None, "auto") else precision
+    reason = unavailable_reason(run_in, "cpu", hw or hardware.detect("cpu"), "openvino")
+    if reason or run_in not in ovrt.HINTS:
+        raise FrposeError(f"--precision {run_in}: {reason or 'an OpenVINO model runs in fp32 or bf16'}")
+    setup = "openvino" if run_in == "fp32" else "openvino_bf16"
+    return PoseModel(ovrt.OpenVinoNet(model, run_in, threads, str(weights.path)), card, codec_name, "openvino",
+                     setup, weights, "OpenVINO IR file" if weights.kind == "openvino" else "ONNX file", run_in)
 
 
 def load_torchscript(weights: WeightsFile, model_name=None, input_size=None, device=None) -> PoseModel:
@@ -97,17 +128,25 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
     kind = weights.kind
     # The CLI's device policy (CUDA if present, else CPU), so a script and `frpose predict` agree;
-    # ONNX Runtime has only its CPU provider here, so its default is the CPU.
-    device = pick_device(device, cpu_only=kind == "onnx" or "onnxruntime" in (backend, setup))
+    # ONNX Runtime and OpenVINO run on the CPU here, so their default is the CPU.
+    cpu_only = (kind in ("onnx", "openvino") or backend in ("onnxruntime", "openvino")
+                or (setup is not None and setup_named(setup).device == "cpu"))
+    device = pick_device(device, cpu_only=cpu_only)
+    if kind == "openvino" or (kind == "onnx" and backend == "openvino"):
+        if backend not in ("auto", "openvino"):
+            raise FrposeError(f"{weights.path} is an OpenVINO IR file: run it with --backend openvino (or auto)")
+        _cpu_only("openvino", device)
+        who = "--backend openvino" if backend == "openvino" else f"{weights.path.name} (OpenVINO IR)"
+        return load_openvino(weights, model_name, input_size, threads, precision, what=who)
     if kind == "onnx":
         if backend == "torch":
             raise FrposeError(f"{weights.path} is an ONNX file: run it with --backend onnxruntime")
         _cpu_only("onnxruntime", device)
         return check_file_precision(load_onnx(weights, model_name, input_size, threads), precision)
     if kind == "torchscript":
-        if backend == "onnxruntime":
+        if backend in ("onnxruntime", "openvino"):
             raise FrposeError(f"{weights.path} is a TorchScript file: it runs with --backend torch; export an "
-                              "ONNX file for onnxruntime")
+                              f"{'ONNX' if backend == 'onnxruntime' else 'IR'} file for {backend}")
         return check_file_precision(load_torchscript(weights, model_name, input_size, device), precision)
     loaded = load_network(weights, model_name, input_size)
     if setup is None:
@@ -115,12 +154,16 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
                                str(weights.path), calib_data, log, decide=decide_precision)
         model.weights, model.what = weights, loaded.what
         return model
-    if backend == "onnxruntime" and setup != "onnxruntime":
-        raise FrposeError(f"set-up {setup} is a torch set-up; it does not run with --backend onnxruntime")
+    spec = setup_named(setup)
+    if backend != "auto" and spec.backend != backend:
+        raise FrposeError(f"set-up {setup} runs on {spec.backend}; it does not run with --backend {backend}")
+    if spec.device == "cpu":
+        _cpu_only(spec.backend, device)
     if setup == "onnxruntime":
-        _cpu_only("onnxruntime", device)
         net = onnxruntime_net(loaded.net, threads)
+    elif spec.backend == "openvino":
+        from frpose_cli.runtime.ovrt import openvino_net
+        net = openvino_net(loaded.net, spec.precision, threads)
     else:
         net = prepare_for_inference(loaded.net, device, setup)
-    return PoseModel(net, loaded.card, loaded.codec_name, "onnxruntime" if setup == "onnxruntime" else "torch",
-                     setup, weights, loaded.what, SETUP_PRECISION[setup])
+    return PoseModel(net, loaded.card, loaded.codec_name, spec.backend, setup, weights, loaded.what, spec.precision)

@@ -1,7 +1,7 @@
 """CPU inference paths side by side, interleaved so a shared, noisy machine hits them alike.
 
 For one card and size: every float32 set-up (eager, channels_last, folded, fused, compile,
-onnxruntime; bf16 where the CPU has it natively, or by name) is timed round-robin — round r
+onnxruntime, openvino where installed; bf16 where the CPU has it natively, or by name) is timed round-robin — round r
 runs each set-up once at each batch — and the medians are reported as ratios to eager and as
 a share of the float32 matmul peak, which is measured in the same rounds.  (int8 and the
 precision comparison with trained weights: scripts/bench_precision.py.)  Then each set-up's decoded keypoints on the vendored real
@@ -33,7 +33,8 @@ from frpose_cli.data.geometry import box_to_center_scale, crop_image
 from frpose_cli.data.normalize import crops_to_input
 from frpose_cli.runtime.topdown import decode_to_image, run_heatmaps
 from frpose_cli.hardware import detect
-from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference
+from frpose_cli.runtime import ovrt
+from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUP_TABLE, SETUPS, input_memory_format, prepare_for_inference
 from frpose_cli.load import PoseModel
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "coco"
@@ -60,7 +61,8 @@ def real_crops(card):
 
 
 def build(setup, net, card):
-    return PoseModel(prepare_for_inference(net, torch.device("cpu"), setup), card, None, "torch", setup)
+    return PoseModel(prepare_for_inference(net, torch.device("cpu"), setup), card, None,
+                     SETUP_TABLE[setup].backend, setup)
 
 
 def main():
@@ -71,7 +73,9 @@ def main():
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=5)
     hw = detect("cpu")
-    fp32 = [s for s in SETUPS if SETUP_PRECISION[s] == "fp32"] + (["bf16"] if hw.cpu.native_bf16 else [])
+    fp32 = [s for s in SETUPS if SETUP_PRECISION[s] == "fp32" and (SETUP_TABLE[s].backend != "openvino"
+                                                                   or ovrt.available())]
+    fp32 += ["bf16"] if hw.cpu.native_bf16 else []
     p.add_argument("--setups", nargs="+", default=fp32, help="eager first: ratios are to it")
     p.add_argument("--json", type=Path)
     args = p.parse_args()

@@ -33,6 +33,18 @@ def coco_root() -> Path:
 
 
 @pytest.fixture
+def without_openvino(monkeypatch):
+    """The machine as it is without the optional openvino package: `import openvino` fails and
+    importlib finds no such package (tests/test_openvino.py covers it present and absent)."""
+    import sys
+    from frpose_cli.runtime import ovrt
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    ovrt._core.cache_clear()
+    yield
+    ovrt._core.cache_clear()
+
+
+@pytest.fixture
 def one_thread():
     """torch on one thread (tests that compare with OMP_NUM_THREADS=1 torchrun ranks, or that would wait for a
     busy core on a shared 2-core machine: a ReLU measured 8 ms with two threads, 0.06 ms with one)."""

@@ -25,6 +25,12 @@ ARM = Hardware(CpuInfo("aarch64", "", "Neoverse", None, None, frozenset(), "DEFA
 OLD_X86 = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon E5-2670", 6, 45, frozenset(), "NO AVX", 2), threads=2)
 
 
+@pytest.fixture(autouse=True)
+def _as_without_openvino(without_openvino):
+    """The decision as on a machine without the optional openvino package (its set-ups join the
+    candidates where it is installed: tests/test_openvino.py)."""
+
+
 def test_candidates_follow_the_hardware():
     assert candidates("cpu", AVX2) == ["fp32", "int8"]           # no bf16: never a candidate
     assert candidates("cpu", ZEN4) == ["fp32", "bf16", "int8"]   # native bf16: considered
@@ -197,6 +203,7 @@ VNNI = Hardware(CpuInfo("x86_64", "GenuineIntel", "Xeon Gold 6248", 6, 85,
                         frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), "AVX512", 2, 2.5), threads=2)
 FRESH_PROCESS = """
 import sys
+sys.modules["openvino"] = None              # as the parent test: a machine without the openvino package
 from frpose_cli import hardware
 from frpose_cli.precision import crops
 from frpose_cli.runtime import quantize

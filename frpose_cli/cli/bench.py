@@ -20,8 +20,9 @@ def bench(
     setup: Optional[list[str]] = typer.Option(
         None, "--setup", help="Inference set-up: eager (plain eval), channels_last, folded (BN folded into "
                               "convs), fused (both), compile (fused + torch.compile), onnxruntime (ONNX Runtime "
-                              "CPU), bf16 / fp16 (fused + autocast), int8 (ONNX Runtime static int8), or all "
-                              "(every one this machine runs natively). Repeatable. Default: fused."),
+                              "CPU), bf16 / fp16 (fused + autocast), int8 (ONNX Runtime static int8), openvino / "
+                              "openvino_bf16 (OpenVINO CPU, f32 / bf16 hint; optional package), or all (every one "
+                              "this machine runs natively). Repeatable. Default: fused."),
     precision: Optional[str] = typer.Option(
         None, "--precision", help="Also run the set-up of this precision: fp32 | bf16 | fp16 | int8 | auto "
                                   "(auto: the one `--precision auto` picks for each card, gated and cached)."),

@@ -1,4 +1,4 @@
-"""`frpose export`: a checkpoint → ONNX or TorchScript file with metadata, then a parity check
+"""`frpose export`: a checkpoint → ONNX, TorchScript or OpenVINO IR file with metadata, then a parity check
 (the work: :func:`frpose_cli.deploy.run_export.run_export`)."""
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ def export(
                                 "records it; picks the card for published Simple Baselines files)"),
     weights: str = typer.Option(None, "--weights", "-w", help="frpose checkpoint, a published Simple "
                                 "Baselines / mmpose SimpleBaseline file, a zoo name or an http(s) URL"),
-    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript | openvino (IR: .xml + .bin beside "
+                            "it; needs the openvino package)"),
     out: Path = typer.Option(None, "--out", "-o", help="Output file, never overwritten (default: "
-                             "a new runs/export/MODEL-HxW.onnx / .pt, MODEL-HxW-2... when taken)"),
+                             "a new runs/export/MODEL-HxW.onnx / .pt / .xml, MODEL-HxW-2... when taken)"),
     input_size: str = typer.Option(None, "--input-size", help="HxW; must agree with an frpose checkpoint, "
                                    "chooses the size for published files (default: the card's)"),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Any batch size at run "
@@ -34,7 +35,7 @@ def export(
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
 ) -> None:
-    """Export a pose model to ONNX or TorchScript; the file carries the card, input size, stride,
+    """Export a pose model to ONNX, TorchScript or OpenVINO IR; the file carries the card, input size, stride,
     σ, keypoints, flip pairs and normalisation, so `predict`/`eval` --weights FILE need nothing else.
 
     After writing, the exported file is loaded back and run against torch on the same inputs; the

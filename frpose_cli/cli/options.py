@@ -47,9 +47,10 @@ def apply_offline(offline: bool) -> None:
     apply_download_options(offline)
 
 
-BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime. auto: ONNX files on onnxruntime, TorchScript "
-                "on torch, checkpoints on the set-up --precision chooses (on the CPU: onnxruntime for float32, or "
-                "the faster precision that passes the accuracy gate; docs/deployment.md)")
+BACKEND_HELP = ("The inference runtime: auto | torch | onnxruntime | openvino (CPU; pip install \"frpose[openvino]\"). "
+                "auto: ONNX files on onnxruntime, OpenVINO IR (.xml) on openvino, TorchScript on torch, checkpoints "
+                "on the set-up --precision chooses (on the CPU: onnxruntime for float32, or the fastest set-up that "
+                "passes the accuracy gate, OpenVINO's among them where installed; docs/deployment.md)")
 PRECISION_HELP = ("fp32 | bf16 | fp16 | int8 | auto (default: auto on the CPU, fp32 on GPUs; $FRPOSE_PRECISION "
                   "overrides). auto runs the fastest precision this machine has natively that passes the "
                   "accuracy gate, chosen once per model and machine and cached (docs/deployment.md)")
@@ -73,6 +74,13 @@ def shard_option(unit: str):
 TRACK_HELP = ("Follow people across frames: every record of a video, stream or frame folder gets track_id, frame "
               "and timestamp (default: on for videos and streams, off for images; --track makes each folder of "
               "images one sequence, --no-track gives per-frame records as in earlier versions; docs/tracking.md)")
+DETECTOR_HELP = ("auto | whole-image | torchvision | a zoo detector: rtmdet-m (person AP 62.5), rtmdet-nano "
+                 "(person AP 40.3, fastest), fasterrcnn-r50-fpn (= torchvision, the paper's family), "
+                 "fasterrcnn-mobilenet-v3, ssdlite320-mobilenet-v3. auto: the most accurate detector within the "
+                 "pose network's time on a CPU, the most accurate on a GPU (the log says which and why; "
+                 "docs/detectors.md); offline without its file, a cached one, else the whole image (with a warning)")
+DET_SIZE_HELP = ("Detector input size in pixels (default: the detector's own: 640 rtmdet-m, 320 rtmdet-nano, "
+                 "800 shorter side for Faster R-CNN; RTMDet takes multiples of 32 from 64 to 2048; smaller is faster)")
 DET_EVERY_HELP = ("Run the person detector on every N-th frame of a tracked sequence; between, each person's box is "
                   "their previous pose's keypoint box × 1.25 (RTMPose's CPU figures use 5)")
 SMOOTH_HELP = ("Steady keypoints: a One Euro filter per track and keypoint on the frames' clock; records keep the "

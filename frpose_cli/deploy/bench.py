@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from frpose_cli.cards import ModelCard
 from frpose_cli.device import synchronize
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference
+from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference, setup_named
 
 TABLE2_SET = ("sbn-r50", "sbn-r101", "sbn-r152", "frpose-r34")
 TABLE2_SIZES = ((256, 192), (384, 288))
@@ -122,20 +122,22 @@ def measure_peak_memory_mb(fn, device: torch.device) -> float | None:
 
 def bench_card(card: ModelCard, device: torch.device, setup: str = "fused", batch: int = 8,
                warmup: int = 3, iters: int = 20, matmul_peak: float | None = None, ceiling=None,
-               calibration: torch.Tensor | None = None, machine: str = "", net=None) -> BenchResult:
+               calibration: torch.Tensor | None = None, machine: str = "", net=None, loaded=None) -> BenchResult:
     """Time ``card``'s network as ``setup``: ``net`` (loaded weights) or random weights (speed does
-    not depend on them).
+    not depend on them); or ``loaded``, an exported file's PoseModel (an OpenVINO IR), timed as it
+    runs, its parameters and MACs counted on the card's network (the same architecture).
     ``ceiling`` (:class:`~frpose_cli.deploy.ceiling.Ceiling` of the set-up's precision) fills the
     ceiling fields; int8 calibrates on ``calibration`` or on the vendored real crops."""
     model = copy.deepcopy(net).eval() if net is not None else card.build_model().eval()
     params = count_params(model)
     macs = count_macs(model, card.input_size)
-    if setup in ("onnxruntime", "int8") and device.type != "cpu":
+    if setup_named(setup).device == "cpu" and device.type != "cpu":
         raise FrposeError(f"the {setup} set-up runs on the CPU here; use --device cpu")
     if setup == "int8" and calibration is None:
         from frpose_cli.precision.crops import calibration_crops
         calibration = calibration_crops(card).inputs
-    model, fmt = prepare_for_inference(model, device, setup, calibration), input_memory_format(setup)
+    model, fmt = ((loaded, loaded.input_memory_format) if loaded is not None else
+                  (prepare_for_inference(model, device, setup, calibration), input_memory_format(setup)))
     x1 = torch.randn(1, 3, *card.input_size, device=device).contiguous(memory_format=fmt)
     xb = torch.randn(batch, 3, *card.input_size, device=device).contiguous(memory_format=fmt)
     peak = matmul_peak if matmul_peak is not None else (ceiling.kernels.get("torch GEMM 2048³")
@@ -212,13 +214,12 @@ def bench_setups(requested: list[str], device, hw, log=print) -> list[str]:
             raise FrposeError(f"unknown --setup {s!r}; choose from {', '.join(SETUPS)} or all")
     out = []
     for s in wanted:
-        backend = "onnxruntime" if s in ("onnxruntime", "int8") else "torch"
-        reason = unavailable_reason(SETUP_PRECISION[s], device, hw, backend)
+        reason = unavailable_reason(SETUP_PRECISION[s], device, hw, setup_named(s).backend)
         if reason is None:
             out.append(s)
         elif "all" in requested:
             log(f"{s} skipped: {reason}")
-        elif s == "bf16" and torch.device(device).type == "cpu":
+        elif s == "bf16" and torch.device(device).type == "cpu":   # torch's: OpenVINO's bf16 is never emulated
             log(f"warning: {reason}; measuring it because --setup bf16 asked for it")
             out.append(s)
         else:
@@ -228,11 +229,12 @@ def bench_setups(requested: list[str], device, hw, log=print) -> list[str]:
 
 def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: int = 3, iters: int = 20,
               precision: str | None = None, gate_weights=None, calib_data=None, log=print, progress=None,
-              net=None):
+              net=None, loaded=None):
     """Every (card, set-up) measured with its precision's ceiling and, for reduced precision, the
     accuracy gate on trained weights.  ``precision`` adds its set-up (``auto``: the one
     :func:`frpose_cli.precision.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
-    (``--weights``), timed instead of random ones.  Returns (results, ceilings, notes)."""
+    (``--weights``), timed instead of random ones; ``loaded``: an exported file's PoseModel, timed as its
+    own set-up.  Returns (results, ceilings, notes)."""
     from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling
     from frpose_cli.precision.gate import gate_setup, load_gate_network
     from frpose_cli.hardware import detect
@@ -280,7 +282,7 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
         if progress:
             progress(f"{card.name} {card.input_size[0]}x{card.input_size[1]} {s}")
         r = bench_card(card, device, s, batch, warmup, iters, matmul_peak, ceilings[SETUP_PRECISION[s]],
-                       machine=machine, net=net)
+                       machine=machine, net=net, loaded=loaded)
         if r.precision != "fp32":
             gate_net, why = gate_net_for(card)
             set_gate(r, gate_setup(card, s, gate_net, device, calib_data) if gate_net is not None else None,

@@ -31,20 +31,28 @@ class BenchOptions:
 
 
 def _cards(o: BenchOptions):
-    """(cards, loaded network or None, gate weights): ``--weights`` times one model at the card and
-    input size they record (or MODEL / --input-size for published files)."""
+    """(cards, loaded network or None, gate weights, an OpenVINO IR's PoseModel or None): ``--weights``
+    times one model at the card and input size they record (or MODEL / --input-size for published
+    files); an IR is timed as predict runs it (bf16 with ``--precision bf16``)."""
     from frpose_cli.cards import load_card
     from frpose_cli.deploy.bench import TABLE2_SET, TABLE2_SIZES
     from frpose_cli.weights.loader import load_network, resolve_weights
     if o.weights:
         if o.models and len(o.models) > 1 or o.input_sizes and len(o.input_sizes) > 1:
             raise FrposeError("--weights times one model at one input size")
-        loaded = load_network(resolve_weights(o.weights), o.models[0] if o.models else None,
-                              o.input_sizes[0] if o.input_sizes else None)
-        return [loaded.card], loaded.net, o.gate_weights or loaded.weights.path
+        resolved = resolve_weights(o.weights)
+        model, size = o.models[0] if o.models else None, o.input_sizes[0] if o.input_sizes else None
+        if resolved.kind == "openvino":
+            from frpose_cli.load import load_pose_model
+            if o.setups or o.precision not in (None, "fp32", "bf16"):
+                raise FrposeError("an OpenVINO IR runs as it is: no --setup; --precision fp32 or bf16 (its hint)")
+            ir = load_pose_model(resolved, model, size, "openvino", "cpu", precision=o.precision or "fp32")
+            return [ir.card], None, o.gate_weights, ir
+        loaded = load_network(resolved, model, size)
+        return [loaded.card], loaded.net, o.gate_weights or loaded.weights.path, None
     names = list(o.models) if o.models else list(TABLE2_SET)
     sizes = list(o.input_sizes) if o.input_sizes else (list(TABLE2_SIZES) if not o.models else [None])
-    return [load_card(n, sz) for sz in sizes for n in names], None, o.gate_weights  # unknown names fail now
+    return [load_card(n, sz) for sz in sizes for n in names], None, o.gate_weights, None  # unknown names fail now
 
 
 def bench_job(o: BenchOptions, console) -> list:
@@ -60,18 +68,18 @@ def bench_job(o: BenchOptions, console) -> list:
 
     if o.json_path:   # fail before measuring, not after
         check_output_file(o.json_path, "--json", overwrite=False)   # as every verb: never over an existing file
-    cards, net, gate_weights = _cards(o)
-    dev = pick_device(o.device)
-    if o.threads:
+    if o.threads:   # before an IR is compiled for torch's thread count
         torch.set_num_threads(o.threads)
+    cards, net, gate_weights, ir = _cards(o)
+    dev = pick_device(o.device, cpu_only=ir is not None)
     hw = hardware.detect(dev)
     log = lambda msg: console.print(msg, markup=False, highlight=False)  # noqa: E731
-    setups = bench_setups(o.setups or ([] if o.precision else ["fused"]), dev, hw, log)
+    setups = [ir.setup] if ir else bench_setups(o.setups or ([] if o.precision else ["fused"]), dev, hw, log)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=None)
         results, ceilings, notes = run_bench(
-            cards, setups, dev, o.batch, o.warmup, o.iters, o.precision, gate_weights, o.calib_data, log=log,
-            progress=lambda what: progress.update(task, description=what), net=net)
+            cards, setups, dev, o.batch, o.warmup, o.iters, None if ir else o.precision, gate_weights, o.calib_data,
+            log=log, progress=lambda what: progress.update(task, description=what), net=net, loaded=ir)
     print_table(console, results, dev, hw, ceilings, notes)
     if o.json_path:
         atomic_write_json(o.json_path, [r.to_dict() for r in results], indent=2)
@@ -105,7 +113,8 @@ def print_table(console, results, dev, hw, ceilings, notes) -> None:
                           "Paper latencies are GPU figures: compare ratios, not ms.")
     for col in ("model", "input", "heatmap", "set-up", "prec.", "params M", "GMACs", "latency ms med/p90",
                 "img/s @B", "× eager b1/bB", "GFLOP/s", "% ceiling", "gate px med/p95 ΔAP", "peak mem MB"):
-        table.add_column(col, justify="left" if col in ("model", "set-up", "prec.") else "right")
+        table.add_column(col, justify="left" if col in ("model", "set-up", "prec.") else "right",
+                         min_width=len("openvino_bf16") if col == "set-up" else None)   # set-up names whole
     eager = {(r.model, tuple(r.input_size)): r for r in results if r.setup == "eager"}
     for r in results:
         e = eager.get((r.model, tuple(r.input_size)))

@@ -1,5 +1,6 @@
-"""`frpose export` core: write a pose network as ONNX or TorchScript carrying its metadata
+"""`frpose export` core: write a pose network as ONNX, TorchScript or OpenVINO IR carrying its metadata
 (:mod:`frpose_cli.runtime.export_format` says what the file holds), then check parity against torch.
+IR is the ONNX export converted by OpenVINO (one exporter), its metadata in the model's ``rt_info``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from frpose_cli.fileio import atomic_write_binary
 from frpose_cli.runtime.export_format import DEFAULT_OPSET, METADATA_KEY, export_metadata, export_net, onnx_bytes
 from frpose_cli.data.normalize import normalize_input
 
-FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = ("onnx", "torchscript", "openvino")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}
 HEATMAP_TOLERANCE = 1e-3         # largest |heatmap difference| a parity check accepts
 
 
@@ -40,6 +41,18 @@ def write_torchscript(net: torch.nn.Module, card: ModelCard, out: Path, codec_na
     return atomic_write_binary(out, save)
 
 
+def write_openvino(net: torch.nn.Module, card: ModelCard, out: Path, codec_name: str | None = None,
+                   dynamic_batch: bool = True, batch: int = 1, opset: int = DEFAULT_OPSET, source: str = "") -> Path:
+    """OpenVINO IR: ``out`` (``.xml``) and the ``.bin`` beside it, converted from the ONNX export."""
+    from frpose_cli.runtime.ovrt import import_openvino, write_ir
+    import_openvino("--format openvino")   # before the export's work, not after
+    if out.suffix.lower() != ".xml":
+        raise FrposeError(f"--out {out}: an OpenVINO IR is an .xml file (its weights go to the .bin beside it)")
+    data = onnx_bytes(net, card, codec_name, dynamic_batch, batch, opset, source)
+    meta = export_metadata(card, codec_name, "openvino", dynamic_batch, batch, opset, source)
+    return write_ir(data, json.dumps(meta), out)
+
+
 def export_model(net: torch.nn.Module, card: ModelCard, fmt: str, out, codec_name: str | None = None,
                  dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, batch: int = 1, source: str = "") -> Path:
     """Write ``net`` as ``fmt`` to ``out`` atomically; returns the path."""
@@ -53,6 +66,8 @@ def export_model(net: torch.nn.Module, card: ModelCard, fmt: str, out, codec_nam
     if fmt == "onnx":
         data = onnx_bytes(net, card, codec_name, dynamic_batch, batch, opset, source)
         return atomic_write_binary(out, lambda f: f.write(data))
+    if fmt == "openvino":
+        return write_openvino(net, card, out, codec_name, dynamic_batch, batch, opset, source)
     return write_torchscript(net, card, out, codec_name, dynamic_batch, batch, source)
 
 

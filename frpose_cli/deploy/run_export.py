@@ -1,5 +1,5 @@
 """`frpose export` as one function: :class:`ExportOptions` → :func:`run_export`: the weights
-resolved, the output named (a new ``runs/export/CARD-HxW[-PRECISION][-N].onnx`` / ``.pt`` from
+resolved, the output named (a new ``runs/export/CARD-HxW[-PRECISION][-N].onnx`` / ``.pt`` / ``.xml`` from
 :mod:`frpose_cli.run_folders` unless ``out`` is given), the file written, then checked (parity
 with torch for float32, the accuracy gate for reduced precision)."""
 from __future__ import annotations
@@ -68,6 +68,8 @@ def run_export(o: ExportOptions, log=note, say=print) -> Path:
     try:
         # the claimed file is empty until written; an explicit --out that exists is refused
         check_output_file(out, "--out", need_bytes=4 * sum(p.numel() for p in net.parameters()), overwrite=claimed)
+        if o.fmt == "openvino" and not claimed and Path(out).with_suffix(".bin").exists():   # never over a file
+            raise FrposeError(f"--out {out}: {Path(out).with_suffix('.bin')} exists; an IR's weights go there")
         if precision == "fp32":
             path = export_model(net, card, o.fmt, out, codec_name, o.dynamic_batch, o.opset, o.batch, source=source)
         else:
@@ -75,8 +77,10 @@ def run_export(o: ExportOptions, log=note, say=print) -> Path:
                                   source, o.calib_data)
     finally:
         run_folders.release(out)   # removed only when nothing was written
+    files = [path, path.with_suffix(".bin")] if o.fmt == "openvino" else [path]   # an IR counts its .bin
+    size = sum(f.stat().st_size for f in files)
     say(f"export: {card.name} {card.input_size[0]}x{card.input_size[1]} ({what}) → {path} ({o.fmt}, {precision}, "
-        f"{'dynamic' if o.dynamic_batch else f'static batch {o.batch}'}, {path.stat().st_size / 2 ** 20:.1f} MB)")
+        f"{'dynamic' if o.dynamic_batch else f'static batch {o.batch}'}, {size / 2 ** 20:.1f} MB)")
     if not o.check:
         return path
     exported = load_pose_model(path)

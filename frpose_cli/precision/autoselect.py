@@ -3,13 +3,14 @@
 Once per (model, input size, machine signature, backend, calibration source):
 
 1. the candidates are the precisions native here (:func:`frpose_cli.precision.formats.candidates`:
-   never bf16 on a CPU without AVX512-BF16/AMX); without any real person crops (an installed
-   wheel, no ``--calib-data``) the reduced ones are not tried, and the line says so;
-2. each reduced-precision candidate is built and passes the accuracy gate
+   never bf16 on a CPU without AVX512-BF16/AMX), and with ``--backend auto`` on a CPU where openvino
+   is installed the ``openvino`` and ``openvino_bf16`` set-ups; without any real person crops (an
+   installed wheel, no ``--calib-data``) only the float32 reference runs, and the line says so;
+2. every candidate but the float32 reference is built and passes the accuracy gate
    (:mod:`frpose_cli.precision.gate`) against float32 on real crops, or is rejected with the reason;
 3. float32 and the survivors are timed round-robin (``ROUNDS`` rounds at batch
    ``TIMING_BATCH``, so a noisy machine slows them alike) and the fastest is chosen — a
-   reduced precision only if it is at least ``MIN_GAIN`` × float32's throughput, a margin
+   candidate other than the reference only if it is at least ``MIN_GAIN`` × its throughput, a margin
    above the run-to-run noise of a shared machine;
 4. the choice, every throughput, gate figure and reason goes to ``precision.json`` in the
    user cache folder (written atomically); a chosen int8 model is stored beside it
@@ -17,8 +18,10 @@ Once per (model, input size, machine signature, backend, calibration source):
    very model that was gated instead of quantizing again from whatever crops they have.
 
 "Model" is the card name plus a hash of the network's tensors (the gate's verdict belongs to
-the trained weights), "machine signature" is :meth:`frpose_cli.hardware.Hardware.signature`
-(CPU model, ISA flags, threads, torch and ONNX Runtime versions), "calibration source" is
+the trained weights), "backend" is ``--backend`` (auto, torch, onnxruntime, openvino: each decides
+among its own candidates), "machine signature" is :meth:`frpose_cli.hardware.Hardware.signature`
+(CPU model, ISA flags, threads, torch, ONNX Runtime and, where installed, OpenVINO versions),
+"calibration source" is
 :func:`frpose_cli.precision.cache.calibration_source` (the crop roots and their annotation files).  A run with
 ``--calib-data`` uses the entry of its own source (or decides); a run without it uses the newest
 entry for the model, size, machine and backend, whichever source gated it — so a plain run after
@@ -50,13 +53,17 @@ NO_CROPS = ("no real person crops to calibrate and gate on (an installed wheel s
 
 @dataclass
 class Selection:
+    """What ``auto`` chose.  Candidates are named as :func:`frpose_cli.precision.formats.candidates`
+    names them: a precision (on its set-up) or an OpenVINO set-up; ``candidate`` is the chosen one
+    ("" in entries written before OpenVINO: the precision)."""
     precision: str
     setup: str
     key: str = ""
-    throughput: dict = field(default_factory=dict)    # precision → images/s at TIMING_BATCH
-    gates: dict = field(default_factory=dict)         # precision → GateReport.to_dict()
-    rejected: dict = field(default_factory=dict)      # precision → reason it was not chosen
+    throughput: dict = field(default_factory=dict)    # candidate → images/s at TIMING_BATCH
+    gates: dict = field(default_factory=dict)         # candidate → GateReport.to_dict()
+    rejected: dict = field(default_factory=dict)      # candidate → reason it was not chosen
     cached: bool = False
+    candidate: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -64,10 +71,10 @@ class Selection:
         return d
 
     def line(self) -> str:
-        base = self.throughput.get("fp32")
-        gain = (f", {self.throughput[self.precision] / base:.2f}x fp32 at batch {TIMING_BATCH}"
-                if base and self.precision in self.throughput and self.precision != "fp32" else "")
-        gate = self.gates.get(self.precision)
+        base, chosen = self.throughput.get("fp32"), self.candidate or self.precision
+        gain = (f", {self.throughput[chosen] / base:.2f}x the fp32 reference at batch {TIMING_BATCH}"
+                if base and chosen in self.throughput and chosen != "fp32" else "")
+        gate = self.gates.get(chosen)
         gate_txt = f"; gate median {gate['median_px']:.2f} px, p95 {gate['p95_px']:.2f} px" if gate else ""
         grouped: dict = {}   # precisions rejected for the same reason are named together
         for p, r in self.rejected.items():
@@ -101,7 +108,7 @@ def select(candidates: list[str], build, gate, time_all, min_gain: float = MIN_G
         else:
             rejected[p] = f"gate: {report.reason}"
     throughput = time_all(modules) if len(modules) > 1 else {}
-    best = "fp32"
+    best = "fp32"   # the reference; any other candidate must beat it by min_gain
     for p in modules:
         if p != "fp32" and throughput[p] >= min_gain * throughput["fp32"] and throughput[p] > throughput.get(best, 0):
             best = p
@@ -109,7 +116,7 @@ def select(candidates: list[str], build, gate, time_all, min_gain: float = MIN_G
         if p not in ("fp32", best):
             rejected[p] = (f"passed the gate but ran {throughput[p] / throughput['fp32']:.2f}x fp32 "
                            f"(needs {min_gain:.2f}x and the fastest)")
-    return Selection(best, "", throughput=throughput, gates=gates, rejected=rejected), modules[best]
+    return Selection(best, "", throughput=throughput, gates=gates, rejected=rejected, candidate=best), modules[best]
 
 
 def time_interleaved(modules: dict, input_size, batch: int = TIMING_BATCH, rounds: int = ROUNDS,
@@ -136,9 +143,10 @@ _SAME = object()
 def _reuse(entry, path, net, gate_net, card, device, backend, calib_data, codec_name, roots):
     """A cached entry → (Selection, module, say its line), or None to decide again.  An int8 entry
     runs its stored model; when that is unusable and no crops are here to gate another, float32."""
-    from frpose_cli.precision.formats import build_setup, setup_for
+    from frpose_cli.precision.formats import build_setup, candidate_setup, setup_for
+    candidate = entry.get("candidate") or entry["precision"]
     sel = Selection(**{k: entry[k] for k in ("precision", "key", "throughput", "gates", "rejected")},
-                    setup=setup_for(entry["precision"], device, backend), cached=True)
+                    setup=candidate_setup(candidate, device, backend), cached=True, candidate=candidate)
     if sel.setup != "int8":
         return sel, build_setup(net, card, device, sel.setup, codec_name=codec_name), True
     if gate_net is not net:   # bench times another network than the gated one: calibrate that one
@@ -170,9 +178,9 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     without one, ``decide=False`` runs float32 and says how the choice is made (a short run that
     would spend longer choosing than the choice saves: :data:`UNDECIDED`)."""
     from frpose_cli.precision.gate import run_gate
-    from frpose_cli.runtime.optimize import input_memory_format, prepare_for_inference
-    from frpose_cli.precision.formats import build_setup, candidates, setup_for, unavailable_reason, \
-        weights_fingerprint, wrap
+    from frpose_cli.runtime.optimize import SETUP_TABLE, input_memory_format, prepare_for_inference
+    from frpose_cli.precision.formats import build_setup, candidate_reason, candidate_setup, candidates, \
+        setup_for, weights_fingerprint, wrap
     device = torch.device(device)
     path = Path(cache_path) if cache_path else cache_file()
     gate_net = net if gate_net is _SAME else gate_net
@@ -181,7 +189,8 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
     base = cache_key(model_key, card.input_size, hw.signature(device), backend)
     key = cache_key(model_key, card.input_size, hw.signature(device), backend, source)
     cached = find_entry(read_cache(path), base, key if calib_data else None)
-    if cached and unavailable_reason(cached.get("precision", ""), device, hw, backend) is None:
+    # an entry whose choice cannot run here now (openvino uninstalled, say) is decided again
+    if cached and candidate_reason(cached.get("candidate") or cached.get("precision", ""), device, hw, backend) is None:
         reused = _reuse(cached, path, net, gate_net, card, device, backend, calib_data, codec_name, roots)
         if reused is not None:
             sel, module, say = reused
@@ -209,7 +218,7 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
         return crops_cache[kind]
 
     def build_for(network, p):
-        setup = setup_for(p, device, backend)
+        setup = candidate_setup(p, device, backend)
         if setup == "int8":   # calibrated on people other than the gate's
             return prepare_for_inference(network, device, "int8", crops("calibration").inputs)
         return build_setup(network, card, device, setup, codec_name=codec_name)
@@ -226,13 +235,14 @@ def choose(net, card, device, backend, hw, calib_data=None, codec_name=None, log
 
     def gate(p, module):
         gated[p] = module if gate_net is net else build_for(gate_net, p)
-        return run_gate(reference, wrap(gated[p], setup_for(p, device, backend), card, codec_name), card,
+        return run_gate(reference, wrap(gated[p], candidate_setup(p, device, backend), card, codec_name), card,
                         crops("gate"), precision=p, codec_name=codec_name)
 
-    formats = {p: input_memory_format(setup_for(p, device, backend)) for p in cands}
+    formats = {p: input_memory_format(candidate_setup(p, device, backend)) for p in cands}
     sel, module = select(cands, build, gate,
                          lambda mods: time_interleaved(mods, card.input_size, memory_formats=formats))
-    sel.setup, sel.key = setup_for(sel.precision, device, backend), key
+    sel.setup, sel.key = candidate_setup(sel.candidate, device, backend), key
+    sel.precision = SETUP_TABLE[sel.setup].precision
     if gate_net is not None:   # without a gated network nothing was decided: nothing to remember
         entry = {**sel.to_dict(), "base": base, "machine": hw.describe(device),
                  "calibration": {"source": source, "roots": [str(r) for r in roots],

@@ -6,16 +6,19 @@ Where each precision runs (:func:`unavailable_reason` says why not, in one line)
 =========  ===============================================  =========================
 precision  CPU                                              CUDA
 =========  ===============================================  =========================
-fp32       everywhere (``onnxruntime``, or ``fused`` torch)  ``fused``
+fp32       everywhere (``onnxruntime``, or ``fused`` torch;  ``fused``
+           ``openvino`` where installed)
 bf16       only with AVX512-BF16 or AMX-BF16 (torch          compute capability ≥ 8.0
-           autocast); elsewhere oneDNN emulates it ~60×
-           slower, so it is never tried
+           autocast, or OpenVINO's bf16 hint); elsewhere
+           oneDNN emulates it ~60× slower, so it is never
+           tried
 fp16       —                                                ≥ 7.0 (and 6.0)
 int8       ONNX Runtime static int8 (AVX2, VNNI, AMX; ARM64)  —
 =========  ===============================================  =========================
 
-``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates once
-per model, input size, machine and calibration source, and caches what it gated
+``auto`` (the CPU default; float32 on GPUs unless asked) gates and times the candidates (with
+OpenVINO's fp32 and bf16 set-ups among them where openvino is installed) once per model, input
+size, machine and calibration source, and caches what it gated
 (:mod:`frpose_cli.precision.autoselect`; :func:`frpose_cli.precision.runnable.runnable_model` is the
 entry point every verb uses).  ``FRPOSE_PRECISION``
 sets the default for every verb that has one (e.g. ``fp32`` on machines whose results must not move);
@@ -30,7 +33,8 @@ import os
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.optimize import default_setup, prepare_for_inference, setup_named
+from frpose_cli.runtime import ovrt
+from frpose_cli.runtime.optimize import SETUP_TABLE, default_setup, prepare_for_inference, setup_named
 from frpose_cli.runtime.pose_model import PoseModel
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -61,8 +65,8 @@ def unavailable_reason(precision: str, device, hw, backend: str = "auto") -> str
     device = torch.device(device)
     if device.type == "cuda":
         gpu = hw.gpu
-        if backend == "onnxruntime":
-            return "the onnxruntime backend runs on the CPU here; drop --device or use --backend torch"
+        if backend in ("onnxruntime", "openvino"):
+            return f"the {backend} backend runs on the CPU here; drop --device or use --backend torch"
         if precision == "int8":
             return "int8 runs on ONNX Runtime's CPU provider; use --device cpu"
         if precision == "bf16" and not (gpu and gpu.native_bf16):
@@ -71,16 +75,18 @@ def unavailable_reason(precision: str, device, hw, backend: str = "auto") -> str
             return f"{gpu.describe() if gpu else 'this GPU'} has no fast fp16 (needs 6.0 or 7.0+)"
         return None
     isa = f"this CPU ({hw.cpu.describe()})"
+    if backend == "openvino" and not ovrt.available():
+        return ovrt.missing_message("the openvino backend")
     if precision == "fp16":
         return "fp16 runs on CUDA GPUs; on the CPU use fp32, bf16 (where native) or int8"
     if precision == "bf16":
         if backend == "onnxruntime":
-            return "bf16 runs on torch: use --backend torch or auto"
-        if not hw.cpu.native_bf16:
+            return "bf16 runs on torch or OpenVINO: use --backend torch, openvino or auto"
+        if not hw.cpu.native_bf16:   # the same rule for torch's autocast and OpenVINO's bf16 hint
             return (f"{isa} has no native bf16 (AVX512-BF16 or AMX-BF16): oneDNN would emulate it, "
                     "about 60x slower than float32")
     if precision == "int8":
-        if backend == "torch":
+        if backend in ("torch", "openvino"):
             return "int8 runs on ONNX Runtime: use --backend onnxruntime or auto"
         if not _has_onnxruntime():
             return "int8 needs the onnx and onnxruntime packages: pip install onnx onnxruntime"
@@ -89,13 +95,24 @@ def unavailable_reason(precision: str, device, hw, backend: str = "auto") -> str
     return None
 
 
+OPENVINO_SETUPS = tuple(name for name, s in SETUP_TABLE.items() if s.backend == "openvino")
+
+
 def candidates(device, hw, backend: str = "auto") -> list[str]:
-    """The precisions ``auto`` may consider on this machine, float32 first."""
-    return [p for p in PRECISIONS if unavailable_reason(p, device, hw, backend) is None]
+    """What ``auto`` may consider on this machine, the float32 reference first: the precisions
+    (each on the set-up :func:`setup_for` gives it), then with ``--backend auto`` on the CPU the
+    OpenVINO set-ups by name where openvino is installed (:func:`candidate_setup`)."""
+    found = [p for p in PRECISIONS if unavailable_reason(p, device, hw, backend) is None]
+    if backend == "auto" and torch.device(device).type == "cpu" and ovrt.available():
+        found += [s for s in OPENVINO_SETUPS if unavailable_reason(SETUP_TABLE[s].precision, device, hw, "openvino")
+                  is None]
+    return found
 
 
 def setup_for(precision: str, device, backend: str = "auto") -> str:
     """The inference set-up (:data:`~frpose_cli.runtime.optimize.SETUPS`) that runs ``precision``."""
+    if backend == "openvino" and precision in ("fp32", "bf16"):
+        return "openvino" if precision == "fp32" else "openvino_bf16"
     if precision != "fp32":
         return precision
     if backend == "torch":
@@ -103,6 +120,20 @@ def setup_for(precision: str, device, backend: str = "auto") -> str:
     if backend == "onnxruntime":
         return "onnxruntime"
     return default_setup(torch.device(device))
+
+
+def candidate_reason(candidate: str, device, hw, backend: str = "auto") -> str | None:
+    """Why the candidate ``candidate`` cannot run here (:func:`unavailable_reason`); None when it can."""
+    if candidate in OPENVINO_SETUPS:
+        return unavailable_reason(SETUP_TABLE[candidate].precision, device, hw, "openvino")
+    if candidate not in PRECISIONS:
+        return f"unknown candidate {candidate!r}"
+    return unavailable_reason(candidate, device, hw, backend)
+
+
+def candidate_setup(candidate: str, device, backend: str = "auto") -> str:
+    """The set-up of one of :func:`candidates`: a precision's (:func:`setup_for`) or a set-up named."""
+    return candidate if candidate in OPENVINO_SETUPS else setup_for(candidate, device, backend)
 
 
 def weights_fingerprint(net: torch.nn.Module) -> str:

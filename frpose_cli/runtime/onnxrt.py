@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from frpose_cli.errors import FrposeError
+from frpose_cli.runtime.external import ExternalNet
 from frpose_cli.runtime.export_format import onnx_bytes_any_size
 
 
@@ -33,45 +33,25 @@ def ort_session(model_bytes_or_path, threads: int | None = None):
 _INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
-class OnnxRuntimeNet(nn.Module):
-    """An ONNX Runtime CPU session as a module.  A static-batch graph runs larger batches in chunks;
-    a float16 or float64 graph input is fed in its own type, and heatmaps come back float32."""
+class OnnxRuntimeNet(ExternalNet):
+    """An ONNX Runtime CPU session as a module (:class:`~frpose_cli.runtime.external.ExternalNet`); a
+    float16 or float64 graph input is fed in its own type, and heatmaps come back float32."""
+
+    backend = "onnxruntime"
 
     def __init__(self, session, source: str = "the ONNX model"):
-        super().__init__()
-        self.session = session
         inp = session.get_inputs()[0]
         if inp.type not in _INPUT_TYPES:
             raise FrposeError(f"{source}: its input '{inp.name}' is {inp.type}; frpose feeds images as float "
                               "tensors (float32, float16 or float64 inputs)")
-        self.input_dtype = _INPUT_TYPES[inp.type]
-        self.input_name = inp.name
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        # No weights live in torch; a zero-size parameter lets callers ask for the device
-        # (next(model.parameters()).device), as run_heatmaps and evaluate_model do.
-        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+        super().__init__(inp.shape[0] if isinstance(inp.shape[0], int) else None, _INPUT_TYPES[inp.type])
+        self.session, self.input_name = session, inp.name
 
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        if self.device_anchor.device.type != "cpu":
-            raise FrposeError("the onnxruntime backend runs on the CPU here; drop --device or use --backend torch")
-        return out
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.input_dtype, copy=False)
-        step = self.fixed_batch or max(len(x), 1)
-        outs = []
-        for i in range(0, len(x), step):
-            chunk = x[i:i + step]
-            n = len(chunk)
-            if n < step:   # a static-batch graph takes exactly `step` images: pad the last chunk
-                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)])
-            out = self.session.run(None, {self.input_name: chunk})[0][:n]
-            outs.append(torch.from_numpy(np.ascontiguousarray(out, np.float32)))
-        return torch.cat(outs)
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
 
 
-def onnxruntime_net(net: nn.Module, threads=None) -> OnnxRuntimeNet:
+def onnxruntime_net(net: torch.nn.Module, threads=None) -> OnnxRuntimeNet:
     """The ``onnxruntime`` inference set-up: ``net`` exported in memory with symbolic batch,
     height and width (the network is fully convolutional), run by ONNX Runtime."""
     return OnnxRuntimeNet(ort_session(onnx_bytes_any_size(net), threads))

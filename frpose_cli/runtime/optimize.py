@@ -7,13 +7,15 @@ Both are exact up to float rounding (checked in tests/test_optimize.py).
 ``channels_last`` and ``folded`` are each half of ``fused``, kept to measure each part;
 ``compile`` is ``fused`` through ``torch.compile`` (slow first call); ``onnxruntime``
 exports the BN-folded network to ONNX in memory and runs it on ONNX Runtime's CPU provider
-(:mod:`frpose_cli.load`).  Measured choice of the CPU float32 default
+(:mod:`frpose_cli.load`); ``openvino`` runs the same in-memory ONNX on OpenVINO's CPU plugin, when the
+optional openvino package is installed (:mod:`frpose_cli.runtime.ovrt`).  Measured choice of the CPU float32 default
 (:func:`default_setup`): docs/design.md.
 
 Reduced precision (:data:`SETUP_PRECISION`; which one runs where: :mod:`frpose_cli.precision.formats`):
 ``bf16`` and ``fp16`` run ``fused`` under autocast (bf16 only where the CPU or GPU has it
 natively, fp16 on CUDA), ``int8`` is ONNX Runtime static int8 calibrated on real crops
-(:mod:`frpose_cli.runtime.quantize`).  They change results slightly; the accuracy gate
+(:mod:`frpose_cli.runtime.quantize`), ``openvino_bf16`` is OpenVINO with its bf16 inference precision
+hint (native bf16 only, as torch's).  They change results slightly; the accuracy gate
 (:mod:`frpose_cli.precision.gate`) measures by how much.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import nn
 
 from frpose_cli.net.folding import fold_batchnorm
 
-BACKENDS = ("auto", "torch", "onnxruntime")   # what --backend takes; a set-up names the one it runs on
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")   # what --backend takes; a set-up names the one it runs on
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Setup:
     """One way of running a network: what it runs on, at which precision, with which transforms.
     Every property of a set-up is read from here, never inferred from its name."""
     name: str
-    backend: str            # "torch" | "onnxruntime"
+    backend: str            # "torch" | "onnxruntime" | "openvino"
     precision: str          # "fp32" | "bf16" | "fp16" | "int8"
     fold_bn: bool = False   # BatchNorm folded into the convolution before it
     channels_last: bool = False
@@ -51,6 +53,8 @@ SETUP_TABLE = {s.name: s for s in (
     Setup("bf16", "torch", "bf16", fold_bn=True, channels_last=True),
     Setup("fp16", "torch", "fp16", fold_bn=True, channels_last=True, device="cuda"),
     Setup("int8", "onnxruntime", "int8", fold_bn=True, device="cpu"),
+    Setup("openvino", "openvino", "fp32", fold_bn=True, device="cpu"),
+    Setup("openvino_bf16", "openvino", "bf16", fold_bn=True, device="cpu"),
 )}
 SETUPS = tuple(SETUP_TABLE)
 SETUP_PRECISION = {name: s.precision for name, s in SETUP_TABLE.items()}
@@ -58,9 +62,14 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_backend(name: str) -> str:
+    """``name`` if it is a backend this machine can run; an optional one not installed is one line."""
     from frpose_cli.errors import FrposeError
     if name not in BACKENDS:
         raise FrposeError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    if name == "openvino":
+        from frpose_cli.runtime.ovrt import available, missing_message   # lazy: never imports openvino itself
+        if not available():
+            raise FrposeError(missing_message())
     return name
 
 
@@ -98,6 +107,9 @@ def prepare_for_inference(model: nn.Module, device: torch.device, setup: str = "
     model = model.eval()
     if spec.device not in ("any", device.type):
         raise ValueError(f"the {setup} set-up runs on {'the CPU' if spec.device == 'cpu' else 'CUDA'}")
+    if spec.backend == "openvino":   # the network leaves torch: exported (BN folded by the exporter)
+        from frpose_cli.runtime.ovrt import openvino_net   # lazy: openvino is optional
+        return openvino_net(model, spec.precision)
     if spec.backend == "onnxruntime":   # the network leaves torch: exported (BN folded by the exporter)
         if setup == "int8":
             if calibration is None:

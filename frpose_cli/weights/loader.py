@@ -5,7 +5,8 @@
 =====================  ==========================================================================
 a file                 kind detected from the content (:func:`detect_file_kind`): ``torch``
                        (frpose checkpoint, Simple Baselines or mmpose state dict / checkpoint, a
-                       bare frpose state dict), ``onnx`` or ``torchscript`` (``frpose export``)
+                       bare frpose state dict), ``onnx``, ``torchscript`` or ``openvino`` (an IR
+                       ``.xml`` with its ``.bin`` beside it; ``frpose export``)
 a zoo name             ``sbn-r50``, ``sbn-r152-384x288``, … (:mod:`frpose_cli.weights.zoo`): downloaded
                        once into the cache, hash-checked
 an ``http(s)://`` URL  downloaded into the same cache (hash checked when the file name carries one)
@@ -47,8 +48,10 @@ class WeightsFile:
 
 
 def detect_file_kind(path: Path) -> str:
-    """``onnx``, ``torchscript`` or ``torch`` (anything torch.load may read)."""
+    """``onnx``, ``torchscript``, ``openvino`` (IR ``.xml``) or ``torch`` (anything torch.load may read)."""
     path = Path(path)
+    if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
+        raise FrposeError(f"{path} holds an OpenVINO IR's weights: give its {path.with_suffix('.xml').name}")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -59,6 +62,8 @@ def detect_file_kind(path: Path) -> str:
     # Legacy torch.save files open with the pickle protocol byte 0x80.
     if path.suffix.lower() == ".onnx" or head == b"\x08":
         return "onnx"
+    if head == b"<":   # XML: an OpenVINO IR's <?xml ...?><net ...> (a pickle or zip never opens with it)
+        return "openvino"
     return "torch"
 
 

@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frpose_cli.weights import zoo
 from frpose_cli.cards import load_card, parse_input_size
 from frpose_cli.weights.checkpoint import save_checkpoint
-from frpose_cli.inference.detectors import TorchvisionDetector, clip_boxes
+from frpose_cli.inference.detectors import build_detector, clip_boxes
 from frpose_cli.inference.predict import STAGES, PredictOptions, run_predict
 
 
@@ -60,7 +61,7 @@ class TimedDetectorWithAnnotatedBoxes:
     """Runs the real detector (so its time is measured), then hands on the annotated boxes."""
     name = "torchvision"
 
-    def __init__(self, detector: TorchvisionDetector, boxes: dict):
+    def __init__(self, detector, boxes: dict):
         self.detector, self.boxes = detector, boxes
 
     def __call__(self, item):
@@ -78,11 +79,12 @@ def main(argv=None) -> int:
     ap.add_argument("--input-size", default="256x192")
     ap.add_argument("--limit", type=int, default=16, help="first N images of the folder (0: all)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--det-size", type=int, default=800)
+    ap.add_argument("--det-size", type=int, default=None, help="detector input size (default: each detector's own)")
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--annotations", type=Path, default=None)
-    ap.add_argument("--detectors", default="fasterrcnn-r50-fpn,fasterrcnn-mobilenet-v3")
+    ap.add_argument("--detectors", default=",".join(e.name for e in zoo.DETECTORS), help="zoo detector names "
+                    "(default: every zoo detector)")
     ap.add_argument("--detector-setups", default="fp32,fused,bf16")
     ap.add_argument("--precision", default="fp32", help="the pose network's --precision in every row (fixed, so the "
                     "rows differ only in the detector; bf16 shows the speed of a gated bf16 choice)")
@@ -108,14 +110,14 @@ def main(argv=None) -> int:
         ckpt = save_checkpoint(work / "pose.pt", card.build_model(), card)
         from frpose_cli import hardware
         from frpose_cli.inference import detector_setups
-        from frpose_cli.inference.detectors import ARCHS
         hw = hardware.detect("cpu")
         results = {"model": card.name, "input_size": list(card.input_size), "flip": not args.no_flip,
                    "threads": torch.get_num_threads(), "images": len(images), "machine": hw.describe("cpu"),
                    "det_size": args.det_size, "pose_precision": args.precision, "rows": {},
                    "command": " ".join(["python scripts/bench_predict.py", *(sys.argv[1:] if argv is None else argv)]),
                    "date": time.strftime("%Y-%m-%d")}
-        print(f"{len(images)} images of {args.folder}, {card.name} {args.input_size}, detector input {args.det_size} px, "
+        print(f"{len(images)} images of {args.folder}, {card.name} {args.input_size}, detector input "
+              f"{args.det_size or 'its own'} px, "
               f"pose network in {args.precision}, on {hw.describe('cpu')}", flush=True)
         boxes = annotated_boxes(args.folder, args.annotations)
         rows = [("whole-image", "whole-image", None, None, False)]
@@ -131,14 +133,8 @@ def main(argv=None) -> int:
         for label, mode, arch, setup, overlap in rows:
             detector = None
             if arch is not None:
-                det_file = work / f"{arch}.pth"
-                if not det_file.exists():
-                    torch.manual_seed(0)
-                    model = ARCHS[arch][0](91)
-                    _sure_of_background(model)
-                    torch.save(model.state_dict(), det_file)
-                real = TorchvisionDetector(det_file, score_thr=0.3, min_size=args.det_size, arch=arch,
-                                           max_size=round(args.det_size * 1333 / 800), setup=setup)
+                det_file = _random_detector_file(arch, work)
+                real = build_detector(arch, det_file, "cpu", 0.3, args.det_size, setup)
                 detector = TimedDetectorWithAnnotatedBoxes(real, boxes)
             opts = PredictOptions(source=str(listing), weights=str(ckpt), detector="auto" if arch else mode,
                                   out=str(work / label.replace(" ", "-")), batch_size=args.batch_size,
@@ -153,8 +149,11 @@ def main(argv=None) -> int:
                    "setup_s": round(setup_s, 2), "images_per_s": round(summary.images / wall, 3),
                    "ms_per_image": {k: round(summary.timings[k] / n * 1000, 1) for k in STAGES},
                    "ms_per_person_pose": round(summary.timings["pose"] / max(summary.persons, 1) * 1000, 1)}
+            # the issue's yardstick: the whole time per image against the pose network's own for the same persons
+            row["x_pose"] = round(wall / n * 1000 / max(row["ms_per_image"]["pose"], 1e-9), 2)
             results["rows"][label] = row
             _print_row(label, row, results["rows"])
+        mark_default(results)
         if not args.no_ceiling:
             _detector_rates(results, rows, work, images, args.det_size, hw)
         if args.yolo is not None:
@@ -169,14 +168,65 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def mark_default(results: dict) -> None:
+    """Apply `--detector auto`'s CPU rule (frpose_cli/inference/detector_choice.py) to this run's own figures:
+    each zoo detector's float32 detect time and the pose network's mean time per image over the detector rows
+    (their annotated persons: a typical image). The chosen detector's rows get ``"default": true``."""
+    import dataclasses
+
+    from frpose_cli.inference.detector_choice import default_detector
+    rows = results["rows"]
+    poses = [r["ms_per_image"]["pose"] for k, r in rows.items() if k != "whole-image" and " " in k]
+    timed = [dataclasses.replace(e, cpu_ms=rows[f"{e.name} fp32"]["ms_per_image"]["detect"])
+             for e in zoo.DETECTORS if f"{e.name} fp32" in rows]
+    if not poses or not any(e.person_ap is not None for e in timed):
+        return
+    pose_ms = round(sum(poses) / len(poses), 1)
+    chosen, why = default_detector("cpu", timed, pose_ms)
+    results["default_rule"] = {"pose_ms": pose_ms, "detector": chosen.name, "why": why}
+    for label, row in rows.items():
+        row.pop("default", None)
+        if label.split(" ")[0] == chosen.name:
+            row["default"] = True
+    print(f"--detector auto on this CPU by this run's figures: {chosen.name} ({why})", flush=True)
+
+
 def _sure_of_background(model) -> None:
-    """A random box head would keep thousands of boxes of 90 classes for NMS: make it sure of "background"."""
+    """A random box head would keep thousands of boxes for NMS: make it sure of "background" (or of nothing)."""
     with torch.no_grad():
         if hasattr(model, "roi_heads"):
             model.roi_heads.box_predictor.cls_score.bias[0] = 20.0
+        elif hasattr(model, "bbox_head"):   # RTMDet: sigmoid class scores, no background class
+            for conv in model.bbox_head.rtm_cls:
+                conv.bias.fill_(-20.0)
         else:   # SSDlite: each level's last conv gives anchors x classes logits
             for level in model.head.classification_head.module_list:
                 level[-1].bias.view(-1, 91)[:, 0] = 20.0
+
+
+def _random_detector_file(arch: str, work: Path) -> Path:
+    """A weights file of ``arch`` with random values (timing does not depend on them), made once."""
+    path = work / f"{arch}.pth"
+    if path.exists():
+        return path
+    torch.manual_seed(0)
+    from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
+    if arch in PUBLISHED:
+        model = RTMDet(spec_for(**PUBLISHED[arch]))
+        with torch.no_grad():   # He init: torch's default shrinks the activations into float32 denormals through
+            for m in model.modules():   # the depth, which slows the unfused convs 5-10x (a trained net's do not)
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
+        state = {"meta": {}, "state_dict": None}
+    else:
+        from frpose_cli.inference.detectors import ARCHS
+        model, state = ARCHS[arch][0](91), None
+    _sure_of_background(model)
+    if state is None:
+        torch.save(model.state_dict(), path)
+    else:
+        torch.save({**state, "state_dict": model.state_dict()}, path)
+    return path
 
 
 def _print_row(label: str, row: dict, rows: dict) -> None:
@@ -189,34 +239,36 @@ def _print_row(label: str, row: dict, rows: dict) -> None:
           f"{row['images_per_s']:.3f} images/s{ratio} (+{row['setup_s']:.1f} s setup) | per image: {split}", flush=True)
 
 
-def _detector_flops(det_file: Path, arch: str, images: list, det_size: int) -> float:
+def _detector_flops(det_file: Path, arch: str, images: list, det_size: int | None) -> float:
     """The float32 detector's FLOPs (2 x multiply-adds of its convolutions and matrix products) summed over the
     images, counted by torch's FlopCounterMode on each image (their sizes differ)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from frpose_cli.data.images import read_image
-    det = TorchvisionDetector(det_file, score_thr=0.3, min_size=det_size, arch=arch,
-                              max_size=round(det_size * 1333 / 800), setup="fp32")
+    from frpose_cli.inference.rtmdet_detector import RTMDetDetector, letterbox, to_input
+    det = build_detector(arch, det_file, "cpu", 0.3, det_size, "fp32")
     total = 0.0
     for path in images:
         image = read_image(path)[0]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        if isinstance(det, RTMDetDetector):
+            inputs = to_input(letterbox(image, det.size)[0][None], "cpu")
+        else:
+            inputs = [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)]
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
-            det.model([tensor])
+            det.model(inputs)
         total += counter.get_total_flops()
     return total
 
 
-def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, det_size: int) -> float:
+def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, det_size: int | None) -> float:
     """The set-up by itself on the images, warm: a first pass (each image size's kernels made) then a timed
     one, in the main thread with nothing else running: what the set-up does, without the pipeline around it
     (its reader thread and decode worker processes)."""
     from types import SimpleNamespace
 
     from frpose_cli.data.images import read_image
-    det = TorchvisionDetector(det_file, score_thr=0.3, min_size=det_size, arch=arch,
-                              max_size=round(det_size * 1333 / 800), setup=setup)
+    det = build_detector(arch, det_file, "cpu", 0.3, det_size, setup)
     items = [SimpleNamespace(image=read_image(p)[0], file_name=p.name, frame=None) for p in images]
     for item in items:
         det(item)
@@ -226,7 +278,7 @@ def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, d
     return time.perf_counter() - start
 
 
-def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int, hw) -> None:
+def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int | None, hw) -> None:
     """Each detector row's GFLOP/s and share of the measured ceiling of its precision: in the detect stage of
     the row, and of the set-up alone (:func:`_detect_alone_seconds`)."""
     from frpose_cli.deploy.ceiling import measure_ceiling

@@ -63,6 +63,43 @@ def render_table2(rows: list) -> list[str]:
     return lines + [""]
 
 
+OPENVINO_COMMAND = ("frpose bench frpose-r34 --setup fused --setup bf16 --setup onnxruntime --setup openvino "
+                    "--setup openvino_bf16 --batch 8 --json docs/openvino_benchmarks.json")
+
+
+def render_openvino(rows: list) -> list[str]:
+    """The OpenVINO section from ``docs/openvino_benchmarks.json`` (``frpose bench --json``, one run)."""
+    first = rows[0]
+    lines = ["## OpenVINO beside torch and ONNX Runtime", "",
+             f"`{OPENVINO_COMMAND}` (one run, set-ups one after another) on **{first['machine']}**: "
+             f"{first['model']} {first['input_size'][0]}x{first['input_size'][1]}, random weights (speed does not "
+             "depend on them). Batch 1: median/p90 over 20 calls; batch 8: the median time of one call of 8 crops. "
+             "× torch: the row's speed over torch's set-up of the same precision (`fused` for fp32, `bf16` for bf16), "
+             "same run. GFLOP/s and % ceiling at batch 8, against the measured ceiling of the row's precision "
+             "(`ceiling_gflops` in the JSON). OpenVINO runs with its inference precision hint (f32 or bf16), "
+             "performance hint LATENCY and torch's thread count (frpose_cli/runtime/ovrt.py).", "",
+             "| set-up | backend | precision | b1 ms med/p90 | b8 ms | img/s b8 | × torch b1 / b8 | GFLOP/s b8 | "
+             "% ceiling b8 |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    backend = {"fused": "torch", "bf16": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+               "openvino_bf16": "openvino"}
+    torch_rows = {r["precision"]: r for r in rows if r["setup"] in ("fused", "bf16")}
+    for r in rows:
+        t = torch_rows.get(r["precision"])
+        vs = (f"{t['latency_ms'] / r['latency_ms']:.2f} / {t['batch_latency_ms'] / r['batch_latency_ms']:.2f}"
+              if t else "–")
+        lines.append(f"| {r['setup']} | {backend.get(r['setup'], '?')} | {r['precision']} | "
+                     f"{r['latency_ms']:.1f}/{r['latency_p90_ms']:.1f} | {r['batch_latency_ms']:.1f} | "
+                     f"{r['throughput_ips']:.2f} | {vs} | {r['gflops_per_s']:.0f} | {_f(r['pct_ceiling'], '{:.0f} %')} |")
+    by = {r["setup"]: r for r in rows}
+    pairs = [("openvino", "fused"), ("openvino", "onnxruntime"), ("openvino_bf16", "bf16")]
+    said = [f"{a} {by[b]['latency_ms'] / by[a]['latency_ms']:.2f}× {b} at batch 1, "
+            f"{by[b]['batch_latency_ms'] / by[a]['batch_latency_ms']:.2f}× at batch 8"
+            for a, b in pairs if a in by and b in by]
+    if said:
+        lines += ["", "Speed of OpenVINO over the other set-ups, same run: " + "; ".join(said) + "."]
+    return lines
+
+
 def render(data: dict, table2: list | None = None) -> str:
     lines = [
         "# Benchmarks",
@@ -143,6 +180,9 @@ def render(data: dict, table2: list | None = None) -> str:
     tracking = ROOT / "docs" / "tracking_benchmarks.json"
     if tracking.is_file():
         lines += [""] + render_tracking(json.loads(tracking.read_text()))
+    openvino = ROOT / "docs" / "openvino_benchmarks.json"
+    if openvino.is_file():
+        lines += [""] + render_openvino(json.loads(openvino.read_text()))
     return "\n".join(lines) + "\n"
 
 
@@ -242,16 +282,18 @@ def render_predict(run: dict, heading: str = "## End to end: `frpose predict` wi
     lines = [heading, "",
              f"`{run['command']}` on {run['date']}: {run['images']} COCO val images, {run['model']} "
              f"{run['input_size'][0]}x{run['input_size'][1]} with the pose network in {run['pose_precision']} in every "
-             f"row, detector input {run['det_size']} px, random weights (speed does not depend on them; the annotated "
+             f"row, detector input {str(run['det_size']) + ' px' if run['det_size'] else 'each detector' + chr(39) + 's own size'}, random weights (speed does not depend on them; the annotated "
              f"boxes stand in for the untrained detector's), on **{run['machine']}**. × first: images/s over the first "
              "detector row's, same run; pose ms: the pose stage per image (the pose network alone is the whole-image "
              "row, one person an image). Detect GFLOP/s: the float32 detector's FLOPs on these images (torch's "
              "FlopCounterMode) over the detect stage's time; % ceiling: of the measured ceiling of the set-up's "
              "precision (frpose_cli/deploy/ceiling.py). Alone: the same set-up on the same images by itself, warm, "
-             "with no pipeline around it (no reader thread, no decode workers).", "",
-             "| row | images/s | × first | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling "
+             "with no pipeline around it (no reader thread, no decode workers). × pose: the whole time per image over "
+             "the pose stage's, for the same persons. **Bold**: the detector `--detector auto` picks by this run's "
+             "figures (docs/detectors.md).", "",
+             "| row | images/s | × first | × pose | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling "
              "| alone ms/image | alone % ceiling |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         ratio = f"{r['images_per_s'] / first['images_per_s']:.2f}" if first else "–"
         ms = r.get("ms_per_image", {})
@@ -259,7 +301,9 @@ def render_predict(run: dict, heading: str = "## End to end: `frpose predict` wi
         pct = f"{r['pct_ceiling']:.0f} % of {r['ceiling_precision']} {r['ceiling_gflops']:.0f}" if "pct_ceiling" in r else "–"
         alone = (f"{r['alone_ms_per_image']:.0f} | {r['pct_ceiling_alone']:.0f} %" if "pct_ceiling_alone" in r
                  else "– | –")
-        lines.append(f"| {label} | {r['images_per_s']:.3f} | {ratio} | {ms.get('detect', 0):.0f} | "
+        name = f"**{label}**" if r.get("default") else label
+        x_pose = f"{r['x_pose']:.2f}" if "x_pose" in r else "–"
+        lines.append(f"| {name} | {r['images_per_s']:.3f} | {ratio} | {x_pose} | {ms.get('detect', 0):.0f} | "
                      f"{ms.get('pose', 0):.0f} | {r['persons']} | {rate} | {pct} | {alone} |")
     if any(label.endswith(" overlap") for label in rows):
         pairs = [(label, label[:-len(" overlap")]) for label in rows if label.endswith(" overlap")]
@@ -268,7 +312,12 @@ def render_predict(run: dict, heading: str = "## End to end: `frpose predict` wi
         lines += ["", "Rows ending in *overlap* ran with `predict --overlap` (the detector one image ahead in a helper "
                       "thread, frpose_cli/inference/detect_ahead.py); their detect column is the time the main thread "
                       f"waited for it. Images/s with overlap over the same row without, same run: {gains}."]
-    if pose and first:
+    rule = run.get("default_rule")
+    if rule:
+        lines += ["", f"`--detector auto` on this CPU, by these figures: **{rule['detector']}**, {rule['why']}: the "
+                      "pose stage's mean over the detector rows is the typical image's pose time "
+                      "(frpose_cli/inference/detector_choice.py holds these figures)."]
+    if pose and first and "default_rule" not in run:
         lines += ["", f"Per image, detection takes {first['ms_per_image']['detect'] / pose['ms_per_image']['pose']:.1f}× "
                       "the pose network's time for one person with the default detector in its first row."]
     return lines

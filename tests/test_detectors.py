@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from frpose_cli.weights import zoo
+from frpose_cli.inference.detector_choice import default_detector
 from frpose_cli.inference.detectors import (BoxFileDetector, TorchvisionDetector, WholeImageDetector, clip_boxes,
                                             make_detector)
 from frpose_cli.errors import FrposeError
@@ -75,7 +76,7 @@ def test_auto_falls_back_to_whole_image_with_a_warning(tmp_path, monkeypatch):
     det = make_detector("auto", warn=warnings.append)
     assert isinstance(det, WholeImageDetector)
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth is not in the cache" in warnings[0]
+    assert f"{default_detector('cpu')[0].file_name} is not in the cache" in warnings[0]
     assert str(tmp_path / "home" / "weights") in warnings[0]
     with pytest.raises(FrposeError, match="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth is not in the cache"):
         make_detector("torchvision")
@@ -118,7 +119,9 @@ def test_torchvision_detector_from_file_and_from_hub_cache(random_detector_weigh
         cached.symlink_to(random_detector_weights)
     monkeypatch.setenv("FRPOSE_HOME", str(home))
     assert zoo.DETECTOR.cached()
-    assert isinstance(make_detector("auto", det_size=64, warn=pytest.fail), TorchvisionDetector)
+    warnings = []   # the default (RTMDet) is not cached and cannot be downloaded: the cached R50 stands in
+    assert isinstance(make_detector("auto", det_size=64, warn=warnings.append), TorchvisionDetector)
+    assert len(warnings) == 1 and f"detector {zoo.DETECTOR.name} (cached) instead of" in warnings[0]
 
 
 def test_torchvision_detector_rejects_other_files(tmp_path):

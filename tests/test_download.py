@@ -21,6 +21,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
+from frpose_cli.inference.detector_choice import default_detector
 from frpose_cli.fileio import atomic_open
 from frpose_cli.weights import download, zoo
 from frpose_cli.weights.download import _is_temp_of, fetch, hash_prefix_in_name, set_strict_hash
@@ -193,7 +194,7 @@ def test_mirror_redirects_the_zoo_and_predict_needs_no_flags(tiny_zoo, server, o
     code, out, err = run_cli(["predict", IMAGE, "--no-progress"], capsys)
     assert code == 0, err
     assert f"/{tiny_zoo.file_name}" in server.requests   # fetched from the mirror, not download.invalid
-    assert f"/{zoo.DETECTOR.file_name}" in server.requests   # the detector was tried there too (404)...
+    assert f"/{default_detector('cpu')[0].file_name}" in server.requests   # the detector was tried there too (404)...
     assert "using the whole image" in err and "HTTP 404" in err   # ...and auto fell back, saying why
     assert "pose model: sbn-r18-test, published Simple Baselines weights" in err and "not the paper's network" in err
     records = json.loads((tmp_path / "runs" / "predict" / "run1" / "predictions.json").read_text())

@@ -36,20 +36,21 @@ def test_the_summary_names_the_faster_detector_when_detection_dominates():
     slow = SimpleNamespace(images=4, detector="torchvision", timings={"detect": 8.0, "pose": 1.0, "read": 0.1})
     line = detection_hint(slow)
     assert line.startswith("detection: 88 % of the time")
-    mobilenet, ssd = line.index("--detector fasterrcnn-mobilenet-v3"), line.index("--detector ssdlite320-mobilenet-v3")
-    assert mobilenet < ssd   # the smaller step first: it keeps more of the box AP
-    assert f"box AP {zoo.DETECTOR_MOBILENET.ap:.1f}" in line and f"box AP {zoo.DETECTOR.ap:.1f}" in line
+    m, nano = line.index("--detector rtmdet-m"), line.index("--detector rtmdet-nano")
+    assert m < nano   # the most accurate of the faster detectors first
+    assert f"person AP {zoo.DETECTOR_RTMDET_M.person_ap:.1f}" in line and f"box AP {zoo.DETECTOR.ap:.1f}" in line
+    assert "ssdlite" not in line   # two suggestions at most
     light = SimpleNamespace(images=4, detector="torchvision", timings={"detect": 1.0, "pose": 3.0})
     assert detection_hint(light) == "detection: 25 % of the time"
-    middle = SimpleNamespace(images=4, detector="fasterrcnn-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
-    assert "--detector ssdlite320-mobilenet-v3" in detection_hint(middle) and "fasterrcnn-r50" not in detection_hint(middle)
-    fastest = SimpleNamespace(images=4, detector="ssdlite320-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
+    middle = SimpleNamespace(images=4, detector="ssdlite320-mobilenet-v3", timings={"detect": 8.0, "pose": 1.0})
+    assert "--detector rtmdet-nano" in detection_hint(middle) and "fasterrcnn-r50" not in detection_hint(middle)
+    fastest = SimpleNamespace(images=4, detector="rtmdet-nano", timings={"detect": 8.0, "pose": 1.0})
     assert "--detector" not in detection_hint(fastest)
     assert detection_hint(SimpleNamespace(images=3, detector="boxes", timings={"detect": 0.0, "pose": 1.0})) == ""
     # --overlap: the detector's own time is the helper's; the detect stage is only the main thread's wait
     beside = SimpleNamespace(images=4, detector="torchvision", overlapped=8.0, timings={"detect": 0.5, "pose": 1.5})
     assert detection_hint(beside).startswith("detection: 84 % of the time (in a helper thread beside the pose network)")
-    assert "--detector fasterrcnn-mobilenet-v3" in detection_hint(beside)
+    assert "--detector rtmdet-m" in detection_hint(beside)
 
 
 def test_detecting_the_next_image_meanwhile_writes_the_same_bytes(tmp_path, capsys):

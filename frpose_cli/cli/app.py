@@ -84,11 +84,18 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
                           f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "-",
                           f"{e.ap:.1f}" if e.ap is not None else "-", "yes" if e.cached() else "no", e.source)
     console.print(zoo_table)
-    console.print("detectors for `frpose predict --detector NAME`: "
-                  + ", ".join(f"{e.name} (box AP {e.ap:.1f}, {e.cpu_ms / 1000:.2f} s an image in float32)"
-                              for e in zoo.DETECTORS)
-                  + f" on {zoo.DETECTOR_CPU_MACHINE}; default {zoo.DETECTOR.name} (`torchvision`); the AP column is "
-                  "box AP for detectors, keypoint AP for pose weights", markup=False, highlight=False)
+    from frpose_cli.inference.detector_choice import default_detector
+    chosen = {kind: default_detector(kind)[0].name for kind in ("cpu", "cuda")}
+    det_table = Table("detector", "input", "person AP", "box AP (80 classes)", "GFLOPs", "CPU ms (fp32)",
+                      "auto picks it", "licence", title=f"detectors for `frpose predict --detector NAME` (CPU ms: "
+                      f"one image on {zoo.DETECTOR_CPU_MACHINE}; docs/detectors.md)")
+    for e in zoo.DETECTORS:
+        size = f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "800 short side"
+        where = " and ".join(k.upper() if k == "cpu" else "GPU" for k, n in chosen.items() if n == e.name) or "-"
+        det_table.add_row(e.name, size, f"{e.person_ap:.1f}" if e.person_ap is not None else "not published",
+                          f"{e.ap:.1f}" if e.ap is not None else "-", f"{e.gflops:g}" if e.gflops else "-",
+                          f"{e.cpu_ms:.0f}" if e.cpu_ms else "-", where, e.licence)
+    console.print(det_table)
     console.print(f"default pose weights of `frpose predict`: {zoo.DEFAULT_POSE} (Simple Baselines; the paper's "
                   "network has no published weights)", markup=False)
     console.print("Every card trains on any COCO-format keypoint set, the paper's network included: "

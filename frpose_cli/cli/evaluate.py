@@ -32,6 +32,12 @@ def evaluate(
     boxes: Path = typer.Option(None, "--boxes", help="Person detection results JSON (COCO format, category 1); "
                                "default: the one file in DATA/person_detection_results"),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="Crop ground-truth boxes instead of detections"),
+    detector: str = typer.Option(None, "--detector", help="Find the person boxes with this zoo detector (or auto) "
+                                 "instead of a detection file; they are written beside the results "
+                                 "(RESULTS-detections.json). Default: the detection file (the paper's protocol)"),
+    detector_weights: str = typer.Option(None, "--detector-weights", help="Weights of the --detector architecture, "
+                                         "file or URL (default: the zoo's)"),
+    det_size: int = typer.Option(None, "--det-size", help="Detector input size (default: the detector's own)"),
     det_thr: float = typer.Option(0.0, "--det-thr", help="Minimum detection score (the protocol keeps all: 0)"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (mmpose's) | dark-clip | "
@@ -86,7 +92,7 @@ def evaluate(
     apply_max_pixels(max_pixels)
     run_eval(EvalOptions(
         model=model, weights=weights, data=data, split=split, ann=ann, images=images, boxes=boxes,
-        gt_boxes=gt_boxes, det_thr=det_thr, flip=flip, codec=codec, flip_shift=flip_shift, oracle=oracle,
+        gt_boxes=gt_boxes, detector=detector, detector_weights=detector_weights, det_size=det_size, det_thr=det_thr, flip=flip, codec=codec, flip_shift=flip_shift, oracle=oracle,
         input_size=parse_input_size(input_size) if input_size else None, results=results, out=out,
         json_out=json_out, backend=backend, precision=precision, calib_data=calib_data, cocoeval=cocoeval,
         batch_size=batch_size, workers=workers, device=device, nms_thr=nms_thr, progress=progress, sigmas=sigmas,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, LIFETIME_HELP, PRECISION_HELP,
+from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, DET_SIZE_HELP, DETECTOR_HELP,
+                                    LIFETIME_HELP, PRECISION_HELP,
                                     SHOW_HELP, SMOOTH_HELP, SMOOTH_OFFLINE_HELP, SMOOTH_PARAMS_HELP, TRACK_HELP, apply_download_options,
                                     apply_max_pixels, max_pixels_option, offline_option, shard_option,
                                     strict_hash_option, workers_option)
@@ -29,19 +30,15 @@ def predict(
     model: str = typer.Option(None, "--model", "-m", help="Model card name; only needed for files that do not "
                               "record it, must agree when given"),
     input_size: str = typer.Option(None, "--input-size", help="HxW, e.g. 256x192; must agree with the checkpoint"),
-    detector: str = typer.Option("auto", "--detector", help="auto | torchvision | whole-image | a zoo detector: "
-                                 "fasterrcnn-r50-fpn (= torchvision, box AP 37.0) or fasterrcnn-mobilenet-v3 (faster, "
-                                 "box AP 32.8). auto uses the R50 Faster R-CNN when its weights are cached or can be "
-                                 "downloaded, else the whole image (with a warning). --detector-weights is read as the "
-                                 "architecture named here (R50 for auto/torchvision)"),
-    detector_weights: str = typer.Option(None, "--detector-weights", help="State dict of the --detector "
-                                         "architecture, file or URL (default: torchvision's own file, downloaded once)"),
+    detector: str = typer.Option("auto", "--detector", help=DETECTOR_HELP),
+    detector_weights: str = typer.Option(None, "--detector-weights", help="Weights of the --detector "
+                                         "architecture (auto: the one the file holds), file or URL (default: the "
+                                         "zoo's file, downloaded once)"),
     boxes: Path = typer.Option(None, "--boxes", help="Person boxes instead of a detector: COCO detection results "
                                "JSON (bbox, score, image_id or file_name), per-frame boxes of a video "
                                "({\"frames\": {\"0\": [[x, y, w, h, score]]}}) or a MOT Challenge det.txt"),
     det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes), 0..1"),
-    det_size: int = typer.Option(800, "--det-size", help="Detector's shorter image side in pixels "
-                                 "(smaller is faster on a CPU)"),
+    det_size: int = typer.Option(None, "--det-size", help=DET_SIZE_HELP, show_default=False),
     nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold between poses of one image; "
                                   "1 keeps every box's pose"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),

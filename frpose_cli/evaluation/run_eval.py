@@ -39,6 +39,9 @@ class EvalOptions:
     images: Path | None = None
     boxes: Path | None = None
     gt_boxes: bool = False
+    detector: str | None = None          # a zoo detector instead of a detection file (eval_detector.py)
+    detector_weights: str | None = None
+    det_size: int | None = None
     det_thr: float = 0.0
     flip: bool = True
     codec: str | None = None
@@ -124,6 +127,10 @@ def _check(o: EvalOptions) -> None:
         raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
     if o.boxes is not None and o.gt_boxes:
         raise FrposeError("--boxes and --gt-boxes exclude each other")
+    if o.detector is not None and (o.boxes is not None or o.gt_boxes or o.oracle or o.results is not None):
+        raise FrposeError("--detector finds the person boxes: drop --boxes / --gt-boxes / --oracle / --results")
+    if o.detector is None and o.detector_weights is not None:
+        raise FrposeError("--detector-weights needs --detector NAME (or auto)")
     if o.compare is not None and not o.analyze:
         raise FrposeError("--compare is for --analyze: add --analyze")
     if not o.pck_alpha > 0:
@@ -238,7 +245,10 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, annotations
                           progress=o.progress and job.is_main, precision=o.precision, calib_data=o.calib_data, log=say)
     card = net.card
     gt = None if test_dev else ground_truth(card.keypoints)
-    box_source = None if o.gt_boxes else (o.boxes or default_boxes(o.data, o.split))
+    if o.detector is not None:
+        box_source = _detector_boxes(o, dev, job, ann_file, image_dir, out, say)
+    else:
+        box_source = None if o.gt_boxes else (o.boxes or default_boxes(o.data, o.split))
     c = resolve_codec(card, o.codec or net.codec_name)
     shift = flip_shift_for_codec(c) if o.flip_shift is None else o.flip_shift
     flip_off = f"off ({card.keypoints.flip_problem()})" if o.flip and not card.keypoints.can_flip else "off"
@@ -271,6 +281,19 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, annotations
 
 def _quiet(msg: str) -> None:
     """Ranks other than 0 keep the shared messages to themselves (rank 0 says them once)."""
+
+
+def _detector_boxes(o: EvalOptions, dev, job, ann_file, image_dir, out, say) -> Path:
+    """The named detector's boxes on every annotated image, written beside the results (eval_detector.py)."""
+    from frpose_cli.evaluation.eval_detector import detect_annotated_images, detections_path
+    from frpose_cli.inference.detectors import make_detector
+    if job.sharded or out is None:
+        raise FrposeError("--detector runs in one process with a results file: drop --shard / torchrun, "
+                          "or detect once and pass the file with --boxes")
+    target = detections_path(out)
+    detector = make_detector(o.detector, None, o.detector_weights, dev, det_thr=o.det_thr, det_size=o.det_size,
+                             warn=say, progress=o.progress, log=say)
+    return detect_annotated_images(detector, ann_file, image_dir, target, log=say, progress=o.progress)
 
 
 def part_record(o: EvalOptions, card, net, box_source, codec, shift, flip, ann_file, title, test_dev, where) -> dict:

@@ -29,10 +29,8 @@ from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
 from frpose_cli.data.geometry import clip_boxes  # noqa: F401  (the detectors' clipping rule, also used from here)
-from frpose_cli import hardware
-from frpose_cli.inference import detector_setups as ds
+from frpose_cli.inference.detector_base import NetworkDetector
 from frpose_cli.inference.detector_archs import ARCHS, overwrite_eps
-from frpose_cli.precision.cache import cache_file, cache_key, find_entry, read_cache, write_cache_entry
 
 COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
 DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.DETECTORS))
@@ -139,7 +137,7 @@ class BoxFileDetector:
 
 # ----------------------------------------------------------------------------- torchvision
 
-class TorchvisionDetector:
+class TorchvisionDetector(NetworkDetector):
     """A torchvision Faster R-CNN built without any download, weights from a file.
 
     ``arch`` is a zoo detector name (:data:`ARCHS`): ``fasterrcnn-r50-fpn`` (default) or
@@ -167,7 +165,6 @@ class TorchvisionDetector:
     alongside this run.  ``log`` receives the one line saying which set-up runs and why.
     """
     name = "torchvision"
-    overlap_safe = True   # may run in predict's detect-ahead thread (one call at a time, in order)
 
     def __init__(self, weights_path, device: torch.device | str = "cpu", score_thr: float = 0.3,
                  min_size: int = 800, max_size: int = 1333, bn_eps: float | None = None,
@@ -205,38 +202,7 @@ class TorchvisionDetector:
         self.bn_eps, self.arch = bn_eps, arch
         if arch != zoo.DETECTOR.name:
             self.name = arch
-        self.device = torch.device(device)
-        self.model.eval().to(self.device)
-        self.score_thr, self.weights_path = score_thr, weights_path
-        self.dropped: Counter = Counter()
-        self.log = log or (lambda line: None)
-        self.choice, self.runner, self.trial_model = self._choose(setup, (min_size, max_size))
-        if self.choice.line:
-            self.log(self.choice.line)
-
-    def _choose(self, setup, sizes):
-        hw = hardware.detect(self.device)
-        if setup is not None:
-            reason = ds.unavailable_reason(setup, self.device, hw)
-            if reason:
-                raise FrposeError(f"detector set-up {setup}: {reason}")
-            return ds.DetectorChoice(setup), (None if setup == "fp32" else ds.build_setup(self.model, setup)), None
-        key = cache_key(f"detector:{self.arch}:{ds.weights_digest(self.weights_path)}", sizes,
-                        hw.signature(self.device), "torch")
-        entry = find_entry(read_cache(cache_file()), key, key)
-        if entry is not None and entry.get("kind") == "detector" and entry.get("setup") in ds.SETUPS \
-                and ds.unavailable_reason(entry["setup"], self.device, hw) is None:
-            line = f"detector set-up: {entry['setup']} (decided on {entry.get('when', 'an earlier run')}: {entry.get('line', '')})"
-            runner = None if entry["setup"] == "fp32" else ds.build_setup(self.model, entry["setup"])
-            return ds.DetectorChoice(entry["setup"], line=line), runner, None
-        candidate = ds.candidate_for(self.device, hw)
-        line = (f"detector set-up: fp32 while {candidate} is gated and timed against it on the first "
-                f"{ds.TRIAL_IMAGES} images with a person (the run's boxes are float32's meanwhile)")
-        return ds.DetectorChoice("fp32", candidate, key, line=line), None, ds.build_setup(self.model, candidate)
-
-    @property
-    def setup(self) -> str:
-        return self.choice.setup
+        self._start(device, score_thr, weights_path, setup, (min_size, max_size), log)
 
     @property
     def overlap_default(self) -> bool:
@@ -245,28 +211,6 @@ class TorchvisionDetector:
         (docs/benchmarks.md: within noise with AVX-512, a loss with it capped off)."""
         device = getattr(self, "device", None)
         return not (getattr(self, "arch", "").startswith("ssdlite") and (device is None or device.type == "cpu"))
-
-    def __call__(self, item: SourceItem) -> np.ndarray:
-        if self.trial_model is None:   # runner None: the model as built (fp32)
-            return self._detect(self.model if self.runner is None else self.runner, item)
-        boxes, done = ds.run_trial(self.choice, lambda it: self._detect(self.model, it),
-                                   lambda it: self._detect(self.trial_model, it, count_dropped=False), item,
-                                   self.score_thr)
-        if done:
-            report = ds.decide(self.choice, self.score_thr)
-            if self.choice.setup != "fp32":
-                self.runner = self.trial_model
-            self.trial_model = None
-            if report.required:   # a trial that saw nobody decided nothing: the next run tries again
-                write_cache_entry(cache_file(), self.choice.key, self.choice.to_entry(report))
-            self.log(self.choice.line)
-        return boxes
-
-    def warm_up(self, height: int = 480, width: int = 640) -> None:
-        """One call on a grey picture (nothing counted, no trial step): the first call builds kernels."""
-        grey = SourceItem(-1, Path("warm-up"), "warm-up", image=np.full((height, width, 3), 114, np.uint8))
-        for model in {id(m): m for m in (self.model, self.runner, self.trial_model) if m is not None}.values():
-            self._detect(model, grey, count_dropped=False)
 
     @torch.inference_mode()
     def _detect(self, model, item: SourceItem, count_dropped: bool = True) -> np.ndarray:
@@ -282,16 +226,17 @@ class TorchvisionDetector:
 
 
 def make_detector(detector: str = "auto", boxes=None, detector_weights=None, device="cpu",
-                  det_thr: float = 0.3, det_size: int = 800, warn=print, progress: bool = True,
+                  det_thr: float = 0.3, det_size: int | None = None, warn=print, progress: bool = True,
                   setup: str | None = "fp32", log=None):
     """The person detector the user asked for.
 
-    ``--boxes`` wins; ``torchvision`` (the zoo's default ``fasterrcnn-r50-fpn``) or a zoo
-    detector name needs weights (``--detector-weights`` of that architecture, or the zoo's file,
-    cached or downloaded; error otherwise); ``auto`` uses the default detector when its weights
-    are cached or can be downloaded, and otherwise falls back to the whole image with a
-    one-line warning saying why.  ``setup``/``log``: the torchvision detector's set-up
-    (:class:`TorchvisionDetector`; None: cached or decided alongside the run).
+    ``--boxes`` wins; a zoo detector name (``torchvision`` = ``fasterrcnn-r50-fpn``) needs weights
+    (``--detector-weights`` of that architecture, or the zoo's file, cached or downloaded; error
+    otherwise); ``auto`` runs the detector :func:`~frpose_cli.inference.detector_choice.default_detector`
+    picks for the device (the log says which and why), and when its file cannot be had (offline), another
+    zoo detector already cached, else the whole image, with one line saying why.  ``det_size``: the
+    detector's input size (None: its own).  ``setup``/``log``: the network's set-up (None: cached or
+    decided alongside the run) and where its lines go.
     """
     if detector not in DETECTOR_CHOICES:
         raise FrposeError(f"unknown --detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
@@ -303,20 +248,61 @@ def make_detector(detector: str = "auto", boxes=None, detector_weights=None, dev
         return load_frame_boxes(boxes, det_thr) or BoxFileDetector(boxes, score_thr=det_thr)
     if detector == "whole-image":
         return WholeImageDetector()
-    entry = zoo.DETECTOR if detector in ("auto", "torchvision") else zoo.get(detector)
-    if detector_weights is not None:
-        weights = fetch(str(detector_weights), what="detector weights", progress=progress) \
-            if is_url(str(detector_weights)) else Path(detector_weights)
-        if not weights.is_file():
-            raise FrposeError(f"--detector-weights file not found: {weights}")
-    elif entry.cached() or detector != "auto":
-        weights = entry.fetch(progress)   # a one-line error when it cannot be had
-    else:   # auto: download when allowed, else the whole image
+    say = log or warn
+    if detector == "auto" and detector_weights is not None:
+        detector = "given"   # the file says which architecture it holds (guess_arch)
+    if detector == "auto":
+        from frpose_cli.inference.detector_choice import default_detector, fallbacks
+        entry, why = default_detector(torch.device(device).type)
         try:
             weights = entry.fetch(progress)
+            say(f"detector: {entry.name} ({why})")
         except FrposeError as e:
-            warn(f"warning: no person detector, using the whole image as one person ({e})")
-            return WholeImageDetector()
-    return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=det_size,
-                               max_size=max(det_size, round(det_size * 1333 / 800)), arch=entry.name,
-                               setup=setup, log=log)
+            spare = fallbacks(entry)
+            if not spare:
+                warn(f"warning: no person detector, using the whole image as one person ({e})")
+                return WholeImageDetector()
+            warn(f"warning: detector {spare[0].name} (cached) instead of {entry.name} ({e})")
+            entry, weights = spare[0], spare[0].fetch(progress)
+    else:
+        entry = zoo.DETECTOR if detector in ("torchvision", "given") else zoo.get(detector)
+        if detector_weights is not None:
+            weights = fetch(str(detector_weights), what="detector weights", progress=progress) \
+                if is_url(str(detector_weights)) else Path(detector_weights)
+            if not weights.is_file():
+                raise FrposeError(f"--detector-weights file not found: {weights}")
+            if detector == "given":
+                entry = zoo.get(guess_arch(weights))
+                say(f"detector: {entry.name} (the architecture --detector-weights holds)")
+        else:
+            weights = entry.fetch(progress)   # a one-line error when it cannot be had
+    return build_detector(entry.name, weights, device, det_thr, det_size, setup, log)
+
+
+def build_detector(name: str, weights, device="cpu", det_thr: float = 0.3, det_size: int | None = None,
+                   setup: str | None = "fp32", log=None):
+    """The zoo detector ``name``'s network with ``weights`` (a file of its architecture)."""
+    from frpose_cli.inference.rtmdet_detector import FAMILIES, RTMDetDetector
+    if name in FAMILIES:
+        return RTMDetDetector(weights, arch=name, device=device, score_thr=det_thr, input_size=det_size,
+                              setup=setup, log=log)
+    size = 800 if det_size is None else det_size
+    return TorchvisionDetector(weights, device=device, score_thr=det_thr, min_size=size,
+                               max_size=max(size, round(size * 1333 / 800)), arch=name, setup=setup, log=log)
+
+
+def guess_arch(path) -> str:
+    """The zoo detector architecture a weights file holds, read from its key names (one line if none)."""
+    state = read_checkpoint_file(path)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    keys = [k[7:] if k.startswith("module.") else k for k in state] if isinstance(state, dict) else []
+    if "bbox_head.rtm_cls.0.weight" in keys:
+        return "rtmdet-nano" if "backbone.stage1.0.depthwise_conv.conv.weight" in keys else "rtmdet-m"
+    if any(k.startswith("roi_heads.box_predictor") for k in keys):
+        return "fasterrcnn-mobilenet-v3" if any(".block." in k for k in keys) else "fasterrcnn-r50-fpn"
+    if any(k.startswith("head.classification_head") for k in keys):
+        return "ssdlite320-mobilenet-v3"
+    raise FrposeError(f"--detector-weights {path}: no detector this tool knows (RTMDet, Faster R-CNN, SSDlite "
+                      "key names); name one with --detector")

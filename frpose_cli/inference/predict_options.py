@@ -21,10 +21,10 @@ class PredictOptions:
     detector_weights: str | None = None
     boxes: str | None = None       # COCO detection results, per-frame boxes of a video, or MOT det.txt
     det_thr: float = 0.3
-    det_size: int = 800
+    det_size: int | None = None    # the detector's input size; None: its own (800 Faster R-CNN, 320/640 RTMDet)
     nms_thr: float = 0.9
     device: str | None = None
-    backend: str = "auto"          # auto | torch | onnxruntime (runtime.load_pose_model)
+    backend: str = "auto"          # auto | torch | onnxruntime | openvino (load.load_pose_model)
     precision: str | None = None   # fp32 | bf16 | fp16 | int8 | auto; None: the device's default (precision.py)
     calib_data: str | None = None  # COCO root adding real crops for int8 calibration and the accuracy gate
     batch_size: int = 16
@@ -57,6 +57,7 @@ RANGES = {
     "vid_stride": (int, 1, None), "save_every": (int, 1, None), "det_every": (int, 1, 10000),
     "track_lifetime": (int, 0, 100000),
 }
+OPTIONAL = {"det_size"}   # None: the component's own value
 
 
 def option_name(name: str) -> str:
@@ -71,11 +72,17 @@ def check_options(opts: PredictOptions) -> None:
     for name, (kind, low, high) in RANGES.items():
         assert name in known, name
         value = getattr(opts, name)
+        if value is None and name in OPTIONAL:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
             raise FrposeError(f"{option_name(name)} must be {'a whole number' if kind is int else 'a number'} (got {value!r})")
         if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
             span = f"from {low:g} to {high:g}" if high is not None else "0 or more" if low == 0 else f"at least {low:g}"
             raise FrposeError(f"{option_name(name)} must be {span} (got {value:g})")
+    if opts.det_size is not None and opts.boxes is None:   # RTMDet's canvas rule, before any model loads
+        from frpose_cli.inference.rtmdet_detector import FAMILIES, check_input_size
+        if opts.detector in FAMILIES:
+            check_input_size(opts.det_size, opts.detector)
     if opts.det_every > 1 and opts.track is False:
         raise FrposeError("--det-every N > 1 takes each person's box between detections from their pose in the "
                           "frame before, which needs tracking: drop --no-track")

@@ -41,6 +41,9 @@ class ZooEntry:
     source: str = ""
     sha256: str | None = None     # the full SHA-256 of the file, when known: checked besides the name's prefix
     cpu_ms: float | None = None   # detectors: float32 time of one image on DETECTOR_CPU_MACHINE
+    person_ap: float | None = None  # detectors: the publisher's COCO val2017 person AP (None: not published)
+    gflops: float | None = None     # detectors: the publisher's GFLOPs at its input size
+    licence: str = ""
 
     def __post_init__(self):
         if self.sha256 is None:
@@ -69,7 +72,7 @@ class ZooEntry:
 
 def _mmpose(name, card, size, file, ap):
     return ZooEntry(name, "pose", _MMPOSE + file, card, size, "mmpose", "rgb", ap,
-                    "mmpose 1.x SimpleBaseline (td-hm_res*), COCO train2017")
+                    "mmpose 1.x SimpleBaseline (td-hm_res*), COCO train2017", licence="Apache-2.0 (mmpose)")
 
 
 POSE = (
@@ -83,23 +86,37 @@ POSE = (
     _mmpose("sbn-r152-384x288", "sbn-r152", (384, 288),
             "td-hm_res152_8xb32-210e_coco-384x288-7fbb906f_20220927.pth", 75.0),
 )
+_TV_LICENCE = "BSD-3-Clause (torchvision); data COCO"
 # The weights torchvision itself names (FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
 # FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1); detector ``ap`` is box AP.
 DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-                    layout="torchvision", ap=37.0, cpu_ms=3076,
+                    layout="torchvision", ap=37.0, cpu_ms=2478, gflops=134.4, licence=_TV_LICENCE,
                     source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the default")
 DETECTOR_MOBILENET = ZooEntry("fasterrcnn-mobilenet-v3", "detector",
                               _TORCHVISION + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", layout="torchvision",
-                              ap=32.8, cpu_ms=918, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
+                              ap=32.8, cpu_ms=964, gflops=4.49, licence=_TV_LICENCE, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "
                                               "(box AP 32.8); the faster detector")
 DETECTOR_SSDLITE = ZooEntry("ssdlite320-mobilenet-v3", "detector",
-                            _TORCHVISION + "ssdlite320_mobilenet_v3_large_coco-a79551df.pth", layout="torchvision",
-                            ap=21.3, cpu_ms=71, source="torchvision SSDlite320 MobileNetV3-Large, COCO train2017 "
+                            _TORCHVISION + "ssdlite320_mobilenet_v3_large_coco-a79551df.pth", input_size=(320, 320),
+                            layout="torchvision",
+                            ap=21.3, cpu_ms=112, gflops=0.58, licence=_TV_LICENCE, source="torchvision SSDlite320 MobileNetV3-Large, COCO train2017 "
                                                          "(box AP 21.3); the fastest detector, weakest on small people")
-DETECTORS = (DETECTOR, DETECTOR_MOBILENET, DETECTOR_SSDLITE)   # DETECTOR, the paper's detector family, is the default
+_RTMPOSE = "https://download.openmmlab.com/mmpose/v1/projects/rtmpose/"
+_RTMDET_LICENCE = "Apache-2.0 (mmpose); data COCO + Objects365 (academic use only)"
+# mmpose's person detectors for RTMPose (projects/rtmpose/README.md, "Pipeline"): mmdet checkpoints, person only.
+DETECTOR_RTMDET_NANO = ZooEntry("rtmdet-nano", "detector", _RTMPOSE + "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.pth",
+                                input_size=(320, 320), layout="mmdet", channel_order="bgr", person_ap=40.3, cpu_ms=56,
+                                gflops=0.31, licence=_RTMDET_LICENCE,
+                                source="mmpose RTMDet-nano person detector, 320x320 (person AP 40.3)")
+DETECTOR_RTMDET_M = ZooEntry("rtmdet-m", "detector", _RTMPOSE + "rtmdet_m_8xb32-100e_coco-obj365-person-235e8209.pth",
+                             input_size=(640, 640), layout="mmdet", channel_order="bgr", person_ap=62.5, cpu_ms=526,
+                             gflops=38.95, licence=_RTMDET_LICENCE,
+                             source="mmpose RTMDet-m person detector, 640x640 (person AP 62.5)")
+DETECTORS = (DETECTOR, DETECTOR_MOBILENET, DETECTOR_SSDLITE, DETECTOR_RTMDET_NANO, DETECTOR_RTMDET_M)
 # Where cpu_ms was measured: the fp32 rows of docs/benchmarks.md, "End to end" (scripts/bench_predict.py, eager
-# float32 at --det-size 800, mean over 6 coco-mini val images inside `predict`), with the set-ups' gains beside them.
-DETECTOR_CPU_MACHINE = "a 2-core AMD EPYC Zen 4 (AVX2, AVX-512F, AVX512-BF16, VNNI), torch 2.14.1"
+# float32 at each detector's own input size, mean over 6 coco-mini val images inside `predict`), all in one run.
+DETECTOR_CPU_MACHINE = ("a 2-core Intel Xeon, Sapphire Rapids class (AVX-512F, AVX512-BF16, VNNI, AMX), "
+                        "torch 2.14.1")
 IMAGENET = tuple(ZooEntry(f"imagenet-r{d}", "imagenet", _TORCHVISION + f, layout="resnet",
                           source=f"torchvision ResNet-{d} IMAGENET1K_V1")
                  for d, f in ((18, "resnet18-f37072fd.pth"), (34, "resnet34-b627a593.pth"),

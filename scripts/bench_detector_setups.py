@@ -1,0 +1,81 @@
+"""Each RTMDet set-up alone, warm, on real COCO images: torch fp32 / fused / bf16 and OpenVINO f32 / bf16.
+
+    python scripts/bench_detector_setups.py ../shared/data/coco-mini/val2017 --limit 6 --json docs/detector_setups.json
+
+Random weights of the published shapes (He-initialised: speed does not depend on the values, but torch's
+default init shrinks activations into float32 denormals, which a trained network's never are); each set-up
+runs the images once to build its kernels, then is timed over ``--rounds`` passes, all in one process.
+Prints ms per image (network + letterbox + decoding) per detector and set-up, with the machine's ISA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from frpose_cli import hardware
+from frpose_cli.data.images import read_image
+from frpose_cli.inference.rtmdet_detector import RTMDetDetector
+from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
+
+
+def random_file(name: str, folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = RTMDet(spec_for(**PUBLISHED[name]))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
+        for conv in model.bbox_head.rtm_cls:   # sure of "nobody": NMS is not what is timed
+            conv.bias.fill_(-20.0)
+    path = folder / f"{name}.pth"
+    torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--limit", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--detectors", default="rtmdet-nano,rtmdet-m")
+    ap.add_argument("--setups", default="fp32,fused,bf16,openvino,openvino_bf16")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    images = [read_image(p)[0] for p in sorted(args.folder.glob("*.jpg"))[:args.limit]]
+    hw = hardware.detect("cpu")
+    out = {"machine": hw.describe("cpu"), "threads": torch.get_num_threads(), "images": len(images),
+           "command": " ".join(["python scripts/bench_detector_setups.py", *(sys.argv[1:] if argv is None else argv)]),
+           "date": time.strftime("%Y-%m-%d"), "ms_per_image": {}}
+    print(f"{len(images)} images, {out['machine']}, {out['threads']} threads", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.detectors.split(","):
+            det = RTMDetDetector(random_file(name, Path(tmp)), arch=name, score_thr=0.3)
+            row = out["ms_per_image"].setdefault(name, {})
+            for setup in args.setups.split(","):
+                why = det._unavailable(setup, hw)
+                if why:
+                    print(f"{name} {setup}: skipped ({why})", flush=True)
+                    continue
+                model = det._build_setup(setup)
+                for im in images:
+                    det.detect_batch([im], model)
+                start = time.perf_counter()
+                for _ in range(args.rounds):
+                    for im in images:
+                        det.detect_batch([im], model)
+                row[setup] = round((time.perf_counter() - start) / (args.rounds * len(images)) * 1000, 1)
+                print(f"{name:12s} {setup:14s} {row[setup]:8.1f} ms an image "
+                      f"({row['fp32'] / row[setup]:.2f}x fp32)" if "fp32" in row else "", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

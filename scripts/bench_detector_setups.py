@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--detectors", default="rtmdet-nano,rtmdet-m")
     ap.add_argument("--setups", default="fp32,fused,bf16,openvino,openvino_bf16")
+    ap.add_argument("--pipeline", type=int, default=0, help="also time N images inside predict, batched against one "
+                    "image per call (0: skip)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     images = [read_image(p)[0] for p in sorted(args.folder.glob("*.jpg"))[:args.limit]]
@@ -72,9 +74,49 @@ def main(argv=None) -> int:
                 row[setup] = round((time.perf_counter() - start) / (args.rounds * len(images)) * 1000, 1)
                 print(f"{name:12s} {setup:14s} {row[setup]:8.1f} ms an image "
                       f"({row['fp32'] / row[setup]:.2f}x fp32)" if "fp32" in row else "", flush=True)
+        if args.pipeline:
+            out["predict_ms_per_image"] = pipeline_rows(args, Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
+
+
+def pipeline_rows(args, tmp: Path) -> dict:
+    """Inside `predict` (no --overlap, sbn-r18 64x48 pose: the detector's share dominates), each RTMDet in its
+    reduced-precision set-ups, one image per call against its ``detect_batch_size``, alternating, two rounds:
+    ms per image of the whole run and of the detect stage."""
+    from frpose_cli.cards import load_card
+    from frpose_cli.inference import rtmdet_detector as rd
+    from frpose_cli.inference.predict import PredictOptions, run_predict
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    images = sorted(args.folder.glob("*.jpg"))[:args.pipeline]
+    (tmp / "list.txt").write_text("\n".join(str(p.resolve()) for p in images) + "\n")
+    card = load_card("sbn-r18", (64, 48))
+    torch.manual_seed(0)
+    pose = save_checkpoint(tmp / "pose.pt", card.build_model(), card)
+    batched = rd.RTMDetDetector.detect_batch_size
+    rows = {}
+    try:
+        for name, setup in (("rtmdet-nano", "bf16"), ("rtmdet-nano", "openvino_bf16"), ("rtmdet-m", "openvino_bf16")):
+            path = tmp / f"{name}.pth"
+            for rnd in range(2):
+                for mode in ("one at a time", "batched"):
+                    rd.RTMDetDetector.detect_batch_size = property(lambda self: 1) if mode == "one at a time" else batched
+                    det = rd.RTMDetDetector(path, arch=name, setup=setup)
+                    if det._unavailable(setup, hardware.detect("cpu")):
+                        continue
+                    opts = PredictOptions(source=str(tmp / "list.txt"), weights=str(pose), progress=False,
+                                          out=str(tmp / f"{name}-{setup}-{mode}-{rnd}".replace(" ", "_")),
+                                          save_vis=False, overlap=False)
+                    summary = run_predict(opts, log=lambda m: None, detector=det)
+                    row = rows.setdefault(f"{name} {setup}", {}).setdefault(mode, [])
+                    row.append([round(summary.seconds / summary.images * 1000, 1),
+                                round(summary.timings["detect"] / summary.images * 1000, 1)])
+            if f"{name} {setup}" in rows:
+                print(f"{name} {setup}: ms an image (whole, detect) {rows[f'{name} {setup}']}", flush=True)
+    finally:
+        rd.RTMDetDetector.detect_batch_size = batched
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ it lasts detection stays in the main thread, where nothing runs beside it.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -48,9 +48,12 @@ class DetectAhead:
     time the helper spent detecting; the main thread's wait for a future is the caller's to time.
     """
 
-    def __init__(self, detector, device, enabled: bool):
+    def __init__(self, detector, device, enabled: bool, batched: bool = False):
         self.detector = detector
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="frpose-detect") if enabled else None
+        # without the helper thread, a detector that gains from it detects several images per call (batched_ahead)
+        self.batched = batched and not enabled and hasattr(detector, "detect_items")
+        self.timer = None   # the caller's stage timer: a batch's detection is counted when it runs
         device = torch.device(device)
         self.stream = torch.cuda.Stream(device) if enabled and device.type == "cuda" else None
         self.helper_seconds = 0.0
@@ -83,6 +86,9 @@ class DetectAhead:
                 return None
             return self.executor.submit(self._detect, item_of(entry))
 
+        if self.batched:
+            yield from self.batched_ahead(entries, item_of, wanted)
+            return
         it = iter(entries)
         current = next(it, _END)
         future = submit(current) if current is not _END else None
@@ -96,6 +102,29 @@ class DetectAhead:
             if following is not _END and not queued:   # the caller has detected `current` meanwhile
                 following_future = submit(following)
             current, future = following, following_future
+
+    def batched_ahead(self, entries, item_of, wanted):
+        """Like :meth:`ahead` without a thread: up to the detector's ``detect_batch_size`` entries are read ahead
+        and the wanted ones detected in one call (``detector.detect_items``: the same boxes as one at a time up
+        to float rounding); each comes out with a finished future.  Off while the detector's first-run trial
+        times its set-ups, which it does one image at a time."""
+        it = iter(entries)
+        while True:
+            size = max(1, int(getattr(self.detector, "detect_batch_size", 1)))
+            chunk = [e for _, e in zip(range(size), it)]
+            if not chunk:
+                return
+            todo = [e for e in chunk if wanted(e)]
+            futures = {}
+            if len(todo) > 1 and not self._on_trial():
+                start = time.perf_counter()
+                for e, out in zip(todo, self.detector.detect_items([item_of(e) for e in todo])):
+                    futures[id(e)] = Future()
+                    futures[id(e)].set_result(out)
+                if self.timer is not None:
+                    self.timer.seconds["detect"] += time.perf_counter() - start
+            for e in chunk:
+                yield e, futures.get(id(e))
 
     def close(self) -> None:
         """Wait for (and drop) detections nobody will read, e.g. after an error or Ctrl-C."""

@@ -223,8 +223,9 @@ def _stream(opts, source, options, shard, log, detector, out_dir, session, holde
     timer = StageTimer(predictor.device)
     # frames of a tracked sequence detect in the main thread on a CPU unless --overlap asks (stream.py: run_video)
     tracked_on_cpu = opts.track is True and opts.overlap is None and predictor.device.type == "cpu"
-    ahead = DetectAhead(detector, predictor.device, overlap_wanted(opts.overlap, detector) and source.kind != "stream"
-                        and not tracked_on_cpu)
+    overlap = overlap_wanted(opts.overlap, detector) and source.kind != "stream" and not tracked_on_cpu
+    ahead = DetectAhead(detector, predictor.device, overlap, batched=source.kind != "stream")
+    ahead.timer = timer
     loop = PredictLoop(opts, out_dir, predictor, detector, runlog, summary, timer, done, video_records, progress,
                        ahead, tracking, window)
     if source.kind == "stream":

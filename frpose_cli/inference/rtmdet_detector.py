@@ -18,6 +18,7 @@ over mmdet's ``rtmdet_l_8xb32-300e_coco.py``; the inference settings of mmpose's
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,12 +239,42 @@ class RTMDetDetector(NetworkDetector):
         if not isinstance(images, (list, tuple)) or not images:
             raise ValueError("images must be a non-empty list of (H, W, 3) arrays")
         out = []
-        for image, (xyxy, score, label) in zip(images, self.raw_detections(images, model)):
-            person = label == PERSON_LABEL
-            xyxy, score = xyxy[person].cpu().numpy(), score[person].cpu().numpy()
-            boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], score[:, None]], 1).astype(np.float32)
+        for image, boxes in zip(images, self.person_boxes(images, model)):
             h, w = image.shape[:2]
             out.append(clip_boxes(boxes, w, h, dropped=self.dropped if count_dropped else None))
+        return out
+
+    def person_boxes(self, images, model=None) -> list[np.ndarray]:
+        """Per image, the person boxes x, y, w, h, score above ``--det-thr``, not yet clipped to the image."""
+        out = []
+        for xyxy, score, label in self.raw_detections(images, model):
+            person = label == PERSON_LABEL
+            xyxy, score = xyxy[person].cpu().numpy(), score[person].cpu().numpy()
+            out.append(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], score[:, None]], 1).astype(np.float32))
+        return out
+
+    @property
+    def detect_batch_size(self) -> int:
+        """Images per call in predict when no helper thread detects ahead (detect_ahead.py), where batches
+        measured faster than one image at a time on a CPU (docs/detectors.md, "Batches"): torch's set-ups of nano,
+        torch's bf16 of m; OpenVINO's compiled graphs gained nothing clear.  On a GPU 8 (not measured here)."""
+        if self.device.type != "cpu":
+            return 8
+        if self.setup.startswith("openvino"):
+            return 1
+        if self.arch == "rtmdet-nano":
+            return 8
+        return 4 if self.setup == "bf16" else 1
+
+    def detect_items(self, items) -> list:
+        """``(boxes, dropped)`` of each SourceItem, as ``decode_workers.detect_counting`` gives them one by one."""
+        model = self.model if self.runner is None else self.runner
+        out = []
+        for item, boxes in zip(items, self.person_boxes([it.image for it in items], model)):
+            mine: Counter = Counter()
+            h, w = item.image.shape[:2]
+            out.append((clip_boxes(boxes, w, h, dropped=mine), dict(mine)))
+            self.dropped.update(mine)
         return out
 
     @torch.inference_mode()

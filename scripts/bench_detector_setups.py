@@ -1,4 +1,4 @@
-"""Each RTMDet set-up alone, warm, on real COCO images: torch fp32 / fused / bf16 and OpenVINO f32 / bf16.
+"""Each RTMDet set-up alone, warm, on real COCO images: torch fp32 / fused / bf16, ONNX Runtime, OpenVINO f32 / bf16.
 
     python scripts/bench_detector_setups.py ../shared/data/coco-mini/val2017 --limit 6 --json docs/detector_setups.json
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--detectors", default="rtmdet-nano,rtmdet-m")
-    ap.add_argument("--setups", default="fp32,fused,bf16,openvino,openvino_bf16")
+    ap.add_argument("--setups", default="fp32,fused,bf16,onnxruntime,openvino,openvino_bf16")
     ap.add_argument("--pipeline", type=int, default=0, help="also time N images inside predict, batched against one "
                     "image per call (0: skip)")
     ap.add_argument("--json", type=Path, default=None)

@@ -114,4 +114,4 @@ def test_the_set_up_table_quotes_its_json():
     for name, row in measured.items():
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |"))
         shown = [float(v) for v in re.findall(r"\|\s*\**([\d.]+)", line)]
-        assert shown == [row[s] for s in ("fp32", "fused", "bf16", "openvino", "openvino_bf16")], name
+        assert shown == [row[s] for s in ("fp32", "fused", "bf16", "onnxruntime", "openvino", "openvino_bf16")], name

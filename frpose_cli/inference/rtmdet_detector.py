@@ -194,11 +194,11 @@ class RTMDetDetector(NetworkDetector):
         """Off on a CPU for nano, like SSDlite: its detection is a few ms, too little to hide."""
         return not (self.arch == "rtmdet-nano" and self.device.type == "cpu")
 
-    setups = (*ds.SETUPS, "openvino", "openvino_bf16")
+    setups = (*ds.SETUPS, "onnxruntime", "openvino", "openvino_bf16")
 
     def _unavailable(self, setup: str, hw) -> str | None:
-        if setup.startswith("openvino"):
-            from frpose_cli.inference.rtmdet_openvino import unavailable_reason
+        if setup in ("onnxruntime", "openvino", "openvino_bf16"):
+            from frpose_cli.inference.rtmdet_runtimes import unavailable_reason
             return unavailable_reason(setup, self.device, hw)
         return super()._unavailable(setup, hw)
 
@@ -217,9 +217,9 @@ class RTMDetDetector(NetworkDetector):
         prediction convs, which stay float32 (a 300-px distance in bf16 would move by a pixel or more)."""
         if setup == "fp32":
             return self.model
-        if setup.startswith("openvino"):
-            from frpose_cli.inference.rtmdet_openvino import SETUPS, OpenVinoRTMDet
-            return OpenVinoRTMDet(fold_batchnorm(self.model), self.size, SETUPS[setup])
+        if setup in ("onnxruntime", "openvino", "openvino_bf16"):
+            from frpose_cli.inference.rtmdet_runtimes import build
+            return build(setup, fold_batchnorm(self.model), self.size)
         model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
         dtype = {"fused": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setup]
         if dtype is not None:
@@ -260,7 +260,7 @@ class RTMDetDetector(NetworkDetector):
         torch's bf16 of m; OpenVINO's compiled graphs gained nothing clear.  On a GPU 8 (not measured here)."""
         if self.device.type != "cpu":
             return 8
-        if self.setup.startswith("openvino"):
+        if self.setup in ("onnxruntime", "openvino", "openvino_bf16"):
             return 1
         if self.arch == "rtmdet-nano":
             return 8

@@ -1,4 +1,5 @@
-"""RTMDet on OpenVINO (``pip install "frpose[openvino]"``): the detector's ``openvino`` / ``openvino_bf16`` set-ups.
+"""RTMDet on runtimes outside torch: ONNX Runtime (``onnxruntime`` set-up, a dependency) and OpenVINO
+(``openvino`` / ``openvino_bf16``, ``pip install "frpose[openvino]"``).
 
 The network (not the decoding: that stays :func:`frpose_cli.inference.rtmdet_detector.decode`) is exported
 to ONNX in memory with a symbolic batch (the canvas is square and fixed per detector), compiled for the CPU
@@ -20,6 +21,7 @@ from frpose_cli.net.rtmdet import STRIDES
 from frpose_cli.runtime import ovrt
 
 SETUPS = {"openvino": "fp32", "openvino_bf16": "bf16"}   # set-up → OpenVINO precision
+RUNTIME_SETUPS = ("onnxruntime", *SETUPS)
 
 
 class _Flat(nn.Module):
@@ -64,12 +66,36 @@ class OpenVinoRTMDet(nn.Module):
         return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(STRIDES))]
 
 
+class OrtRTMDet(nn.Module):
+    """The same through ONNX Runtime's CPU provider (the pose network's session options: runtime/onnxrt.py)."""
+
+    def __init__(self, net: nn.Module, size: int, threads: int | None = None):
+        super().__init__()
+        from frpose_cli.runtime.onnxrt import ort_session
+        self.session = ort_session(onnx_bytes(net, size), threads)
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor):
+        out = self.session.run(None, {"images": x.detach().to("cpu", torch.float32).contiguous().numpy()})
+        flat = [torch.from_numpy(np.ascontiguousarray(o, np.float32)) for o in out]
+        return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(STRIDES))]
+
+
+def build(setup: str, net: nn.Module, size: int) -> nn.Module:
+    """``net`` (BatchNorm folded) in one of :data:`RUNTIME_SETUPS`."""
+    if setup == "onnxruntime":
+        return OrtRTMDet(net, size)
+    return OpenVinoRTMDet(net, size, SETUPS[setup])
+
+
 def unavailable_reason(setup: str, device, hw) -> str | None:
-    """Why an OpenVINO set-up cannot run here (None: it can)."""
-    if setup not in SETUPS:
-        raise ValueError(f"setup must be one of {', '.join(SETUPS)}")
+    """Why a runtime set-up cannot run here (None: it can)."""
+    if setup not in RUNTIME_SETUPS:
+        raise ValueError(f"setup must be one of {', '.join(RUNTIME_SETUPS)}")
     if torch.device(device).type != "cpu":
-        return "OpenVINO runs the detector on the CPU only here"
+        return f"{setup} runs the detector on the CPU only here"
+    if setup == "onnxruntime":
+        return None
     if not ovrt.available():
         return ovrt.missing_message(f"--detector set-up {setup}")
     if SETUPS[setup] == "bf16":

@@ -86,7 +86,7 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
     console.print(zoo_table)
     from frpose_cli.inference.detector_choice import default_detector
     chosen = {kind: default_detector(kind)[0].name for kind in ("cpu", "cuda")}
-    det_table = Table("detector", "input", "person AP", "box AP (80 classes)", "GFLOPs", "CPU ms (fp32)",
+    det_table = Table("detector", "input", "person AP", "box AP (80 classes)", "GFLOPs (as published)", "CPU ms (fp32)",
                       "auto picks it", "licence", title=f"detectors for `frpose predict --detector NAME` (CPU ms: "
                       f"one image on {zoo.DETECTOR_CPU_MACHINE}; docs/detectors.md)")
     for e in zoo.DETECTORS:

@@ -192,13 +192,10 @@ def mark_default(results: dict) -> None:
 
 
 def _sure_of_background(model) -> None:
-    """A random box head would keep thousands of boxes for NMS: make it sure of "background" (or of nothing)."""
+    """A random box head would keep thousands of boxes of 90 classes for NMS: make it sure of "background"."""
     with torch.no_grad():
         if hasattr(model, "roi_heads"):
             model.roi_heads.box_predictor.cls_score.bias[0] = 20.0
-        elif hasattr(model, "bbox_head"):   # RTMDet: sigmoid class scores, no background class
-            for conv in model.bbox_head.rtm_cls:
-                conv.bias.fill_(-20.0)
         else:   # SSDlite: each level's last conv gives anchors x classes logits
             for level in model.head.classification_head.module_list:
                 level[-1].bias.view(-1, 91)[:, 0] = 20.0
@@ -209,23 +206,15 @@ def _random_detector_file(arch: str, work: Path) -> Path:
     path = work / f"{arch}.pth"
     if path.exists():
         return path
+    from frpose_cli.net.rtmdet import PUBLISHED
+    if arch in PUBLISHED:   # He-initialised and sure of nobody, as scripts/bench_detector_setups.py times them
+        from bench_detector_setups import random_file
+        return random_file(arch, work)
+    from frpose_cli.inference.detectors import ARCHS
     torch.manual_seed(0)
-    from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
-    if arch in PUBLISHED:
-        model = RTMDet(spec_for(**PUBLISHED[arch]))
-        with torch.no_grad():   # He init: torch's default shrinks the activations into float32 denormals through
-            for m in model.modules():   # the depth, which slows the unfused convs 5-10x (a trained net's do not)
-                if isinstance(m, torch.nn.Conv2d):
-                    m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
-        state = {"meta": {}, "state_dict": None}
-    else:
-        from frpose_cli.inference.detectors import ARCHS
-        model, state = ARCHS[arch][0](91), None
+    model = ARCHS[arch][0](91)
     _sure_of_background(model)
-    if state is None:
-        torch.save(model.state_dict(), path)
-    else:
-        torch.save({**state, "state_dict": model.state_dict()}, path)
+    torch.save(model.state_dict(), path)
     return path
 
 

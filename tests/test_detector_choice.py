@@ -17,6 +17,14 @@ def entry(name, person_ap, cpu_ms, ap=None):
                         cpu_ms=cpu_ms, ap=ap)
 
 
+def cache_random_rtmdet(home, entry) -> None:
+    """A random-weights file of ``entry``'s published RTMDet layout, in the weights cache under ``home``."""
+    from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": {}, "state_dict": RTMDet(spec_for(**PUBLISHED[entry.name])).state_dict()},
+               home / "weights" / entry.file_name)
+
+
 MOCK = (entry("big", 62.5, 400.0), entry("small", 40.3, 20.0), entry("tv", None, 50.0, ap=37.0),
         entry("huge", 70.0, 3000.0))
 
@@ -58,12 +66,9 @@ def test_offline_without_the_chosen_file_takes_a_cached_one_then_the_whole_image
     assert len(notes) == 1 and chosen.file_name in notes[0] and "whole image" in notes[0]
 
     # a cached nano stands in for an uncached m (a file of the nano's layout; random weights)
-    from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
     nano = zoo.DETECTOR_RTMDET_NANO
     spare = nano if chosen.name != nano.name else zoo.DETECTOR_RTMDET_M
-    (tmp_path / "home" / "weights").mkdir(parents=True)
-    torch.save({"meta": {}, "state_dict": RTMDet(spec_for(**PUBLISHED[spare.name])).state_dict()},
-               tmp_path / "home" / "weights" / spare.file_name)
+    cache_random_rtmdet(tmp_path / "home", spare)
     notes = []
     det = make_detector("auto", warn=notes.append, log=notes.append)
     assert det.name == spare.name
@@ -72,11 +77,8 @@ def test_offline_without_the_chosen_file_takes_a_cached_one_then_the_whole_image
 
 def test_the_log_names_the_detector_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
-    from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
     chosen = default_detector("cpu")[0]
-    (tmp_path / "home" / "weights").mkdir(parents=True)
-    torch.save({"meta": {}, "state_dict": RTMDet(spec_for(**PUBLISHED[chosen.name])).state_dict()},
-               tmp_path / "home" / "weights" / chosen.file_name)
+    cache_random_rtmdet(tmp_path / "home", chosen)
     lines = []
     det = make_detector("auto", log=lines.append, warn=lines.append)
     assert det.name == chosen.name

@@ -79,3 +79,16 @@ ARCHS = {"fasterrcnn-r50-fpn": (_build_r50_fpn, 0.0, "fasterrcnn_resnet50_fpn", 
          "fasterrcnn-mobilenet-v3": (_build_mobilenet_v3_fpn, 1e-5, "fasterrcnn_mobilenet_v3_large_fpn",
                                      faster_rcnn_classes),
          "ssdlite320-mobilenet-v3": (_build_ssdlite, None, "ssdlite320_mobilenet_v3_large", ssd_classes)}
+
+
+def arch_of_keys(keys) -> str | None:
+    """The zoo detector whose layout a state dict's key names (``module.`` stripped) have; None: none of them.
+    RTMDet layouts are named here too (the networks live in frpose_cli/net/rtmdet.py)."""
+    keys = list(keys)
+    if "bbox_head.rtm_cls.0.weight" in keys:
+        return "rtmdet-nano" if "backbone.stage1.0.depthwise_conv.conv.weight" in keys else "rtmdet-m"
+    if any(k.startswith("roi_heads.box_predictor") for k in keys):
+        return "fasterrcnn-mobilenet-v3" if any(".block." in k for k in keys) else "fasterrcnn-r50-fpn"
+    if any(k.startswith("head.classification_head") for k in keys):
+        return "ssdlite320-mobilenet-v3"
+    return None

@@ -30,7 +30,7 @@ from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
 from frpose_cli.data.geometry import clip_boxes  # noqa: F401  (the detectors' clipping rule, also used from here)
 from frpose_cli.inference.detector_base import NetworkDetector
-from frpose_cli.inference.detector_archs import ARCHS, overwrite_eps
+from frpose_cli.inference.detector_archs import ARCHS, arch_of_keys, overwrite_eps
 
 COCO_PERSON_LABEL = 1   # torchvision's COCO label ids: 0 background, 1 person
 DETECTOR_CHOICES = ("auto", "torchvision", "whole-image", *(e.name for e in zoo.DETECTORS))
@@ -293,16 +293,15 @@ def build_detector(name: str, weights, device="cpu", det_thr: float = 0.3, det_s
 
 def guess_arch(path) -> str:
     """The zoo detector architecture a weights file holds, read from its key names (one line if none)."""
-    state = read_checkpoint_file(path)
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    keys = [k[7:] if k.startswith("module.") else k for k in state] if isinstance(state, dict) else []
-    if "bbox_head.rtm_cls.0.weight" in keys:
-        return "rtmdet-nano" if "backbone.stage1.0.depthwise_conv.conv.weight" in keys else "rtmdet-m"
-    if any(k.startswith("roi_heads.box_predictor") for k in keys):
-        return "fasterrcnn-mobilenet-v3" if any(".block." in k for k in keys) else "fasterrcnn-r50-fpn"
-    if any(k.startswith("head.classification_head") for k in keys):
-        return "ssdlite320-mobilenet-v3"
-    raise FrposeError(f"--detector-weights {path}: no detector this tool knows (RTMDet, Faster R-CNN, SSDlite "
-                      "key names); name one with --detector")
+    from frpose_cli.weights.published import strip_prefix, unwrap_state_dict
+    try:
+        keys = list(strip_prefix(unwrap_state_dict(read_checkpoint_file(path), str(path)), "module."))
+    except FrposeError as e:
+        if "not a state dict" not in str(e):   # unreadable files say so; a non-state-dict simply matches nothing
+            raise
+        keys = []
+    arch = arch_of_keys(keys)
+    if arch is None:
+        raise FrposeError(f"--detector-weights {path}: no detector this tool knows (RTMDet, Faster R-CNN, SSDlite "
+                          "key names); name one with --detector")
+    return arch

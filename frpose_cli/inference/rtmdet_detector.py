@@ -33,7 +33,9 @@ from frpose_cli.inference import detector_setups as ds
 from frpose_cli.inference.detector_base import NetworkDetector
 from frpose_cli.net.folding import fold_batchnorm
 from frpose_cli.net.rtmdet import STRIDES, RTMDet, spec_from_state
+from frpose_cli.inference.detector_archs import arch_of_keys
 from frpose_cli.weights.checkpoint import read_checkpoint_file
+from frpose_cli.weights.published import strip_prefix, unwrap_state_dict
 
 MEAN_BGR = (103.53, 116.28, 123.675)
 STD_BGR = (57.375, 57.12, 58.395)
@@ -65,6 +67,8 @@ FAMILIES = {"rtmdet-nano": Family(depthwise=True, exp_on_reg=False, input_size=3
 # Whether a first run on a CPU trials OpenVINO (where installed) rather than torch's own set-up: measured
 # faster for both RTMDets (docs/detectors.md, "Set-ups").
 OPENVINO_FIRST = True
+# set-ups run outside torch (rtmdet_runtimes.py, imported only when one is asked for: it loads the ONNX exporter)
+RUNTIME_SETUPS = ("onnxruntime", "openvino", "openvino_bf16")
 PERSON_LABEL = 0              # the person-only models' one class, and COCO's first class in mmdet's order
 
 
@@ -133,16 +137,11 @@ def decode(levels, scale_xy, size: int, score_thr: float, cfg: DecodeConfig = De
 def read_rtmdet_state(path, arch: str) -> tuple[dict, object]:
     """The state dict of an mmdet RTMDet checkpoint and its spec; one line naming the file otherwise."""
     family = FAMILIES[arch]
-    state = read_checkpoint_file(path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise FrposeError(f"--detector-weights {path}: not a state dict of tensors")
-    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()
-             if not k.startswith("data_preprocessor.")}
+    state = strip_prefix(unwrap_state_dict(read_checkpoint_file(path), f"--detector-weights {path}"), "module.")
+    state = {k: v for k, v in state.items() if not k.startswith("data_preprocessor.")}
     if "bbox_head.rtm_cls.0.weight" not in state or "backbone.stem.0.conv.weight" not in state:
-        what = ("Faster R-CNN" if any(k.startswith("roi_heads.") for k in state)
-                else "SSD" if any(k.startswith("head.classification_head") for k in state)
+        other = arch_of_keys(state) or ""
+        what = ("Faster R-CNN" if other.startswith("fasterrcnn") else "SSD" if other.startswith("ssd")
                 else "a classifier" if any(k.startswith(("fc.", "head.fc", "classifier")) for k in state)
                 else "another network")
         raise FrposeError(f"--detector-weights {path}: not RTMDet weights (no bbox_head.rtm_cls; it looks like "
@@ -194,10 +193,10 @@ class RTMDetDetector(NetworkDetector):
         """Off on a CPU for nano, like SSDlite: its detection is a few ms, too little to hide."""
         return not (self.arch == "rtmdet-nano" and self.device.type == "cpu")
 
-    setups = (*ds.SETUPS, "onnxruntime", "openvino", "openvino_bf16")
+    setups = (*ds.SETUPS, *RUNTIME_SETUPS)
 
     def _unavailable(self, setup: str, hw) -> str | None:
-        if setup in ("onnxruntime", "openvino", "openvino_bf16"):
+        if setup in RUNTIME_SETUPS:
             from frpose_cli.inference.rtmdet_runtimes import unavailable_reason
             return unavailable_reason(setup, self.device, hw)
         return super()._unavailable(setup, hw)
@@ -217,7 +216,7 @@ class RTMDetDetector(NetworkDetector):
         prediction convs, which stay float32 (a 300-px distance in bf16 would move by a pixel or more)."""
         if setup == "fp32":
             return self.model
-        if setup in ("onnxruntime", "openvino", "openvino_bf16"):
+        if setup in RUNTIME_SETUPS:
             from frpose_cli.inference.rtmdet_runtimes import build
             return build(setup, fold_batchnorm(self.model), self.size)
         model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
@@ -260,7 +259,7 @@ class RTMDetDetector(NetworkDetector):
         torch's bf16 of m; OpenVINO's compiled graphs gained nothing clear.  On a GPU 8 (not measured here)."""
         if self.device.type != "cpu":
             return 8
-        if self.setup in ("onnxruntime", "openvino", "openvino_bf16"):
+        if self.setup in RUNTIME_SETUPS:
             return 1
         if self.arch == "rtmdet-nano":
             return 8

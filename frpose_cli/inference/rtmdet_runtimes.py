@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from frpose_cli.errors import FrposeError
+from frpose_cli.inference.rtmdet_detector import RUNTIME_SETUPS
 from frpose_cli.net.rtmdet import STRIDES
 from frpose_cli.runtime import ovrt
 
 SETUPS = {"openvino": "fp32", "openvino_bf16": "bf16"}   # set-up → OpenVINO precision
-RUNTIME_SETUPS = ("onnxruntime", *SETUPS)
 
 
 class _Flat(nn.Module):

@@ -58,6 +58,8 @@ from frpose_cli.net.folding import fold_batchnorm
 from frpose_cli.precision.autoselect import MIN_GAIN   # the pose network's margin over run-to-run noise
 
 SETUPS = ("fp32", "fused", "bf16", "fp16")
+# RTMDet's set-ups outside torch (rtmdet_runtimes.py, imported only when one is asked for: it loads the ONNX exporter)
+RUNTIME_SETUPS = ("onnxruntime", "openvino", "openvino_bf16")
 IOU_MIN = 0.9
 SCORE_TOL = 0.05
 TRIAL_IMAGES = 2          # images with a person on which the candidate is gated and timed

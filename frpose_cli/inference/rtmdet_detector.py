@@ -67,8 +67,6 @@ FAMILIES = {"rtmdet-nano": Family(depthwise=True, exp_on_reg=False, input_size=3
 # Whether a first run on a CPU trials OpenVINO (where installed) rather than torch's own set-up: measured
 # faster for both RTMDets (docs/detectors.md, "Set-ups").
 OPENVINO_FIRST = True
-# set-ups run outside torch (rtmdet_runtimes.py, imported only when one is asked for: it loads the ONNX exporter)
-RUNTIME_SETUPS = ("onnxruntime", "openvino", "openvino_bf16")
 PERSON_LABEL = 0              # the person-only models' one class, and COCO's first class in mmdet's order
 
 
@@ -193,10 +191,10 @@ class RTMDetDetector(NetworkDetector):
         """Off on a CPU for nano, like SSDlite: its detection is a few ms, too little to hide."""
         return not (self.arch == "rtmdet-nano" and self.device.type == "cpu")
 
-    setups = (*ds.SETUPS, *RUNTIME_SETUPS)
+    setups = (*ds.SETUPS, *ds.RUNTIME_SETUPS)
 
     def _unavailable(self, setup: str, hw) -> str | None:
-        if setup in RUNTIME_SETUPS:
+        if setup in ds.RUNTIME_SETUPS:
             from frpose_cli.inference.rtmdet_runtimes import unavailable_reason
             return unavailable_reason(setup, self.device, hw)
         return super()._unavailable(setup, hw)
@@ -216,7 +214,7 @@ class RTMDetDetector(NetworkDetector):
         prediction convs, which stay float32 (a 300-px distance in bf16 would move by a pixel or more)."""
         if setup == "fp32":
             return self.model
-        if setup in RUNTIME_SETUPS:
+        if setup in ds.RUNTIME_SETUPS:
             from frpose_cli.inference.rtmdet_runtimes import build
             return build(setup, fold_batchnorm(self.model), self.size)
         model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
@@ -259,7 +257,7 @@ class RTMDetDetector(NetworkDetector):
         torch's bf16 of m; OpenVINO's compiled graphs gained nothing clear.  On a GPU 8 (not measured here)."""
         if self.device.type != "cpu":
             return 8
-        if self.setup in RUNTIME_SETUPS:
+        if self.setup in ds.RUNTIME_SETUPS:
             return 1
         if self.arch == "rtmdet-nano":
             return 8

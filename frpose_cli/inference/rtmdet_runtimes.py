@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.inference.rtmdet_detector import RUNTIME_SETUPS
+from frpose_cli.inference.detector_setups import RUNTIME_SETUPS
 from frpose_cli.net.rtmdet import STRIDES
 from frpose_cli.runtime import ovrt
 

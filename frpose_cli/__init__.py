@@ -16,12 +16,26 @@ import tqdm as _tqdm
 # threading._after_fork).  The monitor only tunes refresh rates: frpose runs without it.
 _tqdm.tqdm.monitor_interval = 0
 
-from frpose_cli.cards import ModelCard, list_cards, load_card, parse_input_size
-from frpose_cli.errors import FrposeError
-from frpose_cli.data.keypoints import COCO17, KeypointSpec
-from frpose_cli.net.network import ArchSpec, PoseNet
-from frpose_cli.load import PoseModel, load_pose_model
-
 __version__ = "0.1.0"
-__all__ = ["ArchSpec", "COCO17", "FrposeError", "KeypointSpec", "ModelCard", "PoseModel", "PoseNet",
-           "list_cards", "load_card", "load_pose_model", "parse_input_size", "__version__"]
+
+# The public names load on first use (PEP 562): they import torch and torchvision (about 2 s), which
+# `frpose --help`, `--version` and a usage error do not need, nor a helper process that writes a file.
+_PUBLIC = {"ModelCard": "frpose_cli.cards", "list_cards": "frpose_cli.cards", "load_card": "frpose_cli.cards",
+           "parse_input_size": "frpose_cli.cards", "FrposeError": "frpose_cli.errors",
+           "COCO17": "frpose_cli.data.keypoints", "KeypointSpec": "frpose_cli.data.keypoints",
+           "ArchSpec": "frpose_cli.net.network", "PoseNet": "frpose_cli.net.network",
+           "PoseModel": "frpose_cli.load", "load_pose_model": "frpose_cli.load"}
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'frpose_cli' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

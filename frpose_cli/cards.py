@@ -8,6 +8,7 @@ trained with, so later verbs need only the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import ArgumentTypeError, ArgumentValueError, FrposeError
 from frpose_cli.data.keypoints import KeypointSpec
 from frpose_cli.net.network import ArchSpec, PoseNet
 
@@ -26,18 +27,36 @@ MAX_INPUT_SIDE = 2048
 _CHECKOUT_CARDS = Path(__file__).resolve().parent.parent / "models"
 
 
-def parse_input_size(text: str) -> tuple[int, int]:
+def parse_input_size(text: str, what: str = "input size") -> tuple[int, int]:
     """``"256x192"`` → ``(256, 192)`` (height × width, both multiples of 32)."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", str(text))
     if not m:
-        raise FrposeError(f"input size must look like HxW, e.g. 256x192 (got {text!r})")
-    h, w = int(m.group(1)), int(m.group(2))
-    if h % 32 or w % 32 or h == 0 or w == 0:
-        raise FrposeError(f"input size {h}x{w}: height and width must be positive multiples of 32 "
-                          "(the encoder downsamples 32×)")
+        raise ArgumentValueError(f"{what} must look like HxW, e.g. 256x192 (got {text!r})")
+    return _checked_size(int(m.group(1)), int(m.group(2)), what)
+
+
+def check_input_size(value, what: str = "input_size") -> tuple[int, int]:
+    """The Python API's input size: ``"HxW"`` text or an (H, W) pair of ints → ``(H, W)``, by the rule
+    :func:`parse_input_size` applies to the CLI's ``--input-size``."""
+    if isinstance(value, str):
+        return parse_input_size(value, what)
+    want = f"{what} must be (height, width), two ints, or 'HxW' text"
+    if not isinstance(value, (tuple, list)):
+        raise ArgumentTypeError(f"{want} (got {type(value).__name__} {value!r})")
+    if len(value) != 2:
+        raise ArgumentValueError(f"{want} (got {len(value)} values: {value!r})")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value):
+        raise ArgumentTypeError(f"{want} (got {value!r})")
+    return _checked_size(int(value[0]), int(value[1]), what)
+
+
+def _checked_size(h: int, w: int, what: str) -> tuple[int, int]:
+    if h % 32 or w % 32 or h <= 0 or w <= 0:
+        raise ArgumentValueError(f"{what} {h}x{w}: height and width must be positive multiples of 32 "
+                                 "(the encoder downsamples 32×)")
     if max(h, w) > MAX_INPUT_SIDE:
-        raise FrposeError(f"input size {h}x{w}: at most {MAX_INPUT_SIDE} pixels a side (person crops are "
-                          "256x192 or 384x288 in the paper; full-resolution heatmaps grow with the square)")
+        raise ArgumentValueError(f"{what} {h}x{w}: at most {MAX_INPUT_SIDE} pixels a side (person crops are "
+                                 "256x192 or 384x288 in the paper; full-resolution heatmaps grow with the square)")
     return h, w
 
 

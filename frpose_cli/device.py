@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import ArgumentValueError, FrposeError
 
 
 def pick_device(name: str | None = None, cpu_only: bool = False) -> torch.device:
@@ -20,7 +20,7 @@ def pick_device(name: str | None = None, cpu_only: bool = False) -> torch.device
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise FrposeError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+        raise ArgumentValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FrposeError(f"device {name} asked for, but CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -235,11 +235,14 @@ def _cpufreq_max_ghz() -> float | None:
 def capped_features(features, env) -> tuple[frozenset, str]:
     """``features`` less those above the user's caps in ``env`` (a mapping like os.environ), and the caps
     that dropped any, e.g. ``"ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2"``."""
+    from frpose_cli.settings import isa_cap_ignored   # a value torch/oneDNN do not know caps nothing
     has, usable, caps = frozenset(features), frozenset(features), []
     aten = env.get("ATEN_CPU_CAPABILITY", "").strip()
+    aten = "" if isa_cap_ignored("ATEN_CPU_CAPABILITY", aten) else aten
     above = {f"ATEN_CPU_CAPABILITY={aten}": _AVX512_FAMILY if aten and not aten.lower().startswith("avx512") else set()}
     for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         cap = env.get(var, "").strip()
+        cap = "" if isa_cap_ignored(var, cap) else cap
         above[f"{var}={cap}"] = next((drop for name, drop in _ONEDNN_CAPS if cap and cap.upper().startswith(name)), set())
     for cap, drop in above.items():
         if has & drop:        # named when it hides something this CPU has

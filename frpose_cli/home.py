@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def frpose_home() -> Path:
-    if os.environ.get("FRPOSE_HOME"):
-        return Path(os.environ["FRPOSE_HOME"]).expanduser()
+    from frpose_cli.settings import settings
+    if settings().home is not None:
+        return settings().home
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "frpose"

@@ -27,18 +27,21 @@ precision is OpenVINO's compile option, not the file's).
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
 
+from frpose_cli.api_arguments import callable_or_none, in_range, one_of, text_or_none
+from frpose_cli.cards import check_input_size
 from frpose_cli.device import pick_device
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import ArgumentTypeError, FrposeError
 from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
 from frpose_cli.precision.runnable import runnable_model
 from frpose_cli.runtime.pose_model import PoseModel
-from frpose_cli.runtime.optimize import check_backend, prepare_for_inference, setup_named
-from frpose_cli.precision.formats import unavailable_reason
+from frpose_cli.runtime.optimize import BACKENDS, SETUPS, check_backend, prepare_for_inference, setup_named
+from frpose_cli.precision.formats import CHOICES as PRECISION_CHOICES, unavailable_reason
 from frpose_cli import hardware
 from frpose_cli.weights.loader import WeightsFile, check_card_agrees, load_network, resolve_weights
 
@@ -110,6 +113,27 @@ def check_file_precision(model: PoseModel, precision: str | None) -> PoseModel:
     return model
 
 
+def check_load_arguments(weights, model_name=None, input_size=None, backend="auto", device=None, setup=None,
+                         threads=None, precision=None, log=None) -> tuple[int, int] | None:
+    """:func:`load_pose_model`'s arguments checked before anything is read or downloaded: an
+    ArgumentTypeError/ArgumentValueError naming the argument and what it takes.  Returns ``input_size``
+    as (H, W), or None."""
+    if not isinstance(weights, (str, os.PathLike, WeightsFile)):
+        raise ArgumentTypeError(f"weights must be a path, zoo name or URL (str or os.PathLike; got "
+                                f"{type(weights).__name__})")
+    text_or_none(model_name, "model_name")
+    one_of(backend, BACKENDS, "backend")
+    if device is not None and (isinstance(device, bool) or not isinstance(device, (str, int, torch.device))):
+        raise ArgumentTypeError(f"device must be 'cpu', 'cuda', 'cuda:N', a torch.device or None "
+                                f"(got {type(device).__name__} {device!r})")
+    one_of(setup, SETUPS, "setup", none_ok=True)
+    if threads is not None:
+        in_range(threads, "threads")
+    one_of(precision, PRECISION_CHOICES, "precision", none_ok=True)
+    callable_or_none(log, "log")
+    return None if input_size is None else check_input_size(input_size)
+
+
 def load_pose_model(weights, model_name: str | None = None, input_size=None, backend: str = "auto",
                     device: torch.device | str | None = None, setup: str | None = None,
                     threads: int | None = None, progress: bool = True, precision: str | None = None,
@@ -117,13 +141,17 @@ def load_pose_model(weights, model_name: str | None = None, input_size=None, bac
     """Load any supported weights (see module docstring) into a ready-to-run :class:`PoseModel`.
 
     ``weights``: a path, zoo name or URL (or a resolved :class:`~frpose_cli.weights.loader.WeightsFile`);
+    ``input_size``: (H, W) or ``"HxW"``, positive multiples of 32 (:func:`frpose_cli.cards.check_input_size`);
     ``device``: None → :func:`frpose_cli.device.pick_device`'s default, as the CLI (CUDA if present, else CPU);
     ``setup``: an inference set-up of :data:`frpose_cli.runtime.optimize.SETUPS`, used as it is (benchmarks);
     without it ``precision`` decides (:func:`frpose_cli.precision.runnable.runnable_model`; None: the device's
     default, ``auto`` on the CPU); ``calib_data``: a COCO root adding real crops to int8 calibration
     and the accuracy gate; ``progress``: show download progress; ``log``: one-line notes;
     ``decide_precision``: False keeps an undecided ``auto`` at float32 for this load (a short run).
+    A wrong argument is a ValueError or TypeError naming it (:func:`check_load_arguments`), before any work.
     """
+    input_size = check_load_arguments(weights, model_name, input_size, backend, device, setup, threads, precision,
+                                      log)
     check_backend(backend)
     weights = weights if isinstance(weights, WeightsFile) else resolve_weights(weights, progress)
     kind = weights.kind

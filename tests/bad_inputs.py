@@ -244,7 +244,7 @@ CASES = [
     Case("predict-weights-of-another-model", lambda c: (
         ["predict", image_folder(c), "-w", c.ckpt, "--model", "frpose-r34"], []), 2, "not frpose-r34"),
     Case("predict-batch-size-zero", lambda c: (_predict(c, image_folder(c), "--batch-size", "0"), []),
-         2, "--batch-size must be at least 1"),
+         2, "--batch-size 0: must be a whole number from 1 to 65536"),
     # ---- eval
     Case("eval-annotations-not-json", lambda c: (
         ["eval", "--results", results_file(c, "r.json", gt_results()), "--ann",

@@ -75,7 +75,7 @@ def test_predict_killed_while_saving_a_resumed_run_keeps_its_results(tmp_path):
     card = load_card("sbn-r18", (64, 64))
     ckpt = save_checkpoint(tmp_path / "w.pt", card.build_model(), card)
     folder = image_folder(Ctx(root=tmp_path, ckpt=ckpt), "in", count=2)
-    args = ["predict", str(folder), "-w", str(ckpt), "--detector", "whole-image", "--no-flip", "--no-progress",
+    args = ["predict", str(folder), "-w", str(ckpt), "--detector", "whole-image", "--no-flip", "--no-progress", "--backend", "torch",
             "--out", str(tmp_path / "run")]
     cli = "import sys; from frpose_cli.cli.app import main; sys.argv = ['frpose'] + {args!r}; main()"
     done = subprocess.run([sys.executable, "-c", cli.format(args=args)], capture_output=True, text=True, timeout=300)

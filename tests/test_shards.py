@@ -246,7 +246,7 @@ def test_array_jobs_join_one_folder_and_the_last_one_merges(single, ckpt, folder
 @pytest.mark.parametrize("args,message", [
     (["--shard", "3/3"], "--shard takes i/n with 0 ≤ i < n"),
     (["--shard", "x"], "--shard takes i/n"),
-    (["--workers", "-1"], "--workers must be 0 or more"),
+    (["--workers", "-1"], "--workers -1: must be a whole number from 0 to 512"),
 ])
 def test_bad_shard_options_are_one_line(ckpt, folder, tmp_path, capsys, args, message):
     code, _, err = run_cli(predict_args(ckpt, folder, tmp_path / "run", *args), capsys)

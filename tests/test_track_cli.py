@@ -289,11 +289,11 @@ def test_the_python_generator_yields_tracked_results(ckpt, panned, template_pose
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--det-every", "0"], "--det-every must be from 1 to 10000 (got 0)"),
+    (["--det-every", "0"], "--det-every 0: must be a whole number from 1 to 10000"),
     (["--det-every", "3", "--no-track"], "--det-every N > 1"),
-    (["--det-thr", "-0.5"], "--det-thr must be from 0 to 1 (got -0.5)"),
-    (["--nms-thr", "1.5"], "--nms-thr must be from 0 to 1"),
-    (["--track-lifetime", "-1"], "--track-lifetime must be from 0"),
+    (["--det-thr", "-0.5"], "--det-thr -0.5: must be a number from 0 to 1"),
+    (["--nms-thr", "1.5"], "--nms-thr 1.5: must be a number from 0 to 1"),
+    (["--track-lifetime", "-1"], "--track-lifetime -1: must be a whole number from 0"),
     (["--smooth", "--no-track"], "--smooth filters each track"),
     (["--smooth-params", "1,2"], "--smooth-params '1,2': expected MIN_CUTOFF,BETA,D_CUTOFF"),
 ])

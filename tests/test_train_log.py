@@ -153,7 +153,7 @@ def test_log_every_on_the_command_line(data, tmp_path, capsys):
             "--val-every", "0", "--no-tensorboard", "--out", tmp_path / "run"]   # quick even if it were not refused
     code, _, err = run_cli(["train", "sbn-r18", "--train-ann", data["train_ann"], "--train-images",
                             data["train_images"], "--log-every", "0", *tiny], capsys)
-    assert code == 2 and err.strip().splitlines() == ["frpose: error: --log-every must be an integer ≥ 1 (got 0)"]
+    assert code == 2 and err.strip().splitlines() == ["frpose: error: --log-every 0: must be a whole number, 1 or more"]
 
 
 TORCHRUN_SCRIPT = """

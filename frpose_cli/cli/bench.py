@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import CALIB_DATA_HELP, apply_download_options, offline_option, strict_hash_option
 
 
@@ -34,10 +35,11 @@ def bench(
                                      "(default: the cached gate weights of each card, see docs/deployment.md)."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's choice)."),
-    batch: int = typer.Option(8, min=1, help="Batch size for the throughput figure."),
-    warmup: int = typer.Option(3, min=0, help="Untimed warm-up iterations."),
-    iters: int = typer.Option(20, min=1, help="Timed iterations at batch 1."),
+    threads: Optional[int] = typer.Option(None, "--threads", **limits("--threads"),
+        help="CPU threads (default: torch's choice)."),
+    batch: int = typer.Option(8, "--batch", **limits("--batch"), help="Batch size for the throughput figure."),
+    warmup: int = typer.Option(3, "--warmup", **limits("--warmup"), help="Untimed warm-up iterations."),
+    iters: int = typer.Option(20, "--iters", **limits("--iters"), help="Timed iterations at batch 1."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write one object per model, size and set-up."),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, SIGMAS_HELP, apply_download_options, apply_max_pixels, max_pixels_option, offline_option,
                                     shard_option, strict_hash_option)
 
@@ -37,12 +38,15 @@ def evaluate(
                                  "(RESULTS-detections.json). Default: the detection file (the paper's protocol)"),
     detector_weights: str = typer.Option(None, "--detector-weights", help="Weights of the --detector architecture, "
                                          "file or URL (default: the zoo's)"),
-    det_size: int = typer.Option(None, "--det-size", help="Detector input size (default: the detector's own)"),
-    det_thr: float = typer.Option(0.0, "--det-thr", help="Minimum detection score (the protocol keeps all: 0)"),
+    det_size: int = typer.Option(None, "--det-size", **limits("--det-size"),
+        help="Detector input size (default: the detector's own)"),
+    det_thr: float = typer.Option(0.0, "--det-thr", **limits("--det-thr"),
+        help="Minimum detection score (the protocol keeps all: 0)"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test (average with the mirrored crop)"),
     codec: str = typer.Option(None, "--codec", help="Heatmap decoding: sbn | dark | udp (mmpose's) | dark-clip | "
                               "udp-clip (frpose's bounded step); default: the card's"),
-    flip_shift: float = typer.Option(None, "--flip-shift", help="Heatmap shift after flipping back, in heatmap "
+    flip_shift: float = typer.Option(None, "--flip-shift", **limits("--flip-shift"),
+        help="Heatmap shift after flipping back, in heatmap "
                                      "pixels (default: derived from the codec: at stride 4 sbn 1, dark 0.75; 0 at "
                                      "stride 1 and for udp)"),
     oracle: bool = typer.Option(False, "--oracle", help="Replace the network by the codec applied to the ground "
@@ -59,17 +63,18 @@ def evaluate(
     calib_data: Path = typer.Option(None, "--calib-data", help=CALIB_DATA_HELP),
     cocoeval: str = typer.Option("pycocotools", "--cocoeval", help="The COCOeval that scores: pycocotools (the "
                                  "reference) | faster (faster-coco-eval, same figures, quicker)"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Person crops per network batch"),
-    workers: int = typer.Option(2, "--workers", "-j", help="DataLoader worker processes"),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", **limits("--batch-size"),
+        help="Person crops per network batch"),
+    workers: int = typer.Option(2, "--workers", "-j", **limits("--workers"), help="DataLoader worker processes"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
-    nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold per image"),
+    nms_thr: float = typer.Option(0.9, "--nms-thr", **limits("--nms-thr"), help="OKS-NMS threshold per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
     max_pixels: int = max_pixels_option(),
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP + "; with --weights the checkpoint's σ "
                                "come before COCO's table"),
-    pck_alpha: float = typer.Option(0.2, "--pck", help="PCK threshold α, a fraction of --pck-ref"),
+    pck_alpha: float = typer.Option(0.2, "--pck", **limits("--pck"), help="PCK threshold α, a fraction of --pck-ref"),
     pck_ref: str = typer.Option("box", "--pck-ref", help="PCK reference length: box (longer side), torso, head, "
                                 "or two keypoint names A,B"),
     analyze: bool = typer.Option(False, "--analyze", help="Keypoint error diagnosis (Ronchi & Perona 2017): "

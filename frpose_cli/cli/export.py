@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import CALIB_DATA_HELP, apply_download_options, offline_option, strict_hash_option
 
 
@@ -22,8 +23,9 @@ def export(
                                    "chooses the size for published files (default: the card's)"),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Any batch size at run "
                                        "time, or the fixed --batch"),
-    batch: int = typer.Option(1, "--batch", help="Batch size traced (the fixed one with --static-batch)"),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
+    batch: int = typer.Option(1, "--batch", **limits("--batch"),
+        help="Batch size traced (the fixed one with --static-batch)"),
+    opset: int = typer.Option(17, "--opset", **limits("--opset"), help="ONNX opset version"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | int8 (ONNX, static QDQ calibrated on real "
                                   "crops) | bf16 (TorchScript, needs native bf16 here) | auto (what --precision auto "
                                   "picks for these weights on this machine)"),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import typer
 
+from frpose_cli.option_ranges import limits
+
 OFFLINE_HELP = ("Never use the network: named weights must already be in the cache (same as FRPOSE_OFFLINE=1; "
                 "FRPOSE_MIRROR redirects downloads, FRPOSE_HOME moves the cache)")
 STRICT_HASH_HELP = ("Refuse a downloaded file whose name claims a hash (torchvision's name-0676ba61.pth, OpenMMLab's "
@@ -34,7 +36,7 @@ MAX_PIXELS_HELP = ("Largest image decoded, in pixels (width × height; default 1
 
 
 def max_pixels_option():
-    return typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP)
+    return typer.Option(None, "--max-pixels", **limits("--max-pixels"), help=MAX_PIXELS_HELP)
 
 
 def apply_max_pixels(max_pixels: int | None) -> None:
@@ -62,7 +64,7 @@ CALIB_DATA_HELP = ("COCO root whose people join the vendored ones: its train2017
 
 
 def workers_option(what: str):
-    return typer.Option(2, "--workers", "-j", help=f"DataLoader worker processes {what} (0: in the main process)")
+    return typer.Option(2, "--workers", "-j", **limits("--workers"), help=f"DataLoader worker processes {what} (0: in the main process)")
 
 
 def shard_option(unit: str):

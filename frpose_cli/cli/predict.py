@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, DET_SIZE_HELP, DETECTOR_HELP,
                                     LIFETIME_HELP, PRECISION_HELP,
                                     SHOW_HELP, SMOOTH_HELP, SMOOTH_OFFLINE_HELP, SMOOTH_PARAMS_HELP, TRACK_HELP, apply_download_options,
@@ -37,28 +38,33 @@ def predict(
     boxes: Path = typer.Option(None, "--boxes", help="Person boxes instead of a detector: COCO detection results "
                                "JSON (bbox, score, image_id or file_name), per-frame boxes of a video "
                                "({\"frames\": {\"0\": [[x, y, w, h, score]]}}) or a MOT Challenge det.txt"),
-    det_thr: float = typer.Option(0.3, "--det-thr", help="Minimum person box score (detector and --boxes), 0..1"),
-    det_size: int = typer.Option(None, "--det-size", help=DET_SIZE_HELP, show_default=False),
-    nms_thr: float = typer.Option(0.9, "--nms-thr", help="OKS-NMS threshold between poses of one image; "
+    det_thr: float = typer.Option(0.3, "--det-thr", **limits("--det-thr"),
+        help="Minimum person box score (detector and --boxes), 0..1"),
+    det_size: int = typer.Option(None, "--det-size", **limits("--det-size"), help=DET_SIZE_HELP, show_default=False),
+    nms_thr: float = typer.Option(0.9, "--nms-thr", **limits("--nms-thr"),
+        help="OKS-NMS threshold between poses of one image; "
                                   "1 keeps every box's pose"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Person crops per network batch"),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", **limits("--batch-size"),
+        help="Person crops per network batch"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test: average with the mirrored crop"),
-    kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Draw keypoints whose score is at least this"),
+    kpt_thr: float = typer.Option(0.3, "--kpt-thr", **limits("--kpt-thr"),
+        help="Draw keypoints whose score is at least this"),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: a new runs/predict/runN)"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: the latest "
                                 "matching runs/predict/runN), skipping images its logs (OUT/parts/) hold"),
-    vid_stride: int = typer.Option(1, "--vid-stride", help="Use every n-th video frame"),
+    vid_stride: int = typer.Option(1, "--vid-stride", **limits("--vid-stride"), help="Use every n-th video frame"),
     track: bool = typer.Option(None, "--track/--no-track", help=TRACK_HELP, show_default=False),
-    det_every: int = typer.Option(1, "--det-every", help=DET_EVERY_HELP),
+    det_every: int = typer.Option(1, "--det-every", **limits("--det-every"), help=DET_EVERY_HELP),
     smooth: bool = typer.Option(False, "--smooth", help=SMOOTH_HELP),
     smooth_params: str = typer.Option(None, "--smooth-params", help=SMOOTH_PARAMS_HELP),
     smooth_offline: bool = typer.Option(False, "--smooth-offline", help=SMOOTH_OFFLINE_HELP),
-    track_lifetime: int = typer.Option(30, "--track-lifetime", help=LIFETIME_HELP),
+    track_lifetime: int = typer.Option(30, "--track-lifetime", **limits("--track-lifetime"), help=LIFETIME_HELP),
     show: bool = typer.Option(False, "--show", help=SHOW_HELP),
     save_vis: bool = typer.Option(True, "--vis/--no-vis", help="Write overlays to OUT/vis/"),
     save_heatmaps: bool = typer.Option(False, "--heatmaps", help="Also write heatmap overlays to OUT/heatmaps/"),
-    save_every: int = typer.Option(50, "--save-every", help="Append results to the run's log every N images "
+    save_every: int = typer.Option(50, "--save-every", **limits("--save-every"),
+        help="Append results to the run's log every N images "
                                    "(and every 10 s)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),

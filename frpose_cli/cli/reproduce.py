@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import apply_download_options, offline_option
 
 
@@ -16,7 +17,8 @@ def reproduce(
                               "test2017/ with annotations/image_info_test-dev2017.json)"),
     out: Path = typer.Option(None, "--out", help="The table's folder: one sub-folder per row; the same --out resumes "
                              "(default: a new runs/reproduce/TABLE[-N])"),
-    gpus: int = typer.Option(None, "--gpus", help="0: train on the CPU; 1: one process on the default device "
+    gpus: int = typer.Option(None, "--gpus", **limits("--gpus"),
+        help="0: train on the CPU; 1: one process on the default device "
                              "(the default); N > 1: torchrun with N processes per row"),
     plan: bool = typer.Option(False, "--plan", help="Print one command per row (for array jobs) and exit"),
     dry_run: bool = typer.Option(False, "--dry-run", help="The whole pipeline on the CPU in minutes: 1 epoch on 4 "
@@ -24,13 +26,19 @@ def reproduce(
     boxes: Path = typer.Option(None, "--boxes", help="Person detections for val2017 (default: the val2017 file in "
                                "DATA/person_detection_results, else ground-truth boxes)"),
     only: str = typer.Option(None, "--only", help="Run one row, e.g. frpose-r34-384x288"),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per row (default: the card's recipe, 140; dry run 1)"),
-    limit: int = typer.Option(None, "--limit", help="Use the first N images of each split (default: all; dry "
+    restart: str = typer.Option(None, "--restart", help="Start one row over: remove DIR/ROW/ (its training and "
+                                "scores) and run that row alone from its first epoch; the other rows are kept"),
+    epochs: int = typer.Option(None, "--epochs", **limits("--epochs"),
+        help="Epochs per row (default: the card's recipe, 140; dry run 1)"),
+    limit: int = typer.Option(None, "--limit", **limits("--limit"),
+        help="Use the first N images of each split (default: all; dry "
                           "run: 4 training, 2 scored)"),
     pretrained: str = typer.Option(None, "--pretrained", help="Encoder init as in `frpose train` (default: auto; "
                                    "dry run: none)"),
-    batch_size: int = typer.Option(None, "--batch-size", help="Batch per process (default: the card's, 32; dry run 16)"),
-    workers: int = typer.Option(None, "--workers", help="Data-loading workers (default 2; dry run 0)"),
+    batch_size: int = typer.Option(None, "--batch-size", **limits("--batch-size"),
+        help="Batch per process (default: the card's, 32; dry run 16)"),
+    workers: int = typer.Option(None, "--workers", **limits("--workers"),
+        help="Data-loading workers (default 2; dry run 0)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
     offline: bool = offline_option(),
 ) -> None:
@@ -39,8 +47,8 @@ def reproduce(
 
     apply_download_options(offline)
     report = run(ReproduceOptions(table=table, data=data, out=out, gpus=gpus, plan=plan, dry_run=dry_run, boxes=boxes,
-                                  only=only, epochs=epochs, limit=limit, pretrained=pretrained, batch_size=batch_size,
-                                  workers=workers, progress=progress))
+                                  only=only, restart=restart, epochs=epochs, limit=limit, pretrained=pretrained,
+                                  batch_size=batch_size, workers=workers, progress=progress))
     if plan:
         print("\n".join(report["plan"]))
         print(f"# one command per row above (e.g. `sed -n \"${{SLURM_ARRAY_TASK_ID}}p\" plan.txt | bash`); once every "

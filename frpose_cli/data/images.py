@@ -51,8 +51,8 @@ def set_max_pixels(value: int | None) -> None:
 def max_pixels() -> int:
     if _max_pixels is not None:
         return _max_pixels
-    env = os.environ.get("FRPOSE_MAX_PIXELS", "").strip().replace("_", "")
-    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_MAX_PIXELS
+    from frpose_cli.settings import settings
+    return settings().max_pixels or DEFAULT_MAX_PIXELS
 
 
 def declared_size(data: bytes) -> tuple[int, int] | None:

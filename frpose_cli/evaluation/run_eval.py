@@ -123,8 +123,10 @@ class AnnotationFile:
 
 
 def _check(o: EvalOptions) -> None:
-    if o.batch_size < 1 or o.workers < 0:
-        raise FrposeError("--batch-size must be ≥ 1 and --workers ≥ 0")
+    from frpose_cli.api_arguments import in_range   # the CLI's options' table (typer refuses these first)
+    for name in ("batch_size", "workers", "det_thr", "nms_thr", "det_size", "flip_shift", "pck_alpha"):
+        if getattr(o, name) is not None or name not in ("det_size", "flip_shift"):
+            in_range(getattr(o, name), name, "--pck" if name == "pck_alpha" else None)
     if o.boxes is not None and o.gt_boxes:
         raise FrposeError("--boxes and --gt-boxes exclude each other")
     if o.detector is not None and (o.boxes is not None or o.gt_boxes or o.oracle or o.results is not None):
@@ -133,8 +135,6 @@ def _check(o: EvalOptions) -> None:
         raise FrposeError("--detector-weights needs --detector NAME (or auto)")
     if o.compare is not None and not o.analyze:
         raise FrposeError("--compare is for --analyze: add --analyze")
-    if not o.pck_alpha > 0:
-        raise FrposeError(f"--pck must be a positive fraction (got {o.pck_alpha})")
 
 
 def _outputs(o: EvalOptions, test_split: bool):

@@ -22,20 +22,22 @@ error; ``resume`` continues any of them.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from frpose_cli.errors import note
+from frpose_cli.api_arguments import boxes_array, callable_or_none, image_rgb_array, in_range
+from frpose_cli.errors import ArgumentTypeError, ArgumentValueError, note
 from frpose_cli.jobs import shards
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import make_detector
 from frpose_cli.runtime.engine import TopDownEngine
 from frpose_cli.inference.results import Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
-from frpose_cli.load import load_pose_model
+from frpose_cli.load import check_load_arguments, load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
 from frpose_cli.inference.stream import STAGES, WORKER_STAGES, PredictLoop, StageTimer  # noqa: F401 (STAGES: scripts)
 from frpose_cli.inference.predict_options import PredictOptions, check_options
@@ -61,10 +63,17 @@ class PosePredictor:
     """Model + codec + crop geometry: ``predictor(image_rgb, boxes)`` → (P, K, 3) keypoints.
 
     ``weights``: anything :func:`frpose_cli.load.load_pose_model` takes (file, zoo name, URL);
-    ``None`` → the zoo's default pose model (:data:`frpose_cli.weights.zoo.DEFAULT_POSE`)."""
+    ``None`` → the zoo's default pose model (:data:`frpose_cli.weights.zoo.DEFAULT_POSE`).  ``log``:
+    where one-line notes go (None: nowhere).  A wrong argument is a ValueError or TypeError naming it."""
 
     def __init__(self, weights, model_name=None, input_size=None, device=None, flip=True, backend="auto",
                  log=print, progress=True, precision=None, calib_data=None, decide_precision=True):
+        if not isinstance(flip, (bool, np.bool_)):   # flip="no" would be truthy
+            raise ArgumentTypeError(f"flip must be True or False (got {type(flip).__name__} {flip!r})")
+        # before the zoo's default is looked up; load_pose_model checks them again (cheap, and its own callers')
+        input_size = check_load_arguments("" if weights is None else weights, model_name, input_size, backend,
+                                          device, None, None, precision, log)
+        log = log or _quiet
         if not weights:
             weights = default_weights_for(model_name, input_size) if model_name else zoo.DEFAULT_POSE
             entry = zoo.get(weights)
@@ -93,23 +102,46 @@ class PosePredictor:
 
     def heatmaps(self, crops_uint8: np.ndarray, batch_size: int = 16) -> torch.Tensor:
         """Heatmaps of uint8 crops, ``batch_size`` crops per network call, flip test included."""
-        self.engine.batch_size = max(1, int(batch_size))
+        self.engine.batch_size = in_range(batch_size, "batch_size")
         return self.engine.heatmaps(crops_uint8)
 
     def decode(self, heatmaps, centers, scales) -> np.ndarray:
         kpts, scores = self.engine.decode(heatmaps, centers, scales)
         return np.concatenate([kpts, scores[..., None]], -1)
 
-    def __call__(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def __call__(self, image_rgb: np.ndarray, boxes) -> np.ndarray:
+        """(M, K, 3) x, y, score: one pose per box, in order.  ``image_rgb`` uint8 (H, W, 3); ``boxes``
+        (M, 5) x, y, w, h, score or (M, 4).  Boxes are used as given: a NaN, inf or empty one is a
+        ValueError here (one pose per box leaves no way to drop it); :meth:`predict` clips them and
+        drops the unusable ones, reporting them in ``Results.dropped``."""
+        image_rgb = image_rgb_array(image_rgb)
+        boxes = _usable_as_given(boxes_array(boxes))
+        if not len(boxes):   # the codec's decode has no empty case
+            return np.zeros((0, self.card.keypoints.num_keypoints, 3), np.float32)
         crops, centers, scales = self.crops(image_rgb, boxes)
         return self.decode(self.heatmaps(crops), centers, scales)
 
     def predict(self, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
                 **info) -> Results:
         """One RGB image → :class:`~frpose_cli.inference.results.Results`, treated as `frpose predict` treats
-        each image (boxes clipped, rescored, OKS-NMS at ``nms_thr``); ``boxes`` (M, 5) x, y, w, h, score or
-        (M, 4); None → the whole image.  ``info``: file_name, image_id, frame for the records."""
+        each image (boxes clipped, rescored, OKS-NMS at ``nms_thr``); ``image_rgb`` uint8 (H, W, 3);
+        ``boxes`` (M, 5) x, y, w, h, score or (M, 4) (one box: ``[box]``); None → the whole image.
+        Boxes with NaN or inf, no area, or outside the image are dropped and counted by reason in the
+        result's ``dropped``, as `frpose predict` counts them in ``images.json``.  ``info``: file_name,
+        image_id, frame for the records.  A wrong argument is a ValueError or TypeError naming it."""
         return predict_image(self, image_rgb, boxes, nms_thr, batch_size, **info)
+
+
+def _usable_as_given(boxes: np.ndarray) -> np.ndarray:
+    """``boxes`` unchanged if each has finite values and a positive width and height; else a ValueError
+    naming the first that has not (an empty box would divide by zero in the crop's scale)."""
+    bad = ~np.isfinite(boxes).all(1) | ~(boxes[:, 2] > 0) | ~(boxes[:, 3] > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ArgumentValueError(f"boxes[{i}] = {boxes[i].tolist()}: each box needs finite values and a positive "
+                                 "width and height (predict() drops such boxes and reports them in "
+                                 "Results.dropped)")
+    return boxes
 
 
 def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummary:
@@ -131,13 +163,22 @@ def predict_stream(source, weights=None, *, save: bool = False, log=None, detect
     :class:`PredictOptions` field by name.  ``save=True`` also writes the run folder `frpose predict`
     writes (``out``, default a new ``runs/predict/runN``); without it nothing is written.  ``log``: where
     its one-line notes go (default: stderr, as the CLI's).  Breaking out of the loop stops the run
-    cleanly (a live source is closed)."""
+    cleanly (a live source is closed).  The options are checked at this call, before the first image:
+    an unknown name is a TypeError naming it, a value out of range a ValueError."""
+    known = [f.name for f in fields(PredictOptions) if f.name not in ("source", "weights")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ArgumentTypeError(f"predict_stream: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
+                                f"(it takes PredictOptions' fields: {', '.join(known)})")
+    callable_or_none(log, "log")
+    callable_or_none(detector, "detector")
     if save:
         options.setdefault("progress", False)
     else:
         options.update(save_vis=False, save_heatmaps=False, progress=False)
     opts = PredictOptions(source=str(source), weights=weights, **options)
-    yield from _predict(opts, log or note, detector, [], save=save)   # a fallback or a choice is never silent
+    check_options(opts)   # now, not at the first next(): a mistake is reported at the line that made it
+    return _predict(opts, log or note, detector, [], save=save)   # a fallback or a choice is never silent
 
 
 def _predict(opts, log, detector, holder, save: bool):

@@ -3,9 +3,9 @@ ranges declared once here (:data:`RANGES`) and checked before any work: a wrong 
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from frpose_cli.api_arguments import in_range
 from frpose_cli.errors import FrposeError
 from frpose_cli.tracking.smoothing import OneEuroParams
 from frpose_cli.tracking.tracker import LIFETIME
@@ -50,35 +50,20 @@ class PredictOptions:
     show: bool = False             # a live window of the overlays
 
 
-# name → (type, lowest, highest): None is open; the CLI option of the same name is checked here
-RANGES = {
-    "det_thr": (float, 0.0, 1.0), "nms_thr": (float, 0.0, 1.0), "kpt_thr": (float, 0.0, 1.0),
-    "det_size": (int, 32, 10000), "batch_size": (int, 1, None), "workers": (int, 0, None),
-    "vid_stride": (int, 1, None), "save_every": (int, 1, None), "det_every": (int, 1, 10000),
-    "track_lifetime": (int, 0, 100000),
-}
+# the fields checked against the options' one table (option_ranges.RANGES, by the CLI option's name)
+RANGED = ("det_thr", "nms_thr", "kpt_thr", "det_size", "batch_size", "workers", "vid_stride", "save_every",
+          "det_every", "track_lifetime")
 OPTIONAL = {"det_size"}   # None: the component's own value
 
 
-def option_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def check_options(opts: PredictOptions) -> None:
-    """Every range of :data:`RANGES` and the combinations that cannot work, one line each."""
+    """Every range of :data:`RANGED` and the combinations that cannot work, one line each."""
     if not isinstance(opts, PredictOptions):
         raise TypeError(f"opts must be PredictOptions (got {type(opts).__name__})")
-    known = {f.name for f in fields(PredictOptions)}
-    for name, (kind, low, high) in RANGES.items():
-        assert name in known, name
+    for name in RANGED:
         value = getattr(opts, name)
-        if value is None and name in OPTIONAL:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-            raise FrposeError(f"{option_name(name)} must be {'a whole number' if kind is int else 'a number'} (got {value!r})")
-        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-            span = f"from {low:g} to {high:g}" if high is not None else "0 or more" if low == 0 else f"at least {low:g}"
-            raise FrposeError(f"{option_name(name)} must be {span} (got {value:g})")
+        if not (value is None and name in OPTIONAL):
+            in_range(value, name)   # the CLI's typer options refuse these first, naming the option
     if opts.det_size is not None and opts.boxes is None:   # RTMDet's canvas rule, before any model loads
         from frpose_cli.inference.rtmdet_detector import FAMILIES, check_input_size
         if opts.detector in FAMILIES:

@@ -15,11 +15,14 @@ writes in ``vis/``.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from frpose_cli.api_arguments import boxes_array, image_rgb_array, in_range
 from frpose_cli.data.keypoints import KeypointSpec
+from frpose_cli.errors import ArgumentTypeError, ArgumentValueError
 from frpose_cli.inference.draw import draw_poses, write_image
 from frpose_cli.metrics.oks_nms import oks_nms, rescore
 
@@ -29,15 +32,53 @@ CATEGORY_PERSON = 1
 def _floats(a, shape: tuple, what: str) -> np.ndarray:
     """Float array of ``shape`` (-1: any).  A float input keeps its dtype: records round the
     values the network produced, so float32 → float64 must not happen on one path only."""
-    a = np.asarray(a)
-    if not np.issubdtype(a.dtype, np.floating):
-        a = a.astype(np.float64)
+    try:
+        a = np.asarray(a)
+        if not np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float64)
+    except (TypeError, ValueError):   # ragged lists or non-numbers: numpy's own error names no argument
+        raise ArgumentValueError(f"{what}: expected an array of numbers of shape "
+                                 f"{'×'.join('P' if s == -1 else str(s) for s in shape)}") from None
     if a.size == 0 and shape[0] == -1:   # an empty list of persons, however it was spelled
         a = a.reshape(0, *shape[1:])
     if a.ndim != len(shape) or any(s != -1 and s != n for s, n in zip(shape, a.shape)):
         want = "×".join("P" if s == -1 else str(s) for s in shape)
-        raise ValueError(f"{what}: expected shape {want}, got {'×'.join(map(str, a.shape))}")
+        raise ArgumentValueError(f"{what}: expected shape {want}, got {'×'.join(map(str, a.shape))}")
     return a
+
+
+def _checked_records(records, k: int) -> list:
+    """``records`` as a list, each a dict with ``keypoints`` (3 × ``k`` numbers), ``bbox`` (4) and ``score``
+    (``box_score`` and ``keypoints_raw`` where present): else an error naming the record and the field."""
+    if not isinstance(records, (list, tuple)):   # one record, or a whole predictions.json dict by mistake
+        raise ArgumentTypeError(f"records must be a list of COCO keypoint result dicts (got {type(records).__name__})")
+    fields = {"keypoints": 3 * k, "bbox": 4, "score": 0, "box_score": 0, "keypoints_raw": 3 * k}   # 0: one number
+    required = ("keypoints", "bbox", "score")
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise ArgumentTypeError(f"records[{i}] must be a dict (got {type(r).__name__})")
+        missing = [f for f in required if f not in r]
+        if missing:
+            raise ArgumentValueError(f"records[{i}] has no {', '.join(map(repr, missing))} (a COCO keypoint result "
+                                     f"needs keypoints: 3 × K = {3 * k} numbers, bbox: 4, score)")
+        for field, count in fields.items():
+            if field not in r:
+                continue
+            value = r[field]
+            if count == 0:
+                if not _is_number(value):
+                    raise ArgumentValueError(f"records[{i}][{field!r}]: expected a number, got {value!r}")
+                continue
+            many = isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
+            if not many or len(value) != count or not all(_is_number(v) for v in value):
+                got = f"{len(value)} values" if many else repr(value)[:60]
+                want = f"3 × K = {count} numbers (x, y, score per keypoint)" if count == 3 * k else f"{count} numbers"
+                raise ArgumentValueError(f"records[{i}][{field!r}]: expected {want}, got {got}")
+    return list(records)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -71,19 +112,25 @@ class Results:
     :meth:`plot` draws on by default (held, not copied).  ``file_name``, ``image_id`` and
     ``frame`` (video frame index) go into the records; on tracked sequences also ``track_ids`` (P,)
     (-1: untracked), ``timestamp`` (seconds) and, when the keypoints are smoothed, ``keypoints_raw``
-    (P, K, 2) as the network gave them.
+    (P, K, 2) as the network gave them.  ``dropped``: the image's boxes that gave no person, counted by
+    reason (NaN or inf values, no area, outside the image, under 1 px once clipped), the counts
+    `frpose predict` writes into ``images.json``; {} when none was.
     """
 
     def __init__(self, boxes, keypoints, keypoint_scores, spec: KeypointSpec, scores=None, *,
                  image: np.ndarray | None = None, file_name: str | None = None, image_id: int | None = None,
-                 frame: int | None = None, track_ids=None, timestamp: float | None = None, keypoints_raw=None):
+                 frame: int | None = None, track_ids=None, timestamp: float | None = None, keypoints_raw=None,
+                 dropped: dict | None = None):
+        if not isinstance(spec, KeypointSpec):   # a ModelCard passed for its .keypoints, say
+            raise ArgumentTypeError(f"spec must be a KeypointSpec, e.g. predictor.card.keypoints "
+                                    f"(got {type(spec).__name__})")
         k = spec.num_keypoints
         self.boxes = _floats(boxes, (-1, 5), "boxes")
         self.keypoints = _floats(keypoints, (-1, k, 2), "keypoints")
         self.keypoint_scores = _floats(keypoint_scores, (-1, k), "keypoint_scores")
         p = len(self.boxes)
         if len(self.keypoints) != p or len(self.keypoint_scores) != p:
-            raise ValueError(f"{p} boxes but {len(self.keypoints)} keypoint sets and "
+            raise ArgumentValueError(f"{p} boxes but {len(self.keypoints)} keypoint sets and "
                              f"{len(self.keypoint_scores)} keypoint score sets")
         # The same rescoring as predict's and eval's ranking, never a second formula.
         if scores is None:
@@ -92,9 +139,12 @@ class Results:
         self.spec, self.image, self.file_name, self.image_id, self.frame = spec, image, file_name, image_id, frame
         self.track_ids = None if track_ids is None else np.asarray(track_ids, np.int64).reshape(-1)
         if self.track_ids is not None and len(self.track_ids) != p:
-            raise ValueError(f"track_ids: {len(self.track_ids)} for {p} persons")
+            raise ArgumentValueError(f"track_ids: {len(self.track_ids)} for {p} persons")
         self.timestamp = None if timestamp is None else float(timestamp)
         self.keypoints_raw = None if keypoints_raw is None else _floats(keypoints_raw, (p, k, 2), "keypoints_raw")
+        # A dropped box is reported here, never printed: the CLI, too, counts them per image (images.json) and
+        # once in its summary, and a warning per frame would flood a video loop; repr() shows them.
+        self.dropped = dict(dropped or {})
 
     @classmethod
     def from_poses(cls, poses, boxes, spec: KeypointSpec, **info) -> "Results":
@@ -105,8 +155,13 @@ class Results:
     @classmethod
     def from_coco(cls, records: list[dict], spec: KeypointSpec, **info) -> "Results":
         """Back from :meth:`to_coco` records (e.g. one image's entries of ``predictions.json``);
-        a record without ``box_score`` gets 1.0.  Values are the records' rounded ones."""
+        a record without ``box_score`` gets 1.0.  Values are the records' rounded ones.  A record without
+        ``keypoints`` (3 × K numbers), ``bbox`` (4) or ``score``, or with another count, is a ValueError
+        naming its index and the field."""
+        if not isinstance(spec, KeypointSpec):
+            raise ArgumentTypeError(f"spec must be a KeypointSpec (got {type(spec).__name__})")
         k = spec.num_keypoints
+        records = _checked_records(records, k)
         poses = np.array([r["keypoints"] for r in records], np.float64).reshape(-1, k, 3)
         boxes = np.array([[*r["bbox"], r.get("box_score", 1.0)] for r in records], np.float64).reshape(-1, 5)
         scores = np.array([r["score"] for r in records], np.float64)
@@ -176,7 +231,8 @@ class Results:
                        self.scores[index], image=self.image, file_name=self.file_name, image_id=self.image_id,
                        frame=self.frame, track_ids=None if self.track_ids is None else self.track_ids[index],
                        timestamp=self.timestamp,
-                       keypoints_raw=None if self.keypoints_raw is None else self.keypoints_raw[index])
+                       keypoints_raw=None if self.keypoints_raw is None else self.keypoints_raw[index],
+                       dropped=self.dropped)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -229,27 +285,30 @@ class Results:
 
     def __repr__(self) -> str:
         frame = "" if self.frame is None else f", frame={self.frame}"
-        return f"Results({self.file_name!r}{frame}, persons={len(self)}, keypoints={self.spec.num_keypoints})"
+        dropped = f", dropped={self.dropped}" if self.dropped else ""
+        return (f"Results({self.file_name!r}{frame}, persons={len(self)}, keypoints={self.spec.num_keypoints}"
+                f"{dropped})")
 
 
 def predict_image(predictor, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
                   **info) -> Results:
-    """``predictor`` (a :class:`~frpose_cli.inference.predict.PosePredictor`) on one RGB image, the way
-    `frpose predict` treats each image: ``boxes`` (M, 5) x, y, w, h, score or (M, 4) with score 1,
-    None → the whole image (``--detector whole-image``); boxes clipped to the image as the detectors
-    clip theirs, rescored, OKS-NMS at ``nms_thr``.  ``info``: file_name, image_id, frame."""
+    """``predictor`` (a :class:`~frpose_cli.inference.predict.PosePredictor`) on one RGB image (uint8
+    (H, W, 3)), the way `frpose predict` treats each image: ``boxes`` (M, 5) x, y, w, h, score or (M, 4)
+    with score 1, None → the whole image (``--detector whole-image``); boxes clipped to the image as the
+    detectors clip theirs (the unusable ones dropped and counted in ``Results.dropped``, as the CLI
+    counts them), rescored, OKS-NMS at ``nms_thr``.  ``info``: file_name, image_id, frame."""
+    from collections import Counter
     from types import SimpleNamespace
     from frpose_cli.inference.detectors import WholeImageDetector, clip_boxes   # detectors pulls in the download code: only when used
+    image_rgb = image_rgb_array(image_rgb)
+    nms_thr, batch_size = in_range(nms_thr, "nms_thr"), in_range(batch_size, "batch_size")
     h, w = image_rgb.shape[:2]
-    if boxes is None:
-        boxes = WholeImageDetector()(SimpleNamespace(image=image_rgb))
-    boxes = np.asarray(boxes, np.float64).reshape(len(boxes), -1) if len(boxes) else np.zeros((0, 5))
-    if boxes.shape[1] == 4:
-        boxes = np.concatenate([boxes, np.ones((len(boxes), 1))], 1)
-    boxes = clip_boxes(boxes, w, h)
+    boxes = boxes_array(WholeImageDetector()(SimpleNamespace(image=image_rgb)) if boxes is None else boxes)
+    dropped = Counter()
+    boxes = clip_boxes(boxes, w, h, dropped=dropped)
     crops, centers, scales = predictor.crops(image_rgb, boxes)
     k = predictor.card.keypoints.num_keypoints
     poses = predictor.decode(predictor.heatmaps(crops, batch_size), centers, scales) if len(crops) \
         else np.zeros((0, k, 3), np.float32)
-    found = Results.from_poses(poses, boxes, predictor.card.keypoints, image=image_rgb, **info)
+    found = Results.from_poses(poses, boxes, predictor.card.keypoints, image=image_rgb, dropped=dropped, **info)
     return found[found.nms_keep(scales[:, 0] * scales[:, 1], predictor.oks_sigmas, nms_thr)]

@@ -290,7 +290,7 @@ class PredictLoop:
         item, boxes = p.item, p.boxes
         # Records come from the Results object the Python API returns, so both give the same JSON.
         found = Results.from_poses(kpts, boxes, self.pred.card.keypoints, file_name=item.file_name,
-                                   frame=item.frame, image=item.image)
+                                   frame=item.frame, image=item.image, dropped=p.dropped)
         keep = np.asarray(found.nms_keep(p.scales[:, 0] * p.scales[:, 1], self.pred.oks_sigmas, self.opts.nms_thr),
                           np.int64)
         found = found[keep]

@@ -28,25 +28,24 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 
 import torch
 
 from frpose_cli.errors import FrposeError
+from frpose_cli.settings import PRECISION_CHOICES
 from frpose_cli.runtime import ovrt
 from frpose_cli.runtime.optimize import SETUP_TABLE, default_setup, prepare_for_inference, setup_named
 from frpose_cli.runtime.pose_model import PoseModel
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-CHOICES = PRECISIONS + ("auto",)
-ENV_DEFAULT = "FRPOSE_PRECISION"
+CHOICES = PRECISION_CHOICES   # declared in settings.py, which checks $FRPOSE_PRECISION without importing torch
+PRECISIONS = tuple(c for c in CHOICES if c != "auto")
 
 
 def default_precision(device) -> str:
     """``$FRPOSE_PRECISION`` if set, else ``auto`` on the CPU and ``fp32`` on GPUs."""
-    env = os.environ.get(ENV_DEFAULT, "").strip().lower()
-    if env:
-        return check_precision(env, f"${ENV_DEFAULT}")
+    from frpose_cli.settings import settings
+    if settings().precision:
+        return settings().precision
     return "auto" if torch.device(device).type == "cpu" else "fp32"
 
 

@@ -30,7 +30,7 @@ def ort_session(model_bytes_or_path, threads: int | None = None):
 
 # What a graph's input may be: float16 is what common float16 converters leave (onnxconverter-common's
 # convert_float_to_float16 with its default keep_io_types=False); it is fed float16 and read back as float32.
-_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 class OnnxRuntimeNet(ExternalNet):
@@ -41,10 +41,10 @@ class OnnxRuntimeNet(ExternalNet):
 
     def __init__(self, session, source: str = "the ONNX model"):
         inp = session.get_inputs()[0]
-        if inp.type not in _INPUT_TYPES:
+        if inp.type not in INPUT_TYPES:
             raise FrposeError(f"{source}: its input '{inp.name}' is {inp.type}; frpose feeds images as float "
                               "tensors (float32, float16 or float64 inputs)")
-        super().__init__(inp.shape[0] if isinstance(inp.shape[0], int) else None, _INPUT_TYPES[inp.type])
+        super().__init__(inp.shape[0] if isinstance(inp.shape[0], int) else None, INPUT_TYPES[inp.type])
         self.session, self.input_name = session, inp.name
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ Design decisions:
   its budget is not the paper's recipe.
 * **--plan** prints one self-contained command per row (``--only ROW``, resumable), for array jobs;
   the plain command renders the table once the rows are done (finished rows are skipped).
+* **--restart ROW** removes ``DIR/ROW/`` and runs that row alone from its first epoch (as ``--only
+  ROW``): the way out of a damaged ``last.pt`` (:mod:`.reproduce_rows`), touching no other row.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from frpose_cli.data.annotations import read_json
 from frpose_cli.errors import FrposeError
 from frpose_cli.fileio import atomic_write_json, atomic_write_text, locked
 from frpose_cli.outputs import check_not_inside_inputs, check_writable_dir
+from frpose_cli.training.reproduce_rows import check_not_damaged, restart_row, trained
 from frpose_cli.training.reproduce_table import TABLES, PaperTable, Row, cached_cost, notes, render_markdown, row_record
 
 KIND = "frpose reproduce"
@@ -72,6 +75,7 @@ class ReproduceOptions:
     dry_run: bool = False
     boxes: Path | None = None
     only: str | None = None
+    restart: str | None = None     # a row to start over (removes DIR/ROW/), run alone as with --only
     epochs: int | None = None
     limit: int | None = None
     pretrained: str | None = None
@@ -134,12 +138,15 @@ def reproduce(opts: ReproduceOptions, say=print) -> dict:
     render_cmd = shlex.join(_command(opts, out))
     if opts.plan:
         return {"out": out, "plan": [shlex.join(_command(opts, out, r.name)) for r in rows], "render": render_cmd}
+    if opts.restart:
+        restart_row(out / opts.restart, say)
     run.inputs = _inputs(run)
-    say(f"reproduce {table.name}: {len(rows)} row(s) → {out} (the same command with --out {out} resumes)")
+    again = "the same command" + (" without --restart" if opts.restart else "")   # with it, the row restarts again
+    say(f"reproduce {table.name}: {len(rows)} row(s) → {out} ({again} with --out {out} resumes)")
     records = [_run_row(run, i, len(rows), row) for i, row in enumerate(rows, 1)]
     lines = notes(table, run.settings, run.gpus, {r.size: run.trained_at(r) for r in table.rows}, run.inputs)
     markdown = render_markdown(table, records, lines)
-    if opts.only:
+    if opts.only or opts.restart:
         return {"out": out, "markdown": markdown, "render": render_cmd}
     files = [atomic_write_json(out / f"{table.name}.json", {"kind": KIND, "table": table.name, "title": table.title,
                                                                "notes": lines, "settings": run.settings,
@@ -154,11 +161,15 @@ def _check(opts: ReproduceOptions) -> tuple[PaperTable, list[Row]]:
     if table is None:
         raise FrposeError(f"unknown table {opts.table!r}; choose {', '.join(TABLES)}")
     rows = list(table.rows)
-    if opts.only is not None:
-        rows = [r for r in rows if r.name == opts.only]
-        if not rows:
-            raise FrposeError(f"--only {opts.only}: not a row of {table.name}; its rows: "
-                              + ", ".join(r.name for r in table.rows))
+    for flag, name in (("--only", opts.only), ("--restart", opts.restart)):
+        if name is not None and name not in [r.name for r in rows]:
+            raise FrposeError(f"{flag} {name}: not a row of {table.name}; its rows: " + ", ".join(r.name for r in rows))
+    if opts.restart and opts.only not in (None, opts.restart):
+        raise FrposeError(f"--restart {opts.restart} runs that row alone: drop --only {opts.only}")
+    if opts.restart and opts.plan:
+        raise FrposeError("--restart runs its row now: drop --plan")
+    if opts.only or opts.restart:
+        rows = [r for r in rows if r.name in (opts.only, opts.restart)]
     for name, low in (("epochs", 1), ("limit", 1), ("batch_size", 1), ("gpus", 0), ("workers", 0)):
         if getattr(opts, name) is not None and getattr(opts, name) < low:
             raise FrposeError(f"--{name.replace('_', '-')} must be ≥ {low} (got {getattr(opts, name)})")
@@ -292,17 +303,10 @@ def _inputs(run: _Run) -> dict:
     return inputs
 
 
-def _trained(train_dir: Path) -> tuple[int, bool]:
-    """(finished epochs, whether ``last.pt`` exists) in ``train_dir``, from ``metrics.jsonl`` (its epoch record
-    follows that epoch's ``last.pt``; loading 0.3-0.8 GB of checkpoint for one number costs seconds a row)."""
-    from frpose_cli.training.train_log import read_records
-    if not (train_dir / "last.pt").is_file():
-        return 0, False
-    return max((int(r.get("epoch", 0)) for r in read_records(train_dir) if r.get("kind") == "epoch"), default=0), True
-
-
 def _train(run: _Run, row: Row, train_dir: Path, epochs: int, resume: bool) -> None:
     from frpose_cli.training.train import TrainConfig, run as train_run
+    if resume:
+        check_not_damaged(row.name, train_dir / "last.pt")
     s, inputs = run.settings, run.inputs
     cfg = TrainConfig(model=row.card, data=s["data"], train_ann=inputs["train_ann"] and str(inputs["train_ann"]),
                       val_ann=inputs["val_ann"] and str(inputs["val_ann"]), input_size=list(run.trained_at(row)),
@@ -338,6 +342,7 @@ def _evaluate(run: _Run, row: Row, weights: Path, out: Path, test_dev: bool = Fa
     or test-dev's submission JSON (+ .zip). A results file without what follows it is what an
     earlier attempt left when it stopped: removed, then redone."""
     from frpose_cli.evaluation.run_eval import EvalOptions, run_eval
+    check_not_damaged(row.name, weights)
     if out.exists():
         out.unlink()
         run.say(f"{row.name}: removed {out}: an earlier attempt stopped before it finished")
@@ -358,7 +363,7 @@ def _run_row(run: _Run, index: int, count: int, row: Row) -> dict:
     train_dir = row_dir / "train"
     epochs = run.settings["epochs"] or int(load_card(row.card).recipe("epochs"))
     say(f"[{index}/{count}] {row.name} → {row_dir}")
-    done, started = _trained(train_dir)
+    done, started = trained(train_dir)
     if done >= epochs:
         steps = [f"train: already done ({done}/{epochs} epochs), skipped"]
     else:

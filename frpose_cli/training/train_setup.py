@@ -9,7 +9,10 @@ Resuming (``--resume RUN_DIR`` or a checkpoint file):
   is* — the CLI records which options were typed (``TrainConfig.given``), so ``--workers 2`` can
   restore a default; the others must match the checkpoint (changing them would break the exact
   continuation) and are refused with the two values;
-* a finished run (its last epoch done) is not an error: ``--epochs N`` with a larger N extends it.
+* a finished run (its last epoch done) is not an error: ``--epochs N`` with a larger N extends it;
+* a damaged checkpoint (a zip cut short: a copy or disk that failed) is refused in one line that
+  says how to recover: resume from an earlier copy in the run folder if there is one, else start
+  again (no earlier epoch's training state is kept; ``best.pt`` holds weights only).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 
 from frpose_cli import run_folders
 from frpose_cli.cards import load_card
-from frpose_cli.weights.checkpoint import card_from_checkpoint, load_checkpoint
+from frpose_cli.weights.checkpoint import card_from_checkpoint, load_checkpoint, zip_damage
 from frpose_cli.data.codecs import make_codec
 from frpose_cli.data.dataset import keypoint_spec, load_coco
 from frpose_cli.errors import FrposeError
@@ -119,7 +122,23 @@ def resume_path(spec) -> Path:
         path = path / "last.pt"
     if not path.is_file():
         raise FrposeError(f"--resume {spec}: no checkpoint there (expected RUN_DIR/last.pt or a .pt file)")
+    damage = zip_damage(path)
+    if damage:
+        raise FrposeError(f"--resume {spec}: {path} cannot be resumed, it is damaged: {damage}; {_recovery(path)}")
     return path
+
+
+def _recovery(damaged: Path) -> str:
+    """How to go on without ``damaged``: an earlier whole copy beside it, else a new start."""
+    copies = sorted(p for p in damaged.parent.glob("*.pt") if p.name not in (damaged.name, "best.pt")
+                    and not zip_damage(p))
+    if copies:
+        return (f"resume from an earlier copy that holds training state, e.g. `frpose train --resume {copies[-1]}` "
+                f"(here: {', '.join(p.name for p in copies)})")
+    best = damaged.parent / "best.pt"
+    return ("no earlier epoch's checkpoint is kept: start the run again with the same options and a new --out"
+            + (f" (or from the weights of {best}, which hold no training state, with --init {best})"
+               if best.is_file() and not zip_damage(best) else ""))
 
 
 RUN_FILES = ("best.pt", "metrics.jsonl", "training_curve.png")   # besides last.pt

@@ -191,6 +191,22 @@ def read_checkpoint_file(path) -> object:
         raise FrposeError(f"{path}: not a readable PyTorch checkpoint ({_what_file(path)})") from None
 
 
+ZIP_START = b"PK\x03\x04"   # torch.save's format since torch 1.6 (and TorchScript's) is a zip archive
+
+
+def zip_damage(path) -> str | None:
+    """How a file that starts as a zip archive is cut short, in words; None when it is whole or no zip.
+    A zip's central directory (its table of contents) is written last, at the end: without it the
+    file stopped early (an interrupted save, copy or download).  Reads the first and last bytes only."""
+    import zipfile
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_START or zipfile.is_zipfile(f):
+            return None
+    return (f"a torch.save zip archive cut short (truncated): {path.stat().st_size} bytes, without the central "
+            "directory that ends a whole zip")
+
+
 def _what_file(path) -> str:
     """What a file that torch cannot read looks like, in words (not the unpickler's opcodes)."""
     import zipfile
@@ -199,7 +215,17 @@ def _what_file(path) -> str:
         head = f.read(64)
     if size == 0:
         return "an empty file"
+    damage = zip_damage(path)
+    if damage:
+        return f"{damage}; get or copy it again"
     if zipfile.is_zipfile(path):
+        try:   # only when torch failed: reads every member to find one whose bytes changed
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError):
+            bad = "?"
+        if bad:
+            return f"a damaged zip archive of {size} bytes: its member {bad} fails its checksum"
         return f"a zip archive of {size} bytes that is not a torch.save file, or a damaged one"
     if head[:1] == b"\x80":
         return f"a pickle of {size} bytes that ends early or is damaged"

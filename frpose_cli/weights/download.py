@@ -55,11 +55,11 @@ except ImportError:   # Windows
 from frpose_cli.errors import FrposeError, note, warn
 from frpose_cli.fileio import atomic_write_binary
 from frpose_cli.home import frpose_home
+from frpose_cli.settings import settings
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
 MAX_REDIRECTS = 10
-_TRUE = ("1", "true", "yes", "on")
 _EXT = r"\.[A-Za-z][A-Za-z.]*"
 _TORCHVISION_HASH = re.compile(rf"-([0-9a-f]{{8,64}}){_EXT}$")     # resnet50-0676ba61.pth
 _OPENMMLAB_HASH = re.compile(rf"-([0-9a-f]{{8}})_[0-9]{{8}}{_EXT}$")  # ...-04af38ce_20220923.pth
@@ -74,7 +74,7 @@ def set_offline(value: bool) -> None:
 
 
 def offline() -> bool:
-    return _offline_flag or os.environ.get("FRPOSE_OFFLINE", "").strip().lower() in _TRUE
+    return _offline_flag or settings().offline
 
 
 def set_strict_hash(value: bool) -> None:
@@ -85,11 +85,11 @@ def set_strict_hash(value: bool) -> None:
 
 
 def strict_hash() -> bool:
-    return _strict_hash_flag or os.environ.get("FRPOSE_STRICT_HASH", "").strip().lower() in _TRUE
+    return _strict_hash_flag or settings().strict_hash
 
 
 def cache_dir() -> Path:
-    if os.environ.get("FRPOSE_HOME"):
+    if settings().home is not None:
         return frpose_home() / "weights"
     import torch
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -97,7 +97,7 @@ def cache_dir() -> Path:
 
 def mirror_url(url: str) -> str:
     """``url`` as ``FRPOSE_MIRROR`` redirects it (``<mirror>/<file name>``), or unchanged."""
-    mirror = os.environ.get("FRPOSE_MIRROR", "").strip()
+    mirror = settings().mirror
     return f"{mirror.rstrip('/')}/{file_name_of(url)}" if mirror else url
 
 

@@ -1,12 +1,13 @@
 """``frpose models --inspect FILE|URL|NAME``: what a weights file is, in one screen.
 
 For a user debugging a file found online: the container (zip or legacy ``torch.save``, ONNX,
-TorchScript), its top-level parts and which of them frpose reads, the key layout, the card it
-fits (or why not), channel order, the input size if the file records one, how many tensors are
+TorchScript; a zip cut short is named so), its top-level parts and which of them frpose reads,
+the key layout, the card it fits (or why not), channel order, the input size if the file records one, how many tensors are
 used and the names of those ignored, and the Python globals its pickle needs: plain data torch
 allows, inert placeholders (:mod:`frpose_cli.weights.inert`), or refused.  Nothing in the file is
 run to find this out: the globals are read with :func:`~frpose_cli.weights.checkpoint.scan_globals`
 before anything is unpickled, and a file needing a refused global is described, not loaded.
+An ONNX file is described by its graph (:mod:`frpose_cli.weights.onnx_inspection`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from frpose_cli.errors import FrposeError
 from frpose_cli.weights.checkpoint import (FORMAT as CHECKPOINT_FORMAT, load_state_into, read_checkpoint_file,
-                                           runs_code, scan_globals)
+                                           runs_code, scan_globals, zip_damage)
 from frpose_cli.weights.published import (LAYOUT_CHANNEL_ORDER, LAYOUT_NAMES, infer_depth, load_published_into,
                                           preprocessor_disagreement, recorded_input_size)
 
@@ -65,8 +66,16 @@ def inspect_weights(given: str) -> WeightsReport:
     if entry is not None:
         report.add("zoo entry", f"{entry.name}: {entry.source}")
     kind = detect_file_kind(path)
+    if kind == "onnx":
+        from frpose_cli.weights.onnx_inspection import describe_onnx
+        describe_onnx(report, path)
+        return report
     if kind != "torch":
         report.add("kind", f"{kind} export (frpose export); its card is in the file's metadata")
+        return report
+    damage = zip_damage(path)
+    if damage:   # nothing in it can be read: say so instead of guessing what the bytes are
+        report.add("container", f"DAMAGED: {damage}; get or copy the file again")
         return report
     found = scan_globals(path)
     report.add("container", f"{found.file_format} torch.save file" + (" (pre-1.6 torch)" if found.file_format == "legacy" else ""))

@@ -116,3 +116,22 @@ def atomic_write_binary(path, write) -> Path:
 
 def atomic_torch_save(path, obj) -> Path:
     return atomic_write_binary(path, lambda f: torch.save(obj, f))
+
+
+def atomic_link(src, dst) -> bool:
+    """Make ``dst`` a second name of the file ``src`` (a hard link: one copy on disk), replacing ``dst``
+    atomically; False, with ``dst`` as it was, where the file system has no hard links.  Safe because
+    every writer here replaces files by renaming, never rewrites one in place."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:   # FAT, some network and FUSE file systems
+        return False
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True

@@ -28,7 +28,6 @@ precision is OpenVINO's compile option, not the file's).
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 
@@ -36,7 +35,7 @@ from frpose_cli.api_arguments import callable_or_none, in_range, one_of, text_or
 from frpose_cli.cards import check_input_size
 from frpose_cli.device import pick_device
 from frpose_cli.errors import ArgumentTypeError, FrposeError
-from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
+from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata, read_torchscript
 from frpose_cli.runtime.onnxrt import OnnxRuntimeNet, onnxruntime_net, ort_session
 from frpose_cli.precision.runnable import runnable_model
 from frpose_cli.runtime.pose_model import PoseModel
@@ -90,16 +89,10 @@ def load_openvino(weights: WeightsFile, model_name=None, input_size=None, thread
 
 
 def load_torchscript(weights: WeightsFile, model_name=None, input_size=None, device=None) -> PoseModel:
-    extra = {f"{METADATA_KEY}.json": ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)   # "torch.jit.load is deprecated"
-            module = torch.jit.load(str(weights.path), map_location=device or "cpu", _extra_files=extra)
-    except Exception as e:
-        raise FrposeError(f"{weights.path}: not a readable TorchScript file ({type(e).__name__})") from None
-    if not extra[f"{METADATA_KEY}.json"]:
+    module, meta_json = read_torchscript(weights.path, map_location=device or "cpu")
+    if not meta_json:
         raise FrposeError(f"{weights.path}: a TorchScript file without frpose metadata; export it with `frpose export`")
-    card, codec_name, meta = card_from_metadata(extra[f"{METADATA_KEY}.json"], str(weights.path))
+    card, codec_name, meta = card_from_metadata(meta_json, str(weights.path))
     check_card_agrees(card, model_name, input_size, str(weights.path))
     return PoseModel(module.eval(), card, codec_name, "torchscript", "eager", weights, "TorchScript file",
                      meta.get("precision", "fp32"))

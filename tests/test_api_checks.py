@@ -4,7 +4,6 @@ never numpy's or OpenCV's error from deep inside; NaN and degenerate boxes are c
 ``Results.dropped`` as `frpose predict` counts them in images.json, never dropped without a word."""
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -20,6 +20,9 @@ def test_bench_cli_writes_json_per_model_and_size(tmp_path):
     res = run_cli("bench", "sbn-r18", "frpose-r18", "--input-size", "64x64", "--input-size", "96x64",
                   "--iters", "2", "--warmup", "0", "--batch", "2", "--json", str(out))
     assert res.returncode == 0, res.stderr
+    # no terminal: a line per row as it starts, and the ceiling's figure when measured
+    assert "[1/4] sbn-r18 64x64 fused" in res.stdout and "[4/4] frpose-r18 96x64 fused" in res.stdout
+    assert "fp32 ceiling: " in res.stdout and "GFLOP/s (measured in" in res.stdout
     rows = json.loads(out.read_text())
     assert [(r["model"], r["input_size"]) for r in rows] == [
         ("sbn-r18", [64, 64]), ("frpose-r18", [64, 64]), ("sbn-r18", [96, 64]), ("frpose-r18", [96, 64])]

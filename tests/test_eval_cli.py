@@ -98,6 +98,8 @@ def test_model_eval_with_detector_boxes_matches_pycocotools_on_its_results(tmp_p
     assert all(len(r["keypoints"]) == 51 for r in results)
     figures = json.loads(metrics.read_text())
     assert {n: figures[n] for n in METRIC_NAMES} == pytest.approx(pycocotools_by_hand(ANN, results), abs=1e-12)
+    assert figures["images_without_boxes"] == 0 and "boxes cover" not in err and "had no boxes" not in stdout
+    assert "on cpu (onnxruntime) in fp32" in err   # the runtime named once, not "(onnxruntime, onnxruntime)"
 
 
 def test_model_eval_gt_boxes_other_codec_and_missing_image(tmp_path, capsys, ckpt):
@@ -127,3 +129,22 @@ def test_oracle_cli_full_resolution_at_least_stride_4(tmp_path, capsys):
         assert "oracle" in out
         ap[name] = json.loads(m.read_text())["AP"]
     assert ap["frpose-r18"] >= ap["sbn-r18"] and ap["sbn-r18"] < 1.0
+
+
+def test_boxes_for_some_images_only_warn_with_counts_and_the_summary_says_so(tmp_path, capsys, ckpt):
+    """COCOeval scores every image: a detection file covering 1 of the 4 images caps AP, and eval says so."""
+    partial = tmp_path / "det.json"
+    partial.write_text(json.dumps([d for d in json.loads(DET_JSON.read_text()) if d["image_id"] == 785]))
+    metrics = tmp_path / "m.json"
+    code, out, err = run_cli(["eval", "--weights", ckpt, "--ann", ANN, "--images", DATA / "val2017", "--boxes", partial,
+                              "--backend", "torch", "--out", tmp_path / "res.json", "--json", metrics,
+                              "--no-progress", "--workers", "0"], capsys)
+    assert code == 0, err
+    # 40083, 196141 and 197388 hold 2 + 4 + 5 persons with keypoints (one each has none: not scored)
+    assert ("frpose: warning: the person boxes cover 1 of the 4 images with annotated persons: the other 3 "
+            "(11 persons) got no box") in err
+    assert "eval: " in out and "; 3 of 4 images with annotated persons had no boxes" in out
+    figures = json.loads(metrics.read_text())
+    assert (figures["images_with_persons"], figures["images_without_boxes"], figures["persons_without_boxes"]) \
+        == (4, 3, 11)
+    assert "on cpu (torch, set-up " in err   # a torch set-up is named as one (onnxruntime's is named once)

@@ -84,7 +84,10 @@ def test_a_pose_heatmap_onnx_runs_only_with_frpose_metadata(tmp_path, with_metad
     report = rows(inspect_weights(str(path)).text())
     assert (report["inputs"], report["outputs"]) == ("input: float32 batch×3×64×64", "output: float32 batch×17×16×16")
     if with_metadata:
-        assert report["metadata"] == "frpose-export/1: card frpose-r18, 64x64, 17 keypoints, codec sbn, fp32"
+        assert report["metadata"].startswith("frpose-export/1")
+        assert (report["card"], report["input size"], report["codec"], report["precision"]) == (
+            "frpose-r18 (recorded in the metadata)", "64x64 (recorded in the metadata)", "sbn (σ 2, stride 1)",
+            "fp32 (as exported: the file runs in it)")
         assert report["frpose runs it"].startswith("yes: a pose heatmap model with its card in the metadata")
     else:
         assert report["frpose runs it"].startswith("no, not as it is: a pose heatmap model (17 heatmaps) without "
@@ -161,3 +164,48 @@ def test_a_wrong_restart_is_one_line_before_any_work(tmp_path, capsys, args, mes
     code, stdout, stderr = run_cli(["reproduce", "table1", "--data", DATA, "--out", tmp_path / "out", *args], capsys)
     assert code == 2 and stderr.count("\n") == 1 and message in stderr, stdout + stderr
     assert not (tmp_path / "out").exists()
+
+
+MODEL_ROWS = ("card", "input size", "codec", "keypoints", "channel order", "precision", "source")
+
+
+def test_a_checkpoint_and_its_exports_are_described_by_the_same_rows(tmp_path):
+    """One account of what model a file holds, whether checkpoint, ONNX or TorchScript: the same rows, the
+    same values where the same thing is recorded, and no row contradicting another ('card: ignored')."""
+    from frpose_cli.deploy.export import export_model
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    net = card.build_model().eval()
+    ckpt = save_checkpoint(tmp_path / "best.pt", net, card, epoch=3, metrics={"val_AP": 0.5},
+                           init={"source": "sbn-r18"})
+    reports = {"checkpoint": rows(inspect_weights(str(ckpt)).text())}
+    for fmt in ("onnx", "torchscript"):
+        path = export_model(net, card, fmt, tmp_path / f"best.{fmt}", source=str(ckpt))
+        reports[fmt] = rows(inspect_weights(str(path)).text())
+    for kind, report in reports.items():
+        assert all(label in report for label in MODEL_ROWS), (kind, report)
+        where = "recorded in the file" if kind == "checkpoint" else "recorded in the metadata"
+        assert report["input size"] == f"64x64 ({where})" and report["channel order"] == f"rgb ({where})"
+        assert report["card"] == f"sbn-r18 ({where})" + (": fits" if kind == "checkpoint" else "")
+        assert report["codec"] == f"sbn (σ {card.sigma:g}, stride {card.stride})" == "sbn (σ 0.5, stride 4)"
+        assert report["keypoints"] == "17: nose, left_eye, right_eye, left_ear, right_ear, … (+12 more)"
+        assert report["precision"].startswith("fp32 (")
+    checkpoint = reports["checkpoint"]
+    assert "card: read, the model card" in checkpoint["parts"] and "ignored" not in checkpoint["parts"]
+    assert checkpoint["source"] == "frpose train, after epoch 3 (val AP 50.0), started from sbn-r18"
+    for fmt in ("onnx", "torchscript"):
+        assert reports[fmt]["source"].startswith(f"frpose export --format {fmt} of {ckpt} (torch ")
+        assert reports[fmt]["metadata"].startswith("frpose-export/1")
+        assert reports[fmt]["frpose runs it"].startswith("yes: ")
+
+
+def test_a_torchscript_file_without_frpose_metadata_is_named_so(tmp_path):
+    path = tmp_path / "plain.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # "torch.jit.script/save is deprecated"
+        torch.jit.save(torch.jit.script(nn.Conv2d(3, 17, 1)), str(path))
+    report = rows(inspect_weights(str(path)).text())
+    assert (report["kind"], report["metadata"]) == ("TorchScript module", "no frpose metadata")
+    assert report["frpose runs it"].startswith("no: a TorchScript file without frpose metadata")
+    assert "card" not in report

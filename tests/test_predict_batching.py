@@ -60,8 +60,11 @@ def test_detecting_the_next_image_meanwhile_writes_the_same_bytes(tmp_path, caps
     import cv2
     from helpers import confident_random_mobilenet
     src = tmp_path / "src"
-    shutil.copytree(DATA / "val2017", src)
-    frames = [cv2.resize(cv2.imread(str(p)), (160, 112)) for p in sorted((DATA / "val2017").glob("*.jpg"))[:3]]
+    src.mkdir()
+    images = sorted((DATA / "val2017").glob("*.jpg"))[:2]   # two images and a two-frame video: both kinds, quickly
+    for p in images:
+        shutil.copy(p, src / p.name)
+    frames = [cv2.resize(cv2.imread(str(p)), (160, 112)) for p in images]
     writer = cv2.VideoWriter(str(src / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 112))
     for f in frames:
         writer.write(f)
@@ -84,7 +87,7 @@ def test_detecting_the_next_image_meanwhile_writes_the_same_bytes(tmp_path, caps
             part.pop("seconds")
         outs[flag, workers] = [(out / "predictions.json").read_bytes(), images]
     first = outs["--no-overlap", 0]
-    assert len(json.loads(first[0])) > 20 and any(r.get("frame") is not None for r in json.loads(first[0]))
+    assert len(json.loads(first[0])) > 10 and any(r.get("frame") is not None for r in json.loads(first[0]))
     assert outs["--overlap", 0] == first and outs["--overlap", 1] == first
 
 

@@ -35,13 +35,13 @@ def config(train_ann, out, **kw):
 
 
 def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(train_ann, tmp_path):
-    straight = run(config(train_ann, tmp_path / "a"))
+    straight = run(config(train_ann, tmp_path / "a", keep_last=True))   # both keep the optimiser state to compare
 
     def preempt(epoch, step, model):   # the scheduler's SIGTERM arrives during step 2 of epoch 1
         if (epoch, step) == (0, 1):
             os.kill(os.getpid(), signal.SIGTERM)
     with pytest.raises(Preempted, match="stopped by SIGTERM at epoch 1, step 2 of 4") as e:
-        run(config(train_ann, tmp_path / "b"), on_step=preempt)
+        run(config(train_ann, tmp_path / "b", keep_last=True), on_step=preempt)
     assert e.value.exit_code == EXIT_PREEMPTED
     saved = load_checkpoint(tmp_path / "b" / "last.pt")
     assert saved["epoch"] == 0 and saved["partial"]["step"] == 2
@@ -93,7 +93,7 @@ def test_a_diverging_learning_rate_stops_in_one_line_and_keeps_last_pt(train_ann
 
 def test_a_second_resume_of_a_run_still_training_is_refused(train_ann, tmp_path):
     from frpose_cli.errors import FrposeError
-    run(config(train_ann, tmp_path / "r", model="sbn-r18", input_size=[64, 32], epochs=1))
+    run(config(train_ann, tmp_path / "r", model="sbn-r18", input_size=[64, 32], epochs=1, keep_last=True))
     seen = []
 
     def resume_again(epoch, step, model):   # while this resume trains, another one starts

@@ -65,7 +65,7 @@ def test_eval_onnxruntime_gives_torchs_results(files, tmp_path, capsys):
                                 "--out", out,
                                 "--no-progress", "--workers", "0", "--cocoeval", "pycocotools"], capsys)
         assert code == 0, err
-        assert ("(onnxruntime, onnxruntime)" in err) == (name == "ort")
+        assert ("on cpu (onnxruntime) in fp32" in err) == (name == "ort"), err   # the runtime named once
         results[name] = json.loads(out.read_text())
     assert len(results["torch"]) == len(results["ort"]) > 0
     for a, b in zip(results["torch"], results["ort"]):

@@ -7,8 +7,9 @@ from frpose_cli.cli.options import apply_download_options, offline_option, stric
 
 
 def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME",
-                                       help="Describe one weights file instead: layout, card it fits, channel "
-                                            "order, input size, tensors used/ignored, Python globals it needs"),
+                                       help="Describe one weights file instead: card it fits, input size, codec, "
+                                            "keypoints, channel order, precision, source (checkpoints and exported "
+                                            "files alike); layout, tensors used/ignored, Python globals it needs"),
            offline: bool = offline_option(), strict_hash: bool = strict_hash_option()) -> None:
     """List the model cards (models/*.yaml) and the zoo's published weights, with what is cached."""
     from rich.table import Table

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from frpose_cli.inference.predict_options import PredictOptions
 from frpose_cli.option_ranges import limits
 from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HELP, DET_SIZE_HELP, DETECTOR_HELP,
                                     LIFETIME_HELP, PRECISION_HELP,
@@ -15,6 +16,7 @@ from frpose_cli.cli.options import (BACKEND_HELP, CALIB_DATA_HELP, DET_EVERY_HEL
                                     apply_max_pixels, max_pixels_option, offline_option, shard_option,
                                     strict_hash_option, workers_option)
 
+DEFAULTS = PredictOptions(source="")   # the defaults' one place, shared with the Python API
 SOURCE_HELP = ("An image, a folder (recursive, natural order), a glob such as 'imgs/*.jpg' (quote it), a video, a "
                ".txt file listing paths, a webcam (0, webcam:N) or a stream URL (rtsp://, rtmp://, http(s)://)")
 
@@ -38,17 +40,17 @@ def predict(
     boxes: Path = typer.Option(None, "--boxes", help="Person boxes instead of a detector: COCO detection results "
                                "JSON (bbox, score, image_id or file_name), per-frame boxes of a video "
                                "({\"frames\": {\"0\": [[x, y, w, h, score]]}}) or a MOT Challenge det.txt"),
-    det_thr: float = typer.Option(0.3, "--det-thr", **limits("--det-thr"),
+    det_thr: float = typer.Option(DEFAULTS.det_thr, "--det-thr", **limits("--det-thr"),
         help="Minimum person box score (detector and --boxes), 0..1"),
     det_size: int = typer.Option(None, "--det-size", **limits("--det-size"), help=DET_SIZE_HELP, show_default=False),
-    nms_thr: float = typer.Option(0.9, "--nms-thr", **limits("--nms-thr"),
+    nms_thr: float = typer.Option(DEFAULTS.nms_thr, "--nms-thr", **limits("--nms-thr"),
         help="OKS-NMS threshold between poses of one image; "
                                   "1 keeps every box's pose"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)"),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", **limits("--batch-size"),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", "-b", **limits("--batch-size"),
         help="Person crops per network batch"),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip test: average with the mirrored crop"),
-    kpt_thr: float = typer.Option(0.3, "--kpt-thr", **limits("--kpt-thr"),
+    kpt_thr: float = typer.Option(DEFAULTS.kpt_thr, "--kpt-thr", **limits("--kpt-thr"),
         help="Draw keypoints whose score is at least this"),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: a new runs/predict/runN)"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: the latest "
@@ -84,7 +86,7 @@ def predict(
     the summary and OUT/images.json), 2 for usage or fatal errors.
     """
     from frpose_cli.cards import parse_input_size
-    from frpose_cli.inference.predict import PredictOptions, run_predict
+    from frpose_cli.inference.predict import run_predict
     from frpose_cli.inference.predict_options import parse_smooth_params
 
     apply_download_options(offline, strict_hash)

@@ -51,6 +51,7 @@ def train(
     codec: str = typer.Option(None, "--codec", help="Heatmap codec: sbn, dark, udp, dark-clip, udp-clip (default: the card's)"),
     sigmas: str = typer.Option(None, "--sigmas", help=SIGMAS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (log lines are always printed)"),
+    keep_last: bool = typer.Option(False, "--keep-last/--no-keep-last", help="A finished run's last.pt keeps the training state (optimiser, RNG: 3× the weights' size), so `--resume RUN --epochs N` can extend it; without it, last.pt holds the final weights only"),
     log_every: int = typer.Option(10, "--log-every", **limits("--log-every"),
         help="A step record (mean loss, lr) in metrics.jsonl every N optimiser steps of a process, and at each epoch's end; rank 0 writes it under torchrun"),
     tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="TensorBoard scalars in RUN_DIR/tensorboard/ as well (default: on when the tensorboard package is installed)"),
@@ -73,12 +74,9 @@ def train(
                       epochs=epochs, batch_size=batch_size, lr=lr, lr_steps=_steps(lr_steps), workers=workers, amp=amp, device=device,
                       pretrained=pretrained, init=init, resume=resume, out=s(out), seed=seed, val_every=val_every, val_ap=val_ap, augment=augment,
                       sync_bn=sync_bn, targets=targets, codec=codec, sigmas=sigmas, progress=progress,
-                      log_every=log_every, given=_typed_options(ctx))
+                      keep_last=keep_last, log_every=log_every, given=_typed_options(ctx))
     summary = run(cfg, tensorboard=tensorboard)
-    if summary.get("finished"):
-        typer.echo(summary["message"])
-    else:
-        typer.echo(f"done: {summary['run_dir']}/last.pt")
+    typer.echo(summary["message"])   # nothing to do, or where the results are
 
 
 def _typed_options(ctx: typer.Context) -> tuple:

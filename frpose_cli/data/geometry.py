@@ -121,3 +121,19 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_size: float = 1.0
             del dropped[reason]
     out = np.stack([x1, y1, x2 - x1, y2 - y1, safe[:, 4]], 1).astype(np.float32)
     return out[finite & positive & inside & big]
+
+
+LOW_SCORE = "score under --det-thr"   # the reason images.json and Results.dropped count such boxes by
+
+
+def drop_low_scores(boxes: np.ndarray, score_thr: float, dropped: Counter | None = None) -> np.ndarray:
+    """The boxes scored ``score_thr`` or more (``--det-thr``), the others counted in ``dropped``: the one
+    score filter of box files and of ``PosePredictor.predict``.  A NaN score is kept here: :func:`clip_boxes`
+    drops it as a non-finite value, so each box is counted under one reason."""
+    boxes = np.asarray(boxes)
+    if len(boxes) == 0:
+        return boxes.reshape(0, 5)
+    low = np.isfinite(boxes[:, 4]) & (boxes[:, 4] < score_thr)
+    if dropped is not None and low.any():   # no zero counts: images.json lists only reasons that happened
+        dropped[LOW_SCORE] += int(low.sum())
+    return boxes[~low]

@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from frpose_cli.cards import ModelCard
 from frpose_cli.device import synchronize
 from frpose_cli.errors import FrposeError
+from frpose_cli.jobs.progress import heartbeat
 from frpose_cli.runtime.optimize import SETUP_PRECISION, SETUPS, input_memory_format, prepare_for_inference, setup_named
 
 TABLE2_SET = ("sbn-r50", "sbn-r101", "sbn-r152", "frpose-r34")
@@ -229,12 +230,13 @@ def bench_setups(requested: list[str], device, hw, log=print) -> list[str]:
 
 def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: int = 3, iters: int = 20,
               precision: str | None = None, gate_weights=None, calib_data=None, log=print, progress=None,
-              net=None, loaded=None):
+              net=None, loaded=None, beat=print):
     """Every (card, set-up) measured with its precision's ceiling and, for reduced precision, the
     accuracy gate on trained weights.  ``precision`` adds its set-up (``auto``: the one
     :func:`frpose_cli.precision.autoselect.choose` picks per card).  ``net``: loaded weights of the one card
     (``--weights``), timed instead of random ones; ``loaded``: an exported file's PoseModel, timed as its
-    own set-up.  Returns (results, ceilings, notes)."""
+    own set-up.  ``beat``: where a step longer than 5 s says it is still working (None: a live bar shows
+    it).  Returns (results, ceilings, notes)."""
     from frpose_cli.deploy.ceiling import measure_ceiling, raise_ceiling
     from frpose_cli.precision.gate import gate_setup, load_gate_network
     from frpose_cli.hardware import detect
@@ -274,19 +276,25 @@ def run_bench(cards: list, setups: list[str], device, batch: int = 8, warmup: in
                 plan.append((card, chosen))
     ceilings = {}
     for p in dict.fromkeys(["fp32"] + [SETUP_PRECISION[s] for _, s in plan]):   # fp32 always: the matmul peak field
-        log(f"measuring the {p} ceiling")
-        ceilings[p] = measure_ceiling(device, p, hw)
+        what, started = f"measuring the {p} ceiling (the best convolution and GEMM rates of the libraries)", time.monotonic()
+        log(what)
+        with heartbeat(beat, f"{p} ceiling"):
+            ceilings[p] = measure_ceiling(device, p, hw)
+        log(f"{p} ceiling: {ceilings[p].gflops:.0f} GFLOP/s (measured in {time.monotonic() - started:.0f} s)")
     matmul_peak = ceilings["fp32"].kernels.get("torch GEMM 2048³")
     results = []
-    for card, s in plan:
+    for i, (card, s) in enumerate(plan, 1):
+        what = f"{card.name} {card.input_size[0]}x{card.input_size[1]} {s}"
+        log(f"[{i}/{len(plan)}] {what}")   # a line per row: a log file or a pipe sees the run move
         if progress:
-            progress(f"{card.name} {card.input_size[0]}x{card.input_size[1]} {s}")
-        r = bench_card(card, device, s, batch, warmup, iters, matmul_peak, ceilings[SETUP_PRECISION[s]],
-                       machine=machine, net=net, loaded=loaded)
-        if r.precision != "fp32":
-            gate_net, why = gate_net_for(card)
-            set_gate(r, gate_setup(card, s, gate_net, device, calib_data) if gate_net is not None else None,
-                     "" if gate_net is not None else f"not gated: {why}")
+            progress(what)
+        with heartbeat(beat, what):
+            r = bench_card(card, device, s, batch, warmup, iters, matmul_peak, ceilings[SETUP_PRECISION[s]],
+                           machine=machine, net=net, loaded=loaded)
+            if r.precision != "fp32":
+                gate_net, why = gate_net_for(card)
+                set_gate(r, gate_setup(card, s, gate_net, device, calib_data) if gate_net is not None else None,
+                         "" if gate_net is not None else f"not gated: {why}")
         results.append(r)
     for p, c in ceilings.items():   # a network faster than its ceiling: measure the ceiling again, longer
         fastest = max((r.gflops_per_s for r in results if r.precision == p), default=0.0)

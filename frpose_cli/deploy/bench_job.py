@@ -79,7 +79,8 @@ def bench_job(o: BenchOptions, console) -> list:
         task = progress.add_task("benchmarking", total=None)
         results, ceilings, notes = run_bench(
             cards, setups, dev, o.batch, o.warmup, o.iters, None if ir else o.precision, gate_weights, o.calib_data,
-            log=log, progress=lambda what: progress.update(task, description=what), net=net, loaded=ir)
+            log=log, progress=lambda what: progress.update(task, description=what), net=net, loaded=ir,
+            beat=None if console.is_terminal else log)   # a terminal has the live bar
     print_table(console, results, dev, hw, ceilings, notes)
     if o.json_path:
         atomic_write_json(o.json_path, [r.to_dict() for r in results], indent=2)

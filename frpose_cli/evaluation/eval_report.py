@@ -11,6 +11,8 @@ from pathlib import Path
 
 from frpose_cli.errors import FrposeError, note
 
+COVERAGE = ("images_with_persons", "images_without_boxes", "persons_without_boxes")   # evaluate.box_coverage
+
 
 def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyze=False, analysis_name="",
            ann_file=None, compare=None, analysis_dir=None, log=note) -> None:
@@ -27,14 +29,22 @@ def finish(report, gt, title, out, json_out, pck_alpha, pck_ref, seconds, analyz
         log(f"warning: {report['damaged_images']} images have damaged JPEG data (decoded anyway, their poses scored)")
     if report["skipped"]:
         log("skipped: " + "; ".join(f"{n} {why}" for why, n in sorted(report["skipped"].items())))
+    missing, with_persons = report.get("images_without_boxes", 0), report.get("images_with_persons", 0)
+    if missing:   # COCOeval scores every image: the persons of these can only be missed
+        log(f"warning: the person boxes cover {with_persons - missing} of the {with_persons} images with annotated "
+            f"persons: the other {missing} ({report['persons_without_boxes']} persons) got no box (none in the file, "
+            "or none over --det-thr) and are scored as missed, so AP and AR are capped; use a detection file for "
+            "every image, or --gt-boxes")
     log(describe_sigmas(gt.keypoints))
     pck_result = pck(gt, report["results"], pck_alpha, pck_ref)
     console = make_console()
     console.print(metrics_table(report, title=title))
     print(pck_result.line())
-    print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s")
+    print(f"eval: {report['num_instances']} poses scored in {seconds:.1f} s"
+          + (f"; {missing} of {with_persons} images with annotated persons had no boxes" if missing else ""))
     print_timings(report)
-    figures = {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict()}
+    figures = {**{name: report[name] for name in METRIC_NAMES}, **pck_result.to_dict(),
+               **{k: report[k] for k in COVERAGE if k in report}}
     if analyze:
         from frpose_cli.evaluation.diagnosis_report import run_analysis
         figures["analysis"] = run_analysis(report["results"], ann_file, analysis_name, compare, analysis_dir, console)

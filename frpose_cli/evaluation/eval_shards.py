@@ -40,6 +40,7 @@ class RawPoses:
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     shards: list = field(default_factory=list)           # per shard: {"shard", "crops", "seconds"}
+    coverage: dict = field(default_factory=dict)         # images without boxes, of all shards (evaluate.box_coverage)
 
     @property
     def skipped(self) -> Counter:
@@ -65,7 +66,7 @@ def part_path(parts: Path, index: int, count: int) -> Path:
 def write_part(path: Path, raw: RawPoses, meta: dict, shard_label: str) -> None:
     info = {**meta, "shard": shard_label, "skipped_global": raw.skipped_global,
             "skipped_local": dict(raw.skipped_local), "damaged": sorted(raw.damaged),
-            "seconds": raw.seconds, "timings": raw.timings}
+            "seconds": raw.seconds, "timings": raw.timings, "coverage": raw.coverage}
     arrays = {name: getattr(raw, name) for name in ARRAYS}
 
     def write(f):
@@ -85,6 +86,7 @@ def read_part(path: Path) -> tuple[RawPoses, dict]:
                           "that shard") from None
     raw = RawPoses(**arrays, skipped_global=info["skipped_global"], skipped_local=info["skipped_local"],
                    damaged=set(info["damaged"]), seconds=info["seconds"], timings=info["timings"],
+                   coverage=info.get("coverage", {}),
                    shards=[{"shard": info["shard"], "crops": int(len(arrays["index"])),
                             "seconds": info["seconds"], "timings": info["timings"]}])
     return raw, info
@@ -115,7 +117,7 @@ def merge_parts(parts: list[RawPoses]) -> RawPoses:
         timings.update(p.timings)
     return RawPoses(**cat, skipped_global=parts[0].skipped_global, skipped_local=dict(local),
                     damaged=set().union(*(p.damaged for p in parts)), seconds=max(p.seconds for p in parts),
-                    timings=dict(timings), shards=[s for p in parts for s in p.shards])
+                    timings=dict(timings), shards=[s for p in parts for s in p.shards], coverage=parts[0].coverage)
 
 
 def load_parts(parts: Path, count: int | None = None) -> tuple[RawPoses, dict, list[str]]:

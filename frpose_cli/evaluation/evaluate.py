@@ -68,6 +68,18 @@ def instances_for(gt: GroundTruth, boxes=None, det_score_thr: float = 0.0):
     return detection_instances(_pycoco(gt), str(boxes) if isinstance(boxes, Path) else boxes, det_score_thr)
 
 
+def box_coverage(gt: GroundTruth, instances) -> dict:
+    """How many of the images holding persons COCOeval scores (not crowd, with keypoints) got no box: their
+    persons can only be missed, so AP and AR are capped however good the poses (`eval` warns)."""
+    persons = Counter(a["image_id"] for a in gt.dataset["annotations"]
+                      if a.get("category_id", gt.person_category) == gt.person_category
+                      and not a.get("iscrowd") and a["num_keypoints"] > 0)
+    boxed = {inst.image_id for inst in instances}
+    missing = [i for i in persons if i not in boxed]
+    return {"images_with_persons": len(persons), "images_without_boxes": len(missing),
+            "persons_without_boxes": sum(persons[i] for i in missing)}
+
+
 def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None, flip: bool = True,
                    codec=None, batch_size: int = 32, workers: int = 2, device=None,
                    det_score_thr: float = 0.0, flip_shift: float | None = None,
@@ -81,7 +93,8 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     ``codec``: ``None`` (card's), a name ("sbn", "dark", "udp") or a codec.  ``device``:
     ``None`` keeps the model where it is.  ``flip_shift``: ``None`` = derived from the codec.
     The model's train/eval mode is restored afterwards, so a trainer can call this between
-    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances, timings}``; with
+    epochs.  Returns ``{AP, AP50, …, ARL, results, skipped, num_instances, timings}`` (with detection
+    ``boxes`` also :func:`box_coverage`'s counts); with
     ``score=False`` (test-dev: no annotations) only the results, nothing is scored.
 
     With a sharded ``shard`` (:mod:`frpose_cli.jobs.shards`) only the shard's images are run, its poses
@@ -95,6 +108,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
     flip = flip and card.keypoints.can_flip   # no left/right pairs: a flip test would mislabel
     instances = instances_for(gt, boxes, det_score_thr)
     skipped = Counter(getattr(instances, "skipped", {}))
+    coverage = box_coverage(gt, instances) if boxes is not None and score else {}   # of every shard's images
     if max_instances is not None:
         instances = type(instances)(list(instances)[:max_instances], skipped)
     from frpose_cli.jobs.progress import JobProgress
@@ -118,6 +132,7 @@ def evaluate_model(model: torch.nn.Module, card, ann_file, image_dir, boxes=None
         if not done:
             raw = infer_poses(model, card, ann_file, image_dir, instances, places, gt, codec, flip,
                               batch_size, workers, device, flip_shift, bar, allow_empty=shard.sharded)
+            raw.coverage = coverage
             bar.finish()
         if shard.sharded:
             if not done:
@@ -204,7 +219,7 @@ def score_poses(raw, gt: GroundTruth, rescore_thr: float = RESCORE_THRESHOLD,
                                rescore_thr, nms_thr)
     # images libjpeg decoded with complaints (frpose_cli.data.images): used, and reported
     return {**_finish(gt, results, raw.skipped, cocoeval, score), "damaged_images": len(raw.damaged),
-            "timings": raw.timings, "seconds": raw.seconds, "shards": raw.shards}
+            "timings": raw.timings, "seconds": raw.seconds, "shards": raw.shards, **raw.coverage}
 
 
 def oracle_heatmaps(codec: HeatmapCodec, crop_keypoints, visible, flip: bool = False, flip_index=None,

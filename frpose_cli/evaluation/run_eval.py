@@ -254,7 +254,8 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, annotations
     flip_off = f"off ({card.keypoints.flip_problem()})" if o.flip and not card.keypoints.can_flip else "off"
     flip = o.flip and card.keypoints.can_flip
     say(f"weights {net.weights} ({net.what}, {card.channel_order.upper()} input)")
-    say(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({net.backend}, {net.setup}) in "
+    runs_on = net.backend if net.setup == net.backend else f"{net.backend}, set-up {net.setup}"   # onnxruntime: once
+    say(f"{card.name} {card.input_size[0]}x{card.input_size[1]} on {dev} ({runs_on}) in "
         f"{net.precision}: boxes {'ground truth' if box_source is None else box_source}, codec {c.name}, flip test "
         + (f"on (shift {shift:g} heatmap px)" if flip else flip_off))
     kwargs = dict(boxes=box_source, flip=flip, codec=c, batch_size=o.batch_size, workers=o.workers,

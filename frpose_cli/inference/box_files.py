@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.data.geometry import clip_boxes
+from frpose_cli.data.geometry import clip_boxes, drop_low_scores
 from frpose_cli.data.sources import SourceItem, is_video
 
 _MOT_SPLIT = re.compile(r"[,\s]+")
@@ -54,11 +54,7 @@ class FrameBoxes:
         found = (frames or {}).get(frame) if frame is not None else None
         if not found:
             return np.zeros((0, 5), np.float32)
-        boxes = np.array(found, np.float32)
-        low = np.isfinite(boxes[:, 4]) & (boxes[:, 4] < self.score_thr)
-        if low.any():
-            self.dropped["score under --det-thr"] += int(low.sum())
-        return boxes[~low]
+        return drop_low_scores(np.array(found, np.float32), self.score_thr, self.dropped)
 
     def __call__(self, item: SourceItem) -> np.ndarray:
         h, w = item.image.shape[:2]

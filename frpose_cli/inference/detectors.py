@@ -29,6 +29,7 @@ from frpose_cli.weights.download import fetch, is_url
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.sources import SourceItem
 from frpose_cli.data.geometry import clip_boxes  # noqa: F401  (the detectors' clipping rule, also used from here)
+from frpose_cli.data.geometry import drop_low_scores
 from frpose_cli.inference.detector_base import NetworkDetector
 from frpose_cli.inference.detector_archs import ARCHS, arch_of_keys, overwrite_eps
 
@@ -123,11 +124,7 @@ class BoxFileDetector:
         for key in candidates:
             found = self.by_key.get((self._norm(key), frame))
             if found:
-                boxes = np.array(found, np.float32)
-                low = np.isfinite(boxes[:, 4]) & (boxes[:, 4] < self.score_thr)
-                if low.any():
-                    self.dropped["score under --det-thr"] += int(low.sum())
-                return boxes[~low]
+                return drop_low_scores(np.array(found, np.float32), self.score_thr, self.dropped)
         return _empty_boxes()
 
     def __call__(self, item: SourceItem) -> np.ndarray:

@@ -35,7 +35,7 @@ from frpose_cli.jobs import shards
 from frpose_cli.weights import zoo
 from frpose_cli.inference.detectors import make_detector
 from frpose_cli.runtime.engine import TopDownEngine
-from frpose_cli.inference.results import Results, predict_image
+from frpose_cli.inference.results import DEFAULTS, Results, predict_image
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 from frpose_cli.load import check_load_arguments, load_pose_model
 from frpose_cli.outputs import FolderLock, check_not_inside_inputs, check_writable_dir
@@ -121,15 +121,18 @@ class PosePredictor:
         crops, centers, scales = self.crops(image_rgb, boxes)
         return self.decode(self.heatmaps(crops), centers, scales)
 
-    def predict(self, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
-                **info) -> Results:
+    def predict(self, image_rgb: np.ndarray, boxes=None, nms_thr: float = DEFAULTS.nms_thr,
+                batch_size: int = DEFAULTS.batch_size, det_thr: float = DEFAULTS.det_thr, **info) -> Results:
         """One RGB image → :class:`~frpose_cli.inference.results.Results`, treated as `frpose predict` treats
-        each image (boxes clipped, rescored, OKS-NMS at ``nms_thr``); ``image_rgb`` uint8 (H, W, 3);
-        ``boxes`` (M, 5) x, y, w, h, score or (M, 4) (one box: ``[box]``); None → the whole image.
-        Boxes with NaN or inf, no area, or outside the image are dropped and counted by reason in the
-        result's ``dropped``, as `frpose predict` counts them in ``images.json``.  ``info``: file_name,
-        image_id, frame for the records.  A wrong argument is a ValueError or TypeError naming it."""
-        return predict_image(self, image_rgb, boxes, nms_thr, batch_size, **info)
+        each image, with its defaults (:class:`~frpose_cli.inference.predict_options.PredictOptions`, the one
+        place they are set): boxes scored under ``det_thr`` (``--det-thr``) dropped, the rest clipped, rescored,
+        OKS-NMS at ``nms_thr`` (``--nms-thr``); so ``predict(image, boxes).to_coco()`` is what
+        ``frpose predict IMAGE --boxes FILE`` writes for the same boxes.  ``image_rgb`` uint8 (H, W, 3);
+        ``boxes`` (M, 5) x, y, w, h, score or (M, 4) (score 1; one box: ``[box]``); None → the whole image.
+        Boxes under ``det_thr``, with NaN or inf, no area, or outside the image are dropped and counted by
+        reason in the result's ``dropped``, as `frpose predict` counts them in ``images.json``.  ``info``:
+        file_name, image_id, frame for the records.  A wrong argument is a ValueError or TypeError naming it."""
+        return predict_image(self, image_rgb, boxes, nms_thr, batch_size, det_thr, **info)
 
 
 def _usable_as_given(boxes: np.ndarray) -> np.ndarray:

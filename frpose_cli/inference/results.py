@@ -23,10 +23,13 @@ import numpy as np
 from frpose_cli.api_arguments import boxes_array, image_rgb_array, in_range
 from frpose_cli.data.keypoints import KeypointSpec
 from frpose_cli.errors import ArgumentTypeError, ArgumentValueError
+from frpose_cli.data.geometry import clip_boxes, drop_low_scores
 from frpose_cli.inference.draw import draw_poses, write_image
+from frpose_cli.inference.predict_options import PredictOptions
 from frpose_cli.metrics.oks_nms import oks_nms, rescore
 
 CATEGORY_PERSON = 1
+DEFAULTS = PredictOptions(source="")   # the API's thresholds and batch are the CLI's, from their one place
 
 
 def _floats(a, shape: tuple, what: str) -> np.ndarray:
@@ -290,22 +293,28 @@ class Results:
                 f"{dropped})")
 
 
-def predict_image(predictor, image_rgb: np.ndarray, boxes=None, nms_thr: float = 0.9, batch_size: int = 16,
-                  **info) -> Results:
+def predict_image(predictor, image_rgb: np.ndarray, boxes=None, nms_thr: float = DEFAULTS.nms_thr,
+                  batch_size: int = DEFAULTS.batch_size, det_thr: float = DEFAULTS.det_thr, **info) -> Results:
     """``predictor`` (a :class:`~frpose_cli.inference.predict.PosePredictor`) on one RGB image (uint8
-    (H, W, 3)), the way `frpose predict` treats each image: ``boxes`` (M, 5) x, y, w, h, score or (M, 4)
-    with score 1, None → the whole image (``--detector whole-image``); boxes clipped to the image as the
-    detectors clip theirs (the unusable ones dropped and counted in ``Results.dropped``, as the CLI
-    counts them), rescored, OKS-NMS at ``nms_thr``.  ``info``: file_name, image_id, frame."""
+    (H, W, 3)), the way `frpose predict` treats each image, with its defaults
+    (:class:`~frpose_cli.inference.predict_options.PredictOptions`): ``boxes`` (M, 5) x, y, w, h, score or
+    (M, 4) with score 1, None → the whole image (``--detector whole-image``); boxes scored under ``det_thr``
+    dropped and the rest clipped to the image, as ``--boxes`` files are (the unusable ones dropped too; all
+    counted in ``Results.dropped``, as the CLI counts them), rescored, OKS-NMS at ``nms_thr``.  ``info``:
+    file_name, image_id, frame."""
     from collections import Counter
     from types import SimpleNamespace
-    from frpose_cli.inference.detectors import WholeImageDetector, clip_boxes   # detectors pulls in the download code: only when used
+    from frpose_cli.inference.detectors import WholeImageDetector   # pulls in the download code: only when used
     image_rgb = image_rgb_array(image_rgb)
     nms_thr, batch_size = in_range(nms_thr, "nms_thr"), in_range(batch_size, "batch_size")
+    det_thr = in_range(det_thr, "det_thr")
     h, w = image_rgb.shape[:2]
     boxes = boxes_array(WholeImageDetector()(SimpleNamespace(image=image_rgb)) if boxes is None else boxes)
     dropped = Counter()
-    boxes = clip_boxes(boxes, w, h, dropped=dropped)
+    # float32, as every detector and box file of the CLI gives boxes: the same boxes, the same crops to the bit
+    with np.errstate(over="ignore"):   # a value beyond float32 becomes inf, dropped as non-finite as a box file's is
+        boxes = boxes.astype(np.float32)
+    boxes = clip_boxes(drop_low_scores(boxes, det_thr, dropped), w, h, dropped=dropped)
     crops, centers, scales = predictor.crops(image_rgb, boxes)
     k = predictor.card.keypoints.num_keypoints
     poses = predictor.decode(predictor.heatmaps(crops, batch_size), centers, scales) if len(crops) \

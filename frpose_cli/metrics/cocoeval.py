@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import FrposeError, note
+from frpose_cli.jobs.progress import heartbeat
 from frpose_cli.data.annotations import finite_number, read_json, read_keypoint_annotations
 from frpose_cli.data.keypoints import COCO17_OKS_SIGMAS, KeypointSpec, spec_from_category
 
@@ -160,8 +161,9 @@ def load_results(path, gt: GroundTruth) -> Results:
 
 
 def coco_keypoint_eval(gt: GroundTruth, results: list, cocoeval: str = "pycocotools",
-                       image_ids=None) -> dict:
-    """Run COCOeval(keypoints) on validated results; returns the ten figures by name.
+                       image_ids=None, say=note) -> dict:
+    """Run COCOeval(keypoints) on validated results; returns the ten figures by name.  Scoring all of
+    COCO val takes tens of seconds: ``say`` hears that it is still working every 5 s (None: silence).
 
     ``image_ids`` defaults to every image of the annotation file, as pycocotools does, so
     images where the detector found nobody count as misses (the official protocol).
@@ -181,9 +183,10 @@ def coco_keypoint_eval(gt: GroundTruth, results: list, cocoeval: str = "pycocoto
         ev.params.kpt_oks_sigmas = sigmas  # COCO's for COCO names; the data's own otherwise
         if image_ids is not None:
             ev.params.imgIds = sorted(int(i) for i in image_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+        with heartbeat(say, f"scoring {len(results)} poses with COCOeval ({cocoeval})"):
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
     return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
 
 

@@ -26,7 +26,6 @@ sets the default for every verb that has one (e.g. ``fp32`` on machines whose re
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 
 import torch
@@ -34,6 +33,7 @@ import torch
 from frpose_cli.errors import FrposeError
 from frpose_cli.settings import PRECISION_CHOICES
 from frpose_cli.runtime import ovrt
+from frpose_cli.runtime.export_cache import weights_fingerprint  # noqa: F401 (autoselect's cache key)
 from frpose_cli.runtime.optimize import SETUP_TABLE, default_setup, prepare_for_inference, setup_named
 from frpose_cli.runtime.pose_model import PoseModel
 
@@ -133,15 +133,6 @@ def candidate_reason(candidate: str, device, hw, backend: str = "auto") -> str |
 def candidate_setup(candidate: str, device, backend: str = "auto") -> str:
     """The set-up of one of :func:`candidates`: a precision's (:func:`setup_for`) or a set-up named."""
     return candidate if candidate in OPENVINO_SETUPS else setup_for(candidate, device, backend)
-
-
-def weights_fingerprint(net: torch.nn.Module) -> str:
-    """A short hash of the network's tensors: the cache tells trained networks apart by it."""
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def build_setup(net, card, device, setup: str, calib_data=None, gate_ids=(), codec_name=None) -> torch.nn.Module:

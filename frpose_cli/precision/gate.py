@@ -12,7 +12,7 @@ person crops (:mod:`frpose_cli.precision.crops`, ground-truth boxes, flip test a
 
 Thresholds (:data:`THRESHOLDS`), fixed before any measurement: median ≤ 0.5 px, p95 ≤ 2 px,
 AP drop ≤ 0.5 points.  Half a pixel is an eighth of SBN's heatmap pixel and below the
-0.32 px that full-resolution decoding itself loses (README, oracle table); 2 px is where a
+0.32 px that full-resolution decoding itself loses (docs/evaluation.md, "Oracle"); 2 px is where a
 nose keypoint of a person filling a 256×192 crop (OKS scale·κ ≈ 6.5 px) loses 5 % OKS;
 0.5 AP is below the differences the paper's tables resolve.  A gain in AP is not a reason
 to reject.  On few people AP moves in steps: COCOeval samples recall at 101 points, so one

@@ -86,9 +86,11 @@ def onnx_bytes_any_size(net: torch.nn.Module, opset: int = DEFAULT_OPSET) -> byt
     buf = io.BytesIO()
     axes = {"images": {0: "batch", 2: "height", 3: "width"},
             "heatmaps": {0: "batch", 2: "heatmap_height", 3: "heatmap_width"}}
+    # traced at 64×64 (2×2 after the encoder's /32; 1×1 could be special-cased by the tracer): the graph is
+    # the same at any size, and tracing a small input costs a fraction of 256×192's forward pass
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(export_net(net), (torch.zeros(1, 3, 256, 192),), buf, dynamo=False,
+        torch.onnx.export(export_net(net), (torch.zeros(1, 3, 64, 64),), buf, dynamo=False,
                           opset_version=opset, input_names=["images"], output_names=["heatmaps"],
                           dynamic_axes=axes, do_constant_folding=True)
     return buf.getvalue()
@@ -103,3 +105,15 @@ def card_from_metadata(meta_json: str, source: str) -> tuple[ModelCard, str | No
         raise FrposeError(f"{source}: metadata is not '{EXPORT_FORMAT}'")
     card = ModelCard.from_dict(meta["card"], source=source)
     return card, (meta.get("codec") or {}).get("name"), meta
+
+
+def read_torchscript(path, map_location="cpu") -> tuple[torch.nn.Module, str]:
+    """A TorchScript file's module and the frpose metadata it carries (JSON; "" when it has none)."""
+    extra = {f"{METADATA_KEY}.json": ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # "torch.jit.load is deprecated"
+            module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
+    except Exception as e:   # torch raises RuntimeError and others for files that are not TorchScript
+        raise FrposeError(f"{path}: not a readable TorchScript file ({type(e).__name__})") from None
+    return module, extra[f"{METADATA_KEY}.json"]

@@ -7,7 +7,6 @@ import torch
 
 from frpose_cli.errors import FrposeError
 from frpose_cli.runtime.external import ExternalNet
-from frpose_cli.runtime.export_format import onnx_bytes_any_size
 
 
 def ort_session(model_bytes_or_path, threads: int | None = None):
@@ -52,6 +51,12 @@ class OnnxRuntimeNet(ExternalNet):
 
 
 def onnxruntime_net(net: torch.nn.Module, threads=None) -> OnnxRuntimeNet:
-    """The ``onnxruntime`` inference set-up: ``net`` exported in memory with symbolic batch,
-    height and width (the network is fully convolutional), run by ONNX Runtime."""
-    return OnnxRuntimeNet(ort_session(onnx_bytes_any_size(net), threads))
+    """The ``onnxruntime`` inference set-up: ``net`` exported with symbolic batch, height and width
+    (the network is fully convolutional), run by ONNX Runtime; the graph is kept between runs
+    (:mod:`frpose_cli.runtime.export_cache`)."""
+    from frpose_cli.runtime.export_cache import onnx_graph
+    try:
+        session = ort_session(onnx_graph(net), threads)
+    except FrposeError:   # a kept graph that is damaged (a disk that filled up): exported again
+        session = ort_session(onnx_graph(net, fresh=True), threads)
+    return OnnxRuntimeNet(session)

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from frpose_cli.errors import FrposeError
-from frpose_cli.runtime.export_format import onnx_bytes_any_size
 from frpose_cli.runtime.external import ExternalNet
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}      # frpose precision → OpenVINO's inference precision hint
@@ -127,7 +126,8 @@ class OpenVinoNet(ExternalNet):
 def openvino_net(net: torch.nn.Module, precision: str = "fp32", threads: int | None = None) -> OpenVinoNet:
     """The ``openvino`` / ``openvino_bf16`` inference set-up: ``net`` exported to ONNX in memory with
     symbolic batch, height and width (as the ``onnxruntime`` set-up), compiled by OpenVINO."""
-    return OpenVinoNet(read_model(onnx_bytes_any_size(net)), precision, threads, "the network")
+    from frpose_cli.runtime.export_cache import onnx_graph   # kept between runs
+    return OpenVinoNet(read_model(onnx_graph(net)), precision, threads, "the network")
 
 
 def _fsync(path: Path) -> None:

@@ -1,7 +1,8 @@
 """What one row's folder of `frpose reproduce` holds (``DIR/ROW/``: ``train/``, ``eval/``,
 ``test-dev/``), and starting a row over (``--restart ROW``).
 
-A row's ``train/last.pt`` is what its training resumes from and what its evaluation scores.
+A row's ``train/last.pt`` is what its training resumes from and what its evaluation scores (once the
+row is trained, the final weights only: a finished run drops the training state, ``frpose train``'s rule).
 Reproduce keeps no other copy, so a damaged one (a zip cut short: a full disk, a failed copy)
 cannot be recovered; the row is stopped with the way out, ``--restart ROW``, which removes that
 row's folder only and trains it again from its first epoch.  The other rows' folders are never
@@ -19,7 +20,7 @@ from frpose_cli.weights.checkpoint import zip_damage
 
 def trained(train_dir: Path) -> tuple[int, bool]:
     """(finished epochs, whether ``last.pt`` exists) in ``train_dir``, from ``metrics.jsonl`` (its epoch record
-    follows that epoch's ``last.pt``; loading 0.3-0.8 GB of checkpoint for one number costs seconds a row)."""
+    follows that epoch's ``last.pt``; loading up to 0.8 GB of resumable checkpoint for one number costs seconds a row)."""
     from frpose_cli.training.train_log import read_records
     if not (train_dir / "last.pt").is_file():
         return 0, False

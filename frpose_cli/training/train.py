@@ -9,9 +9,15 @@ optimiser, scheduler, AMP scaler, epoch, the torch/numpy/python (and CUDA) RNG s
 the resolved config.  Sampling order depends only on ``(seed, epoch)`` and augmentation
 only on ``(seed, epoch, index)``, so a run killed mid-epoch and resumed redoes that epoch
 exactly as the uninterrupted run did, bit for bit on CPU.
+
+A finished run keeps the weights, not the training state (Adam's two moments: twice the
+weights): its last epoch writes ``last.pt`` without :data:`~frpose_cli.weights.checkpoint.TRAINING_STATE`
+unless ``--keep-last``, and ``best.pt`` (always weights only) is a hard link to it when that
+epoch is the best, so a finished folder holds each set of weights once.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
@@ -25,7 +31,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from frpose_cli import distributed
-from frpose_cli.weights.checkpoint import load_state_into, save_checkpoint
+from frpose_cli.weights.checkpoint import TRAINING_STATE, load_state_into, save_checkpoint
+from frpose_cli.fileio import atomic_link
+from frpose_cli.jobs.progress import JobProgress, progress_lines
+from frpose_cli.jobs.shards import Shard
 from frpose_cli.metrics.cocoeval import METRIC_NAMES, load_ground_truth
 from frpose_cli.data.dataset import NO_AUGMENT, Augment, CocoPoseDataset
 from frpose_cli.errors import FrposeError
@@ -37,8 +46,8 @@ from frpose_cli.metrics.pck import pck
 from frpose_cli.training.preempt import Preempted, SkipSampler, StopSignals, check_finite
 from frpose_cli.training.train_log import MetricsLog, ScalarsWriter, summary_writer_class
 from frpose_cli.weights.init_weights import apply_pretrained, init_from
-from frpose_cli.training.train_setup import (TrainConfig, checkpoint_bytes, new_run_dir, prepare, rng_state,  # noqa: F401 (API)
-                          set_rng_state)
+from frpose_cli.training.train_setup import (TrainConfig, checkpoint_bytes, finished_message,  # noqa: F401 (API)
+                                             new_run_dir, prepare, rng_state, set_rng_state)
 
 def _loader(ds, cfg: TrainConfig, env, shuffle: bool) -> DataLoader:
     # No worker_init_fn seeding: augmentation draws come from (seed, epoch, index), not
@@ -66,18 +75,60 @@ def _autocast(cfg, device):
 
 
 @torch.no_grad()
-def validation_loss(model, loader, codec, cfg, env, criterion) -> float:
+def validation_loss(model, loader, codec, cfg, env, criterion, progress: bool = False, folder=".") -> float:
     model.eval()
     total = count = 0.0
-    for batch in loader:
-        target, weight = _targets(batch, codec, cfg, env.device)
-        with _autocast(cfg, env.device):
-            out = model(batch["image"].to(env.device, non_blocking=True))
-        n = batch["image"].shape[0]
-        total += float(criterion(out.float(), target, weight)) * n
-        count += n
+    bar = JobProgress(progress, Shard(), folder, "val loss", "crop", len(loader.sampler))
+    try:
+        for batch in loader:
+            target, weight = _targets(batch, codec, cfg, env.device)
+            with _autocast(cfg, env.device):
+                out = model(batch["image"].to(env.device, non_blocking=True))
+            n = batch["image"].shape[0]
+            total += float(criterion(out.float(), target, weight)) * n
+            count += n
+            bar.update(n)
+    finally:
+        bar.close()
     total, count = distributed.all_reduce_sum([total, count], env)
     return total / max(count, 1)
+
+
+def _validate(model, card, codec, cfg, env, criterion, val_loader, val_gt, run_dir, epoch, say) -> dict:
+    """The epoch's validation figures: loss (every rank), then AP and PCK (rank 0).  Rank 0 shows a bar
+    on a terminal with --progress, else a line every few seconds (jobs/progress.py): never silent."""
+    shown = env.is_main and not cfg.quiet
+    with progress_lines(say, f"epoch {epoch + 1} validation") if shown else contextlib.nullcontext():
+        record = {"val_loss": validation_loss(model, val_loader, codec, cfg, env, criterion,
+                                              shown and cfg.progress, run_dir)}
+        if val_gt is not None and env.is_main:   # the other ranks wait at the next collective
+            ap = evaluate_model(model, card, cfg.val_ann, cfg.val_images, boxes=None, flip=True, codec=codec,
+                                batch_size=cfg.batch_size, workers=cfg.workers, gt=val_gt,
+                                progress=shown and cfg.progress)
+            record.update({f"val_{k}": float(ap[k]) for k in METRIC_NAMES})
+            val_pck = pck(val_gt, ap["results"]).pck   # of the box, α 0.2: cheap, no images read
+            if np.isfinite(val_pck):
+                record["val_PCK"] = val_pck
+    return record
+
+
+def _save_epoch(run_dir: Path, model, card, codec, state: dict, improved: bool, final: bool) -> None:
+    """``last.pt``: resumable, or the weights only when ``final`` (the run is done, no --keep-last);
+    ``best.pt`` when the epoch improved: the weights only, the same file as a weights-only last.pt."""
+    weights = {k: v for k, v in state.items() if k not in TRAINING_STATE}
+    save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **(weights if final else state))
+    if improved and not (final and atomic_link(run_dir / "last.pt", run_dir / "best.pt")):
+        save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **weights)
+
+
+def _results_line(run_dir: Path, cfg: TrainConfig, best: dict) -> str:
+    """The run's last line: where its results are."""
+    kept = "weights and training state: --keep-last" if cfg.keep_last else "weights only"
+    files = [f"last.pt (epoch {cfg.epochs}, {kept})"]
+    if best.get("epoch") is not None:
+        files.append(f"best.pt (epoch {best['epoch']}, best {best['metric']})")
+    files += [n for n in ("metrics.jsonl", "training_curve.png", "tensorboard") if (run_dir / n).exists()]
+    return f"done: {run_dir}: " + ", ".join(files)
 
 
 def _better(record: dict, best: dict, epoch: int) -> tuple[bool, dict]:
@@ -123,10 +174,8 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
     # every rank when asked for explicitly, so a missing package stops all of them alike
     writer_class = summary_writer_class(tensorboard) if env.is_main or tensorboard else None
     if ckpt is not None and int(ckpt["epoch"]) >= cfg.epochs:
-        done = int(ckpt["epoch"])
-        return {"run_dir": str(Path(cfg.out)), "epochs": cfg.epochs, "start_epoch": done, "finished": True,
-                "message": f"{cfg.out} has finished its {done} epochs: nothing to do; `frpose train --resume "
-                           f"{cfg.out} --epochs N` with N > {done} extends it"}
+        return {"run_dir": str(Path(cfg.out)), "epochs": cfg.epochs, "start_epoch": int(ckpt["epoch"]),
+                "finished": True, "message": finished_message(cfg, ckpt)}
     run_dir = Path(cfg.out) if ckpt is not None else new_run_dir(cfg) if env.is_main else None
     run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None, env))
     cfg.out = str(run_dir)
@@ -143,7 +192,7 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
         line, init_record = init_from(model, cfg.init)
         say(line)
     elif ckpt is None:
-        say(apply_pretrained(model, cfg.pretrained))
+        say(apply_pretrained(model, cfg.pretrained, warn=lambda m: warn(f"warning: {m}")))   # rank 0's, on stderr
     else:
         load_state_into(model, ckpt["state_dict"], cfg.resume)
     if env.is_main:   # a read-only, full or mistaken --out is found now, not after the first epoch
@@ -271,14 +320,7 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
                   "damaged_crops": int(damaged)}
         last = epoch + 1 == cfg.epochs
         if val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or last):
-            record["val_loss"] = validation_loss(model, val_loader, codec, cfg, env, criterion)
-            if val_gt is not None and env.is_main:   # the other ranks wait at the next collective
-                ap = evaluate_model(model, card, cfg.val_ann, cfg.val_images, boxes=None, flip=True, codec=codec,
-                                    batch_size=cfg.batch_size, workers=cfg.workers, gt=val_gt)
-                record.update({f"val_{k}": float(ap[k]) for k in METRIC_NAMES})
-                val_pck = pck(val_gt, ap["results"]).pck   # of the box, α 0.2: cheap, no images read
-                if np.isfinite(val_pck):
-                    record["val_PCK"] = val_pck
+            record.update(_validate(model, card, codec, cfg, env, criterion, val_loader, val_gt, run_dir, epoch, say))
         improved, best = _better(record, best, epoch + 1)
         summary.update(record)
         if env.is_main:
@@ -286,10 +328,7 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
                      "scaler": scaler.state_dict(), "rng": rng_state(), "train_config": dataclasses.asdict(cfg),
                      "metrics": {k: v for k, v in record.items() if k != "kind"}, "best": best,
                      "init": init_record}
-            save_checkpoint(run_dir / "last.pt", model, card, codec.to_dict(), **state)
-            if improved:   # what inference and --init need; last.pt holds the training state
-                slim = {k: state[k] for k in ("epoch", "metrics", "best", "init")}
-                save_checkpoint(run_dir / "best.pt", model, card, codec.to_dict(), **slim)
+            _save_epoch(run_dir, model, card, codec, state, improved, final=last and not cfg.keep_last)
             log.add(record)
             log.flush()
             log.draw(run_dir / "training_curve.png")
@@ -304,6 +343,7 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
             raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} after epoch {epoch + 1}: "
                             f"resumable checkpoint {run_dir / 'last.pt'}; continue with `frpose train --resume {run_dir}`")
     summary["best"] = best
+    summary["message"] = _results_line(run_dir, cfg, best)
     return summary
 
 

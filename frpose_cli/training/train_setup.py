@@ -9,7 +9,11 @@ Resuming (``--resume RUN_DIR`` or a checkpoint file):
   is* — the CLI records which options were typed (``TrainConfig.given``), so ``--workers 2`` can
   restore a default; the others must match the checkpoint (changing them would break the exact
   continuation) and are refused with the two values;
-* a finished run (its last epoch done) is not an error: ``--epochs N`` with a larger N extends it;
+* a finished run (its last epoch done) is not an error: ``--epochs N`` with a larger N extends it
+  when it was finished with ``--keep-last``; without it, its ``last.pt`` holds the weights only (no
+  optimiser state: a third of the size) and extending it is refused in one line that says how to
+  train on from those weights (``--init``); only a ``last.pt`` is taken as a run's checkpoint, any
+  other file without training state (``best.pt``) is refused as weights only;
 * a damaged checkpoint (a zip cut short: a copy or disk that failed) is refused in one line that
   says how to recover: resume from an earlier copy in the run folder if there is one, else start
   again (no earlier epoch's training state is kept; ``best.pt`` holds weights only).
@@ -26,14 +30,14 @@ import torch
 
 from frpose_cli import run_folders
 from frpose_cli.cards import load_card
-from frpose_cli.weights.checkpoint import card_from_checkpoint, load_checkpoint, zip_damage
+from frpose_cli.weights.checkpoint import card_from_checkpoint, holds_training_state, load_checkpoint, zip_damage
 from frpose_cli.data.codecs import make_codec
 from frpose_cli.data.dataset import keypoint_spec, load_coco
 from frpose_cli.errors import FrposeError
 from frpose_cli.data.oks_sigmas import resolve_sigmas
 
 RESUME_OVERRIDES = ("epochs", "workers", "device", "out", "val_every", "val_ap", "quiet", "progress", "log_every",
-                    "data", "train_ann", "train_images", "val_ann", "val_images")
+                    "data", "train_ann", "train_images", "val_ann", "val_images", "keep_last")
 
 
 @dataclass
@@ -67,6 +71,7 @@ class TrainConfig:
     log_every: int = 10
     quiet: bool = False                 # Python API: no output at all (tests)
     progress: bool = True               # --progress/--no-progress: the bar; log lines stay
+    keep_last: bool = False             # --keep-last: a finished run's last.pt keeps the training state
     given: tuple = ()                   # option names typed on the command line (empty: Python API)
 
     def was_given(self, name: str) -> bool:
@@ -172,10 +177,15 @@ def prepare(cfg: TrainConfig, log, warn=None):
     if cfg.resume:
         path = resume_path(cfg.resume)
         ckpt = load_checkpoint(path)
-        if "train_config" not in ckpt:
+        if "train_config" not in ckpt or (not holds_training_state(ckpt) and path.name != "last.pt"):
             raise FrposeError(f"{path} holds weights only, no training state; it cannot be resumed "
                               "(resume from last.pt, or start a run from it with --init)")
         cfg = merge_resume(cfg, ckpt["train_config"], path)
+        if not holds_training_state(ckpt) and int(ckpt["epoch"]) < int(cfg.epochs):   # a finished run's last.pt
+            raise FrposeError(f"--epochs {cfg.epochs}: {path.parent} finished its {int(ckpt['epoch'])} epochs without "
+                              "--keep-last, so its training state (optimiser, learning-rate schedule, RNG) was not "
+                              f"kept and it cannot be extended; {_train_on(cfg.model, path)}, and give --keep-last "
+                              "to a run you may extend")
     if not cfg.model:
         raise FrposeError("name a model card to train, e.g. `frpose train frpose-r34 --data COCO_ROOT`")
     cfg = data_paths(cfg)
@@ -209,6 +219,21 @@ def prepare(cfg: TrainConfig, log, warn=None):
     cfg.codec = codec.name
     card = dataclasses.replace(card, codec=codec.name)
     return cfg, ckpt, coco, card, codec
+
+
+def finished_message(cfg: TrainConfig, ckpt: dict) -> str:
+    """What `--resume` of a run that has done its ``cfg.epochs`` says (not an error)."""
+    done = int(ckpt["epoch"])
+    if holds_training_state(ckpt):
+        return (f"{cfg.out} has finished its {done} epochs: nothing to do; `frpose train --resume {cfg.out} "
+                f"--epochs N` with N > {done} extends it")
+    return (f"{cfg.out} has finished its {done} epochs: nothing to do; it finished without --keep-last, so --epochs "
+            f"cannot extend it (its training state was not kept): {_train_on(cfg.model, Path(cfg.out) / 'last.pt')}")
+
+
+def _train_on(model: str, weights: Path) -> str:
+    return (f"`frpose train {model} --init {weights} --epochs K` with the run's data options trains on from its "
+            "weights as a new run (a fresh optimiser and schedule)")
 
 
 def checkpoint_bytes(model: torch.nn.Module) -> int:

@@ -6,8 +6,10 @@ Layout (format ``frpose-checkpoint/1``)::
      "card": ModelCard.to_dict() with the trained input size,
      "codec": {"name": "sbn", "sigma": 8.0, "stride": 1},
      "state_dict": model weights (no "module." prefix),
-     # training state, present in checkpoints written by `frpose train`:
-     "epoch": int, "optimizer": ..., "scheduler": ..., "scaler": ..., "rng": ..., "metrics": {...}}
+     # written by `frpose train`: what the weights are (every file it writes) ...
+     "epoch": int, "metrics": {...}, "best": {...}, "init": ..., "train_config": {...},
+     # ... and the training state (TRAINING_STATE: only in a resumable last.pt)
+     "optimizer": ..., "scheduler": ..., "scaler": ..., "rng": ..., "partial": {...}}
 
 The card carries input size, keypoint names, flip pairs and skeleton, so every later
 verb needs only ``--weights``.
@@ -27,6 +29,14 @@ from frpose_cli.fileio import atomic_torch_save
 from frpose_cli.weights.inert import INERT_GLOBALS, safe_globals_entries
 
 FORMAT = "frpose-checkpoint/1"
+# What only resuming needs, twice the weights' size with Adam's two moments: best.pt and the last.pt of
+# a finished run go without it (docs/training.md, "What a run folder holds").
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "partial")
+
+
+def holds_training_state(ckpt: dict) -> bool:
+    """Whether a checkpoint can be resumed (a last.pt before its run finished, or with --keep-last)."""
+    return all(k in ckpt for k in ("optimizer", "scheduler", "rng"))   # what a resume loads (scaler: if any)
 
 
 def save_checkpoint(path, model: torch.nn.Module, card: ModelCard, codec: dict | None = None,

@@ -24,7 +24,7 @@ import torch
 
 from frpose_cli.weights import zoo
 from frpose_cli.weights.checkpoint import read_checkpoint_file
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import FrposeError, warn
 from frpose_cli.weights.loader import frpose_state_dict, resolve_weights
 
 # torchvision ResNet key prefix → PoseNet key prefix
@@ -77,8 +77,9 @@ def _imagenet_file(depth: int, required: bool):
         return None
 
 
-def apply_pretrained(model, spec: str | None) -> str:
-    """Initialise the encoder as ``spec`` says (see module docstring); returns what was done."""
+def apply_pretrained(model, spec: str | None, warn=warn) -> str:
+    """Initialise the encoder as ``spec`` says (see module docstring); returns what was done.  ``warn``
+    receives the one-line warning of ``auto`` falling back to random initialisation."""
     spec = (spec or "auto").strip()
     depth = model.spec.depth
     if spec.lower() == "none":
@@ -86,9 +87,10 @@ def apply_pretrained(model, spec: str | None) -> str:
     if spec.lower() in ("auto", "imagenet"):
         path = _imagenet_file(depth, required=spec.lower() == "imagenet")
         if path is None:
-            return (f"warning: encoder: random initialisation — the ImageNet ResNet-{depth} weights are not in "
-                    f"the cache and cannot be downloaded now; the paper's recipe starts from ImageNet: "
-                    f"pass --pretrained FILE, or copy {zoo.imagenet_entry(depth).url} into the cache")
+            warn(f"encoder: random initialisation — the ImageNet ResNet-{depth} weights are not in the cache and "
+                 f"cannot be downloaded now; the paper's recipe starts from ImageNet: pass --pretrained FILE, or "
+                 f"copy {zoo.imagenet_entry(depth).url} into the cache")
+            return f"encoder: random initialisation (--pretrained {spec}: no ImageNet ResNet-{depth} weights here)"
         n = load_encoder_weights(model, read_checkpoint_file(path), str(path))
         return f"encoder: ImageNet ResNet-{depth} from {path} ({n} tensors)"
     path = Path(spec)

@@ -7,7 +7,9 @@ used and the names of those ignored, and the Python globals its pickle needs: pl
 allows, inert placeholders (:mod:`frpose_cli.weights.inert`), or refused.  Nothing in the file is
 run to find this out: the globals are read with :func:`~frpose_cli.weights.checkpoint.scan_globals`
 before anything is unpickled, and a file needing a refused global is described, not loaded.
-An ONNX file is described by its graph (:mod:`frpose_cli.weights.onnx_inspection`).
+An ONNX file is described by its graph (:mod:`frpose_cli.weights.onnx_inspection`), a TorchScript or OpenVINO
+export by its metadata; a checkpoint and every export share the rows that say what model the file holds
+(card, input size, codec, keypoints, channel order, precision, source: :mod:`frpose_cli.weights.model_rows`).
 """
 from __future__ import annotations
 
@@ -34,7 +36,14 @@ PART_NOTES = {
     "perf": "a validation score",
     "best_state_dict": "a second copy of the weights",
     "model": "architecture name",
+    "best": "the best validation figures so far",
+    "train_config": "the training options (for --resume)",
+    "partial": "where a stopped epoch stopped (for --resume)",
 }
+# What frpose reads from its own checkpoints besides the weights (weights.checkpoint.save_checkpoint, train).
+CHECKPOINT_PARTS = {"format": "the checkpoint format", "card": "the model card", "codec": "the codec",
+                "epoch": "training progress (source)", "metrics": "validation figures (source)",
+                "init": "where training started (source)"}
 
 
 @dataclass
@@ -70,8 +79,9 @@ def inspect_weights(given: str) -> WeightsReport:
         from frpose_cli.weights.onnx_inspection import describe_onnx
         describe_onnx(report, path)
         return report
-    if kind != "torch":
-        report.add("kind", f"{kind} export (frpose export); its card is in the file's metadata")
+    if kind in ("torchscript", "openvino"):
+        from frpose_cli.weights.model_rows import describe_openvino, describe_torchscript
+        (describe_torchscript if kind == "torchscript" else describe_openvino)(report, path)
         return report
     damage = zip_damage(path)
     if damage:   # nothing in it can be read: say so instead of guessing what the bytes are
@@ -94,27 +104,32 @@ def inspect_weights(given: str) -> WeightsReport:
     return report
 
 
-def _parts(report: WeightsReport, obj, weights_key: str | None) -> None:
+def _parts(report: WeightsReport, obj, weights_key: str | None, read: dict | None = None) -> None:
+    """The file's top-level parts: the weights, those read (``read``: part → what it is) and those ignored."""
     if not isinstance(obj, dict) or weights_key is None:
         report.add("parts", "a bare state dict")
         return
+    read = read or {}
     others = [k for k in obj if k != weights_key]
     report.add("parts", f"{weights_key} (the weights)" + "".join(
-        f"; {k}: ignored, {PART_NOTES.get(k, 'not weights')}" for k in others))
+        f"; {k}: read, {read[k]}" if k in read else f"; {k}: ignored, {PART_NOTES.get(k, 'not weights')}"
+        for k in others))
 
 
 def _frpose_checkpoint(report: WeightsReport, obj: dict) -> None:
     from frpose_cli.weights.checkpoint import card_from_checkpoint
+    from frpose_cli.weights.model_rows import add_model_rows, checkpoint_precision, checkpoint_source
     card = card_from_checkpoint(obj, report.path)
-    _parts(report, obj, "state_dict")
+    _parts(report, obj, "state_dict", CHECKPOINT_PARTS)
     report.add("layout", f"frpose checkpoint ({CHECKPOINT_FORMAT})")
     try:
         load_state_into(card.build_model(), obj["state_dict"], report.path)
-        report.add("card", f"{card.name} (recorded in the file): fits")
+        fits = ": fits"
     except FrposeError as e:
-        report.add("card", f"{card.name} (recorded): does NOT fit: {e}")
-    report.add("input size", f"{card.input_size[0]}x{card.input_size[1]} (recorded)")
-    report.add("channel order", f"{card.channel_order} (recorded)")
+        fits = f": does NOT fit: {e}"
+    codec = obj.get("codec") if isinstance(obj.get("codec"), dict) else None
+    add_model_rows(report, card, fits, codec, checkpoint_precision(obj["state_dict"]), checkpoint_source(obj),
+                   "recorded in the file")
     report.add("tensors", f"{len(obj['state_dict'])} used, none ignored")
 
 

@@ -3,7 +3,8 @@ whether frpose runs it.
 
 frpose runs an ONNX graph that is a pose heatmap model — one float image input N×3×H×W (N fixed
 or symbolic) whose first output is heatmaps N×K×h×w — *and* carries frpose metadata (the card:
-keypoint names, input normalisation, codec), read as :func:`frpose_cli.load.load_onnx` reads it.
+keypoint names, input normalisation, codec), read as :func:`frpose_cli.load.load_onnx` reads it and
+described in the rows a checkpoint gets (:mod:`frpose_cli.weights.model_rows`).
 A pose model without the metadata is named as one, with how to get a file frpose runs; anything
 else (a classifier, a detector, bytes that only have the name) is described by what it holds.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from frpose_cli.errors import FrposeError
+from frpose_cli.weights.model_rows import add_export_rows
 
 HEATMAP_MODEL = "one float input N×3×H×W giving heatmaps N×K×h×w"
 
@@ -56,7 +58,7 @@ def _what_else(outputs) -> str:
 
 def describe_onnx(report, path: Path) -> None:
     """Add the ONNX file's rows to ``report`` (an inspection.WeightsReport)."""
-    from frpose_cli.runtime.export_format import METADATA_KEY, card_from_metadata
+    from frpose_cli.runtime.export_format import METADATA_KEY
     from frpose_cli.runtime.onnxrt import ort_session
     try:
         session = ort_session(str(path), threads=1)
@@ -74,18 +76,10 @@ def describe_onnx(report, path: Path) -> None:
     report.add("inputs", _tensors(inputs))
     report.add("outputs", _tensors(outputs))
     meta_json = modelmeta.custom_metadata_map.get(METADATA_KEY)
-    card = None
     if meta_json is None:
         others = sorted(modelmeta.custom_metadata_map)
         report.add("metadata", "no frpose metadata" + (f" (other keys: {', '.join(others)})" if others else ""))
-    else:
-        try:
-            card, codec, meta = card_from_metadata(meta_json, str(path))
-            report.add("metadata", f"{meta['format']}: card {card.name}, {card.input_size[0]}x{card.input_size[1]}, "
-                                   f"{card.keypoints.num_keypoints} keypoints, codec {codec or card.codec}, "
-                                   f"{meta.get('precision', 'fp32')}")
-        except (FrposeError, KeyError, TypeError) as e:
-            report.add("metadata", f"frpose metadata that cannot be read ({e})")
+    card = add_export_rows(report, meta_json, path)
     if not _is_heatmap_model(inputs, outputs):
         report.add("frpose runs it", f"no: not a pose heatmap model (frpose runs {HEATMAP_MODEL}); "
                                      + _what_else(outputs))

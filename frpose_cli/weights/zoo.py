@@ -91,7 +91,7 @@ _TV_LICENCE = "BSD-3-Clause (torchvision); data COCO"
 # FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1, ResNet*_Weights.IMAGENET1K_V1); detector ``ap`` is box AP.
 DETECTOR = ZooEntry("fasterrcnn-r50-fpn", "detector", _TORCHVISION + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
                     layout="torchvision", ap=37.0, cpu_ms=2478, gflops=134.4, licence=_TV_LICENCE,
-                    source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the default")
+                    source="torchvision Faster R-CNN ResNet-50 FPN, COCO train2017 (box AP 37.0); the paper's detector family")
 DETECTOR_MOBILENET = ZooEntry("fasterrcnn-mobilenet-v3", "detector",
                               _TORCHVISION + "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", layout="torchvision",
                               ap=32.8, cpu_ms=964, gflops=4.49, licence=_TV_LICENCE, source="torchvision Faster R-CNN MobileNetV3-Large FPN, COCO train2017 "

@@ -28,7 +28,11 @@ def test_a_finished_run_keeps_its_weights_once_and_refuses_to_be_extended(tmp_pa
                               "--workers", "0", "--pretrained", "none", "--no-progress", "--out", run], capsys)
     assert code == 0, err
     lines = out.splitlines()
-    # the validation pass speaks under --no-progress: the loss pass, then the AP pass with the flip test
+    # training speaks under --no-progress (a line per step here, every 5 s in real runs), and so does the
+    # validation pass: the loss pass, then the AP pass with the flip test
+    assert [ln for ln in lines if ln.startswith("epoch 1/1 step ")][:1] == [ln for ln in lines if ln.startswith(
+        "epoch 1/1 step 1/2 (50 %), loss ")], out
+    assert any(ln.startswith("epoch 1/1 step 2/2 (100 %), loss ") and ln.endswith(" samples/s") for ln in lines), out
     assert any(ln.startswith("epoch 1 validation: val loss 2/3 crops (67 %)") for ln in lines), out
     assert any(ln.startswith("epoch 1 validation: eval 3/3 crops (100 %), in ") for ln in lines), out
     assert lines[-1] == (f"done: {run}: last.pt (epoch 1, weights only), best.pt (epoch 1, best AP), metrics.jsonl, "

@@ -70,6 +70,7 @@ def run_export(o: ExportOptions, log=note, say=print) -> Path:
         check_output_file(out, "--out", need_bytes=4 * sum(p.numel() for p in net.parameters()), overwrite=claimed)
         if o.fmt == "openvino" and not claimed and Path(out).with_suffix(".bin").exists():   # never over a file
             raise FrposeError(f"--out {out}: {Path(out).with_suffix('.bin')} exists; an IR's weights go there")
+        log(f"exporting {card.name} {card.input_size[0]}x{card.input_size[1]} to {o.fmt} ({precision})")
         if precision == "fp32":
             path = export_model(net, card, o.fmt, out, codec_name, o.dynamic_batch, o.opset, o.batch, source=source)
         else:
@@ -83,6 +84,7 @@ def run_export(o: ExportOptions, log=note, say=print) -> Path:
         f"{'dynamic' if o.dynamic_batch else f'static batch {o.batch}'}, {size / 2 ** 20:.1f} MB)")
     if not o.check:
         return path
+    log(f"checking {path.name} against the network it came from")
     exported = load_pose_model(path)
     if precision != "fp32":
         report = gate_exported(net, exported, card, codec_name, o.calib_data)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from frpose_cli import distributed
 from frpose_cli.weights.checkpoint import TRAINING_STATE, load_state_into, save_checkpoint
 from frpose_cli.fileio import atomic_link
+from frpose_cli.jobs import progress as progress_module
 from frpose_cli.jobs.progress import JobProgress, progress_lines
 from frpose_cli.jobs.shards import Shard
 from frpose_cli.metrics.cocoeval import METRIC_NAMES, load_ground_truth
@@ -276,6 +277,9 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not env.is_main or cfg.quiet or not cfg.progress, dynamic_ncols=True)
         steps = first_step + len(loader)
+        # no bar anyone sees (--no-progress, a log file): a line every few seconds instead, never silent
+        lines = env.is_main and not cfg.quiet and not (cfg.progress and sys.stderr.isatty())
+        said = time.monotonic()
         for step, batch in enumerate(bar, start=first_step):
             images = batch["image"].to(device, non_blocking=True)
             target, weight = _targets(batch, codec, cfg, device)
@@ -297,6 +301,10 @@ def _run(cfg: TrainConfig, env, on_step, stop, tensorboard) -> dict:
             window.append(value)
             rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{value:.3g}", lr=f"{lr:.2g}", samples_s=f"{rate:.1f}")
+            if lines and time.monotonic() - said >= progress_module.LINE_SECONDS:
+                said = time.monotonic()
+                say(f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps} ({100 * (step + 1) / steps:.0f} %), "
+                    f"loss {value:.3g}, {rate:.1f} samples/s")
             if log is not None and (len(window) == cfg.log_every or step == steps - 1):
                 log.add({"kind": "step", "epoch": epoch + 1, "step": step + 1, "fraction": (step + 1) / steps,
                          "loss": float(np.mean(window)), "lr": lr})

@@ -171,14 +171,9 @@ class TorchvisionDetector(NetworkDetector):
         build, default_eps, tv_name, classes_of = ARCHS[arch]
         bn_eps = default_eps if bn_eps is None else bn_eps
         weights_path = Path(weights_path)
-        state = read_checkpoint_file(weights_path)
-        if isinstance(state, dict):
-            for wrapper in ("model", "state_dict"):   # common training-checkpoint wrappers
-                if wrapper in state and isinstance(state[wrapper], dict):
-                    state = state[wrapper]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise FrposeError(f"--detector-weights {weights_path}: not a state dict of tensors")
-        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        from frpose_cli.weights.published import strip_prefix, unwrap_state_dict   # RTMDet's reader too
+        state = strip_prefix(unwrap_state_dict(read_checkpoint_file(weights_path),
+                                               f"--detector-weights {weights_path}"), "module.")
         num_classes = classes_of(state)
         if num_classes is None:
             kind, part = (("SSDlite", "head.classification_head") if arch.startswith("ssd")

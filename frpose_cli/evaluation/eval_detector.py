@@ -21,8 +21,10 @@ def detections_path(results: Path) -> Path:
                              overwrite=False)
 
 
-def detect_annotated_images(detector, ann_file: Path, image_dir: Path, out: Path, log=print, progress=True) -> Path:
-    """Run ``detector`` on every image the annotation file lists; write COCO detection results to ``out``.
+def detect_annotated_images(detector, ann_file: Path, image_dir: Path, out: Path, log=print, progress=True,
+                            images: list | None = None) -> Path:
+    """Run ``detector`` on every image the annotation file lists (``images``: its ``images`` list, when the
+    caller has read it already); write COCO detection results to ``out``.
     Unreadable images are skipped and counted (their persons are then missed, as with a detector that saw none)."""
     from tqdm import tqdm
 
@@ -30,7 +32,8 @@ def detect_annotated_images(detector, ann_file: Path, image_dir: Path, out: Path
     from frpose_cli.data.sources import SourceItem
     if not callable(detector):
         raise TypeError("detector must be callable on a SourceItem")
-    images = read_json(ann_file, "annotation file").get("images", [])
+    if images is None:
+        images = read_json(ann_file, "annotation file").get("images", [])
     records, skipped = [], []
     for info in tqdm(images, desc="detect", disable=not progress, leave=False):
         path = Path(image_dir) / info["file_name"]

@@ -246,7 +246,7 @@ def _network(o: EvalOptions, weights, job, ann_file, image_dir, out, annotations
     card = net.card
     gt = None if test_dev else ground_truth(card.keypoints)
     if o.detector is not None:
-        box_source = _detector_boxes(o, dev, job, ann_file, image_dir, out, say)
+        box_source = _detector_boxes(o, dev, job, ann_file, image_dir, out, say, gt)
     else:
         box_source = None if o.gt_boxes else (o.boxes or default_boxes(o.data, o.split))
     c = resolve_codec(card, o.codec or net.codec_name)
@@ -284,7 +284,7 @@ def _quiet(msg: str) -> None:
     """Ranks other than 0 keep the shared messages to themselves (rank 0 says them once)."""
 
 
-def _detector_boxes(o: EvalOptions, dev, job, ann_file, image_dir, out, say) -> Path:
+def _detector_boxes(o: EvalOptions, dev, job, ann_file, image_dir, out, say, gt) -> Path:
     """The named detector's boxes on every annotated image, written beside the results (eval_detector.py)."""
     from frpose_cli.evaluation.eval_detector import detect_annotated_images, detections_path
     from frpose_cli.inference.detectors import make_detector
@@ -294,7 +294,8 @@ def _detector_boxes(o: EvalOptions, dev, job, ann_file, image_dir, out, say) -> 
     target = detections_path(out)
     detector = make_detector(o.detector, None, o.detector_weights, dev, det_thr=o.det_thr, det_size=o.det_size,
                              warn=say, progress=o.progress, log=say)
-    return detect_annotated_images(detector, ann_file, image_dir, target, log=say, progress=o.progress)
+    return detect_annotated_images(detector, ann_file, image_dir, target, log=say, progress=o.progress,
+                                   images=gt.dataset.get("images") if gt is not None else None)   # read once
 
 
 def part_record(o: EvalOptions, card, net, box_source, codec, shift, flip, ann_file, title, test_dev, where) -> dict:

@@ -1,7 +1,6 @@
 """`frpose bench`: the JSON it writes and its one-line errors."""
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,14 +10,17 @@ from frpose_cli.deploy.bench import count_macs, latency_ratios
 from tests.helpers import run_cli as run_in_process
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "frpose_cli", *args], capture_output=True, text=True)
+def run_verb(capsys, *args) -> subprocess.CompletedProcess:
+    """`frpose ARGS` in this process through the console script's entry point (no child process to start and
+    import torch in): a CompletedProcess (returncode, stdout, stderr); stdout is not a terminal here either."""
+    code, out, err = run_in_process(list(args), capsys)
+    return subprocess.CompletedProcess(["frpose", *map(str, args)], code, out, err)
 
 
-def test_bench_cli_writes_json_per_model_and_size(tmp_path):
+def test_bench_cli_writes_json_per_model_and_size(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    res = run_cli("bench", "sbn-r18", "frpose-r18", "--input-size", "64x64", "--input-size", "96x64",
-                  "--iters", "2", "--warmup", "0", "--batch", "2", "--json", str(out))
+    res = run_verb(capsys, "bench", "sbn-r18", "frpose-r18", "--input-size", "64x64", "--input-size", "96x64",
+                   "--iters", "2", "--warmup", "0", "--batch", "2", "--json", str(out))
     assert res.returncode == 0, res.stderr
     # no terminal: a line per row as it starts, and the ceiling's figure when measured
     assert "[1/4] sbn-r18 64x64 fused" in res.stdout and "[4/4] frpose-r18 96x64 fused" in res.stdout
@@ -73,7 +75,7 @@ def test_macs_are_counted_for_convolutions_and_deconvolutions():
     assert count_macs(m, (8, 6)) == 3 * 4 * 48 + 4 * 5 * 16 * 48
 
 
-def test_bench_reports_precision_ceiling_and_gate(tmp_path):
+def test_bench_reports_precision_ceiling_and_gate(tmp_path, capsys):
     """int8 beside fp32: each row set against its own precision's measured ceiling; the int8 row
     carries the gate's figures measured on the given trained weights; auto names its choice."""
     from frpose_cli.weights.checkpoint import save_checkpoint
@@ -82,9 +84,9 @@ def test_bench_reports_precision_ceiling_and_gate(tmp_path):
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "gate.pt", randomised(card.build_model()), card)
     out = tmp_path / "bench.json"
-    res = run_cli("bench", "sbn-r18", "--input-size", "64x64", "--setup", "fused", "--setup", "int8",
-                  "--precision", "auto", "--gate-weights", str(ckpt), "--iters", "2", "--warmup", "0",
-                  "--batch", "2", "--json", str(out))
+    res = run_verb(capsys, "bench", "sbn-r18", "--input-size", "64x64", "--setup", "fused", "--setup", "int8",
+                   "--precision", "auto", "--gate-weights", str(ckpt), "--iters", "2", "--warmup", "0",
+                   "--batch", "2", "--json", str(out))
     assert res.returncode == 0, res.stderr
     rows = {r["setup"]: r for r in json.loads(out.read_text())}
     # auto may add the set-up it chose: ONNX Runtime's, or OpenVINO's where it is installed

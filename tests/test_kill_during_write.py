@@ -68,8 +68,9 @@ def test_a_killed_writer_leaves_the_previous_file(writer, point, tmp_path):
     assert target.read_bytes() != b"the previous good file"
 
 
-def test_predict_killed_while_saving_a_resumed_run_keeps_its_results(tmp_path):
+def test_predict_killed_while_saving_a_resumed_run_keeps_its_results(tmp_path, capsys):
     from bad_inputs import Ctx
+    from helpers import run_cli
     from frpose_cli.cards import load_card
     from frpose_cli.weights.checkpoint import save_checkpoint
     card = load_card("sbn-r18", (64, 64))
@@ -78,8 +79,8 @@ def test_predict_killed_while_saving_a_resumed_run_keeps_its_results(tmp_path):
     args = ["predict", str(folder), "-w", str(ckpt), "--detector", "whole-image", "--no-flip", "--no-progress", "--backend", "torch",
             "--out", str(tmp_path / "run")]
     cli = "import sys; from frpose_cli.cli.app import main; sys.argv = ['frpose'] + {args!r}; main()"
-    done = subprocess.run([sys.executable, "-c", cli.format(args=args)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    code, _, err = run_cli(args, capsys)   # the run to resume: in this process (only the resumed runs are killed)
+    assert code == 0, err
     files = sorted(p for p in (tmp_path / "run").rglob("*") if p.is_file())
     before = {p: p.read_bytes() for p in files}
     for point in ("fsync", "replace"):   # the resumed run only re-saves predictions.json / images.json

@@ -69,7 +69,7 @@ def test_detecting_the_next_image_meanwhile_writes_the_same_bytes(tmp_path, caps
     for f in frames:
         writer.write(f)
     writer.release()
-    card = load_card("sbn-r18", (64, 48))
+    card = load_card("sbn-r18", (64, 32))
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "m.pt", randomised(card.build_model()), card)
     det = confident_random_mobilenet(tmp_path)

@@ -28,7 +28,7 @@ def train_ann(tmp_path_factory):
 
 
 def config(train_ann, out, **kw):
-    base = dict(model="frpose-r18", input_size=[128, 96], epochs=2, batch_size=2, workers=0, device="cpu",
+    base = dict(model="frpose-r18", input_size=[64, 32], epochs=2, batch_size=2, workers=0, device="cpu",
                 pretrained="none", out=str(out), seed=3, quiet=True, train_ann=train_ann,
                 train_images=str(COCO / "train2017"))
     return TrainConfig(**{**base, **kw})

@@ -58,6 +58,10 @@ def run_export(o: ExportOptions, log=note, say=print) -> Path:
 
     if o.fmt not in FORMATS:
         raise FrposeError(f"unknown --format {o.fmt!r}; choose from {', '.join(FORMATS)}")
+    if o.fmt == "openvino":   # before any work, as every missing piece is
+        from frpose_cli.runtime import ovrt
+        if not ovrt.available():
+            raise FrposeError(ovrt.missing_message("--format openvino"))
     net, card, codec_name, what, source = _network(o, log)
     precision = resolve_export_precision(o.precision, net, card, codec_name, o.calib_data, log=log)
     out, claimed = o.out, o.out is None

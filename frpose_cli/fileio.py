@@ -27,9 +27,10 @@ def apply_umask(path) -> None:
 
 
 @contextmanager
-def atomic_open(path, mode: str = "w", replace: bool = True):
+def atomic_open(path, mode: str = "w", replace: bool = True, durable: bool = True):
     """A temp file beside ``path`` to write into, renamed to ``path`` when the block ends without
-    an error (files too large to build in memory: merged predictions, streamed lists)."""
+    an error (files too large to build in memory: merged predictions, streamed lists).  ``durable``
+    False skips the fsync: for caches that are checked when read and cheap to make again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,7 +38,8 @@ def atomic_open(path, mode: str = "w", replace: bool = True):
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         apply_umask(tmp)
         if replace:
             os.replace(tmp, path)
@@ -109,8 +111,12 @@ def create_json(path, obj, indent: int | None = None) -> Path:
     raise FileExistsError(path)
 
 
-def atomic_write_binary(path, write) -> Path:
+def atomic_write_binary(path, write, durable: bool = True) -> Path:
     """``write(f)`` into a binary temp file, then rename it to ``path``."""
+    if not durable:
+        with atomic_open(path, "wb", durable=False) as f:
+            write(f)
+        return Path(path)
     return _atomic(path, write, "wb")
 
 

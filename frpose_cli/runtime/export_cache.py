@@ -78,7 +78,8 @@ def _store(path: Path, data: bytes) -> None:
     from frpose_cli.fileio import atomic_write_binary
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_binary(path, lambda f: f.write(data))
+        # no fsync: a graph cut short by a crash fails to load and is exported again (onnxrt.onnxruntime_net)
+        atomic_write_binary(path, lambda f: f.write(data), durable=False)
         graphs = sorted(path.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in graphs[KEEP:]:
             old.unlink(missing_ok=True)

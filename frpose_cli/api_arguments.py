@@ -32,6 +32,15 @@ def in_range(value, name: str, option: str | None = None):
     return int(value) if r.kind is int else value
 
 
+def fields_in_range(options, names, optional=(), option_of: dict | None = None) -> None:
+    """Each field ``names`` of an options dataclass in its CLI option's range (:func:`in_range`); a field of
+    ``optional`` may be None (the component's own value); ``option_of``: a field whose option is named otherwise."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None or name not in optional:
+            in_range(value, name, (option_of or {}).get(name))
+
+
 def text_or_none(value, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ArgumentTypeError(f"{name} must be a str or None (got {type(value).__name__} {value!r})")

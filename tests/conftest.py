@@ -63,3 +63,14 @@ def frpose_r18_checkpoint(tmp_path_factory) -> Path:
     card = load_card("frpose-r18", (128, 96))
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "frpose-r18.pt", card.build_model(), card)
+
+
+@pytest.fixture(scope="session")
+def sbn_r18_checkpoint(tmp_path_factory) -> Path:
+    """One sbn-r18 64x64 checkpoint with seeded random weights (the smallest card), for tests of plumbing,
+    argument checks and bad inputs; read only."""
+    from frpose_cli.cards import load_card
+    from frpose_cli.weights.checkpoint import save_checkpoint
+    card = load_card("sbn-r18", (64, 64))
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "sbn-r18.pt", card.build_model(), card)

@@ -7,7 +7,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from frpose_cli.cards import load_card
@@ -24,11 +23,8 @@ FIXTURE_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_chec
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from frpose_cli.weights.checkpoint import save_checkpoint
-    card = load_card("sbn-r18", (64, 64))
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", card.build_model(), card)
+def ckpt(sbn_r18_checkpoint):
+    return sbn_r18_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from bad_inputs import CASES, Ctx
-from frpose_cli.cards import load_card
-from frpose_cli.weights.checkpoint import save_checkpoint
 from helpers import run_cli
 
 
@@ -47,10 +44,8 @@ def special_folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def small_ckpt(tmp_path_factory):
-    card = load_card("sbn-r18", (64, 64))
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "sbn-r18.pt", card.build_model(), card)
+def small_ckpt(sbn_r18_checkpoint):
+    return sbn_r18_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -93,15 +93,11 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_the_export(tmp_path, m
     assert len(exports) == 1
 
 
-def test_a_checkpoint_loaded_twice_is_exported_once(tmp_path, monkeypatch, exports):
+def test_a_checkpoint_loaded_twice_is_exported_once(tmp_path, monkeypatch, exports, sbn_r18_checkpoint):
     """`predict --weights best.pt` on the CPU: the first run exports, the next ones start from the graph."""
-    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))
-    from frpose_cli.cards import load_card
+    monkeypatch.setenv("FRPOSE_HOME", str(tmp_path / "home"))   # an empty graph cache
     from frpose_cli.load import load_pose_model
-    from frpose_cli.weights.checkpoint import save_checkpoint
-    card = load_card("sbn-r18", (64, 64))
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "best.pt", card.build_model(), card)
+    ckpt = sbn_r18_checkpoint
     x = torch.rand(1, 3, 64, 64)
     outs = []
     for _ in range(2):

@@ -62,14 +62,11 @@ def main() -> None:
     except FrposeError as e:   # 2, or the error's own documented code (train preempted: 3)
         print(f"frpose: {'stopped' if getattr(e, 'exit_code', 2) != 2 else 'error'}: {e}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))
-    except typer.BadParameter as e:   # a numeric option out of its range names the option, value and range
-        from frpose_cli.option_ranges import usage_line
-        print(f"frpose: error: {usage_line(e, sys.argv[1:])}", file=sys.stderr)
-        sys.exit(2)
-    except _UsageError as e:   # no such option, a missing argument, …: one line and where help is
+    except _UsageError as e:   # one line: a bad value names option, value and range; the rest, where help is
         from frpose_cli.option_ranges import usage_line
         ctx = getattr(e, "ctx", None)
-        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        where = f" (see {ctx.command_path} --help)" if ctx is not None and not isinstance(e, typer.BadParameter) \
+            else ""
         print(f"frpose: error: {usage_line(e, sys.argv[1:])}{where}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):

@@ -123,10 +123,9 @@ class AnnotationFile:
 
 
 def _check(o: EvalOptions) -> None:
-    from frpose_cli.api_arguments import in_range   # the CLI's options' table (typer refuses these first)
-    for name in ("batch_size", "workers", "det_thr", "nms_thr", "det_size", "flip_shift", "pck_alpha"):
-        if getattr(o, name) is not None or name not in ("det_size", "flip_shift"):
-            in_range(getattr(o, name), name, "--pck" if name == "pck_alpha" else None)
+    from frpose_cli.api_arguments import fields_in_range   # the CLI's options' table (typer refuses these first)
+    fields_in_range(o, ("batch_size", "workers", "det_thr", "nms_thr", "det_size", "flip_shift", "pck_alpha"),
+                    optional=("det_size", "flip_shift"), option_of={"pck_alpha": "--pck"})
     if o.boxes is not None and o.gt_boxes:
         raise FrposeError("--boxes and --gt-boxes exclude each other")
     if o.detector is not None and (o.boxes is not None or o.gt_boxes or o.oracle or o.results is not None):

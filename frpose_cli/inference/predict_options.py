@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from frpose_cli.api_arguments import in_range
+from frpose_cli.api_arguments import fields_in_range
 from frpose_cli.errors import FrposeError
 from frpose_cli.tracking.smoothing import OneEuroParams
 from frpose_cli.tracking.tracker import LIFETIME
@@ -60,10 +60,7 @@ def check_options(opts: PredictOptions) -> None:
     """Every range of :data:`RANGED` and the combinations that cannot work, one line each."""
     if not isinstance(opts, PredictOptions):
         raise TypeError(f"opts must be PredictOptions (got {type(opts).__name__})")
-    for name in RANGED:
-        value = getattr(opts, name)
-        if not (value is None and name in OPTIONAL):
-            in_range(value, name)   # the CLI's typer options refuse these first, naming the option
+    fields_in_range(opts, RANGED, OPTIONAL)   # the CLI's typer options refuse these first, naming the option
     if opts.det_size is not None and opts.boxes is None:   # RTMDet's canvas rule, before any model loads
         from frpose_cli.inference.rtmdet_detector import FAMILIES, check_input_size
         if opts.detector in FAMILIES:

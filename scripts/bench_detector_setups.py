@@ -5,7 +5,10 @@
 Random weights of the published shapes (He-initialised: speed does not depend on the values, but torch's
 default init shrinks activations into float32 denormals, which a trained network's never are); each set-up
 runs the images once to build its kernels, then is timed over ``--rounds`` passes, all in one process.
-Prints ms per image (network + letterbox + decoding) per detector and set-up, with the machine's ISA.
+Prints ms per image (network + letterbox + decoding) per detector and set-up, with the machine's ISA, and
+each set-up's rate against two ceilings: its precision's measured one (frpose_cli/deploy/ceiling.py, a large
+dense convolution) and the network's own roofline (frpose_cli/deploy/roofline.py: each layer at the faster of
+that rate and the copy bandwidth measured at its working set).  ``--no-ceiling`` skips both.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--setups", default="fp32,fused,bf16,onnxruntime,openvino,openvino_bf16")
     ap.add_argument("--pipeline", type=int, default=0, help="also time N images inside predict, batched against one "
                     "image per call (0: skip)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the rates against the ceilings")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     images = [read_image(p)[0] for p in sorted(args.folder.glob("*.jpg"))[:args.limit]]
@@ -74,11 +78,42 @@ def main(argv=None) -> int:
                 row[setup] = round((time.perf_counter() - start) / (args.rounds * len(images)) * 1000, 1)
                 print(f"{name:12s} {setup:14s} {row[setup]:8.1f} ms an image "
                       f"({row['fp32'] / row[setup]:.2f}x fp32)" if "fp32" in row else "", flush=True)
+            if not args.no_ceiling:
+                out.setdefault("rates", {})[name] = rates(det, row, hw, out.setdefault("ceilings", {}))
         if args.pipeline:
             out["predict_ms_per_image"] = pipeline_rows(args, Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
+
+
+def rates(det: RTMDetDetector, row: dict, hw, ceilings: dict) -> dict:
+    """Per set-up of ``det``: GFLOP/s (the network's FLOPs at its canvas over the measured time an image) and the
+    shares of its precision's ceiling and of the network's roofline.  ``ceilings`` keeps each precision's
+    measurement (and the bandwidth curve) for the next detector and the JSON."""
+    from frpose_cli.deploy.ceiling import measure_ceiling
+    from frpose_cli.deploy.roofline import layer_costs, measure_bandwidth, roofline
+    from frpose_cli.runtime.optimize import SETUP_PRECISION
+    if "bandwidth_gb_s" not in ceilings:
+        ceilings["bandwidth_gb_s"] = measure_bandwidth()
+    curve = ceilings["bandwidth_gb_s"]
+    costs = layer_costs(det.model, torch.zeros(1, 3, det.size, det.size))
+    out = {}
+    for setup, ms in row.items():
+        precision = SETUP_PRECISION.get(setup, setup)
+        if precision not in ceilings:
+            ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
+        bound = roofline(costs, precision, ceilings[precision], curve)
+        rate = bound.flops / (ms / 1000) / 1e9
+        out[setup] = {"gflops_per_s": round(rate, 1), "precision": precision,
+                      "pct_ceiling": round(100 * rate / ceilings[precision], 1),
+                      "roofline_gflops": round(bound.gflops, 1), "pct_roofline": round(100 * bound.share(ms / 1000), 1),
+                      "memory_bound_flops_pct": round(100 * bound.memory_bound_flops_share, 1)}
+        print(f"{det.arch:12s} {setup:14s} {rate:7.0f} GFLOP/s: {out[setup]['pct_ceiling']:.0f} % of the {precision} "
+              f"ceiling ({ceilings[precision]:.0f}), {out[setup]['pct_roofline']:.0f} % of the network's roofline "
+              f"({bound.gflops:.0f}; {out[setup]['memory_bound_flops_pct']:.0f} % of its FLOPs memory-bound)",
+              flush=True)
+    return out
 
 
 def pipeline_rows(args, tmp: Path) -> dict:

@@ -228,15 +228,17 @@ def _print_row(label: str, row: dict, rows: dict) -> None:
           f"{row['images_per_s']:.3f} images/s{ratio} (+{row['setup_s']:.1f} s setup) | per image: {split}", flush=True)
 
 
-def _detector_flops(det_file: Path, arch: str, images: list, det_size: int | None) -> float:
+def _detector_flops(det_file: Path, arch: str, images: list, det_size: int | None) -> tuple[float, list]:
     """The float32 detector's FLOPs (2 x multiply-adds of its convolutions and matrix products) summed over the
-    images, counted by torch's FlopCounterMode on each image (their sizes differ)."""
+    images, counted by torch's FlopCounterMode on each image (their sizes differ), and each image's layer costs
+    for the roofline (frpose_cli/deploy/roofline.py)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from frpose_cli.data.images import read_image
+    from frpose_cli.deploy.roofline import layer_costs
     from frpose_cli.inference.rtmdet_detector import RTMDetDetector, letterbox, to_input
     det = build_detector(arch, det_file, "cpu", 0.3, det_size, "fp32")
-    total = 0.0
+    total, costs = 0.0, []
     for path in images:
         image = read_image(path)[0]
         if isinstance(det, RTMDetDetector):
@@ -247,7 +249,8 @@ def _detector_flops(det_file: Path, arch: str, images: list, det_size: int | Non
         with counter, torch.inference_mode():
             det.model(inputs)
         total += counter.get_total_flops()
-    return total
+        costs.append(layer_costs(det.model, inputs))
+    return total, costs
 
 
 def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, det_size: int | None) -> float:
@@ -269,15 +272,20 @@ def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, d
 
 def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int | None, hw) -> None:
     """Each detector row's GFLOP/s and share of the measured ceiling of its precision: in the detect stage of
-    the row, and of the set-up alone (:func:`_detect_alone_seconds`)."""
+    the row, and of the set-up alone (:func:`_detect_alone_seconds`), whose share of the network's roofline
+    (frpose_cli/deploy/roofline.py) is reported too."""
     from frpose_cli.deploy.ceiling import measure_ceiling
-    flops, ceilings = {}, {}
+    from frpose_cli.deploy.roofline import measure_bandwidth, roofline
+    from frpose_cli.runtime.optimize import SETUP_PRECISION
+    flops, costs, ceilings = {}, {}, {}
+    curve = measure_bandwidth()
+    results["bandwidth_gb_s"] = {str(k): round(v, 1) for k, v in curve.items()}
     for label, _, arch, setup, overlap in rows:
         if arch is None or overlap:   # overlapped, the detect stage is the wait, not the detector's time
             continue
         if arch not in flops:
-            flops[arch] = _detector_flops(work / f"{arch}.pth", arch, images, det_size)
-        precision = "fp32" if setup in ("fp32", "fused") else setup
+            flops[arch], costs[arch] = _detector_flops(work / f"{arch}.pth", arch, images, det_size)
+        precision = SETUP_PRECISION.get(setup, setup)
         if precision not in ceilings:
             ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
         row = results["rows"][label]
@@ -285,17 +293,19 @@ def _detector_rates(results: dict, rows: list, work: Path, images: list, det_siz
         rate = flops[arch] / max(seconds, 1e-9) / 1e9
         alone = _detect_alone_seconds(work / f"{arch}.pth", arch, setup, images, det_size)
         rate_alone = flops[arch] / max(alone, 1e-9) / 1e9
+        bound = sum(roofline(c, precision, ceilings[precision], curve).seconds for c in costs[arch])
         row.update({"detect_gflop_per_image": round(flops[arch] / len(images) / 1e9, 1),
                     "detect_gflops_per_s": round(rate, 1), "ceiling_precision": precision,
                     "ceiling_gflops": round(ceilings[precision], 1),
                     "pct_ceiling": round(100 * rate / ceilings[precision], 1),
                     "alone_ms_per_image": round(alone / len(images) * 1000, 1),
                     "alone_gflops_per_s": round(rate_alone, 1),
-                    "pct_ceiling_alone": round(100 * rate_alone / ceilings[precision], 1)})
+                    "pct_ceiling_alone": round(100 * rate_alone / ceilings[precision], 1),
+                    "pct_roofline_alone": round(100 * bound / max(alone, 1e-9), 1)})
         print(f"{label:32s} detect: {row['detect_gflop_per_image']} GFLOP an image, {rate:.0f} GFLOP/s, "
               f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceilings[precision]:.0f} GFLOP/s); the set-up "
               f"alone: {row['alone_ms_per_image']:.0f} ms an image, {rate_alone:.0f} GFLOP/s, "
-              f"{row['pct_ceiling_alone']:.0f} %", flush=True)
+              f"{row['pct_ceiling_alone']:.0f} % ({row['pct_roofline_alone']:.0f} % of its roofline)", flush=True)
 
 
 def _yolo_row(weights: Path, images: list) -> dict | None:

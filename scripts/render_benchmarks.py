@@ -177,13 +177,39 @@ def render(data: dict, table2: list | None = None) -> str:
     capped = ROOT / "docs" / "predict_benchmarks_avx2.json"
     if capped.is_file():
         lines += [""] + render_predict(json.loads(capped.read_text()), AVX2_HEADING)
+    runtimes = ROOT / "docs" / "predict_benchmarks_runtimes.json"
+    if runtimes.is_file():
+        lines += [""] + render_predict(json.loads(runtimes.read_text()), RUNTIMES_HEADING)
     tracking = ROOT / "docs" / "tracking_benchmarks.json"
     if tracking.is_file():
         lines += [""] + render_tracking(json.loads(tracking.read_text()))
     openvino = ROOT / "docs" / "openvino_benchmarks.json"
     if openvino.is_file():
         lines += [""] + render_openvino(json.loads(openvino.read_text()))
+    start = ROOT / "docs" / "start_benchmarks.json"
+    if start.is_file():
+        lines += [""] + render_start(json.loads(start.read_text()))
     return "\n".join(lines) + "\n"
+
+
+def render_start(run: dict) -> list[str]:
+    """The start-up section from docs/start_benchmarks.json (scripts/bench_start.py --json)."""
+    m = run["median_s"]
+    size = f"{run['input_size'][0]}×{run['input_size'][1]}"
+    return ["## Start-up: one photo from a checkpoint, and `frpose --help`", "",
+            f"`python scripts/bench_start.py --rounds {run['rounds']} --json docs/start_benchmarks.json` ({run['model']} "
+            f"{size}, random weights; each figure the median wall time of a fresh process, rows alternated; "
+            f"{run['machine']}):", "",
+            "| run | wall s | ÷ `.onnx` |", "|---|---|---|",
+            f"| `frpose --help` | {m['help']:.2f} | |",
+            f"| `predict one.jpg -w best.onnx --detector whole-image` | {m['onnx']:.2f} | 1 |",
+            f"| the same with `best.pt`, first run (exports and keeps the ONNX Runtime graph) | {m['pt_first']:.2f} | "
+            f"{run['pt_first_over_onnx']:.2f} |",
+            f"| the same with `best.pt` again (the kept graph) | {m['pt_again']:.2f} | {run['pt_again_over_onnx']:.2f} |",
+            "", "Before the graph was kept (issue #34), every `.pt` run paid the export: 10.8-12.2 s against 5.1-7.1 s "
+            "for the `.onnx` in one noisy run (about 2×), and `frpose --help` took 3.1 s because the package imported "
+            "torch and torchvision on import. Why and how: "
+            "[deployment.md](deployment.md#the-graph-of-a-checkpoint-is-kept)."]
 
 
 def render_tracking(run: dict) -> list[str]:
@@ -267,6 +293,10 @@ def render_tracking(run: dict) -> list[str]:
     return lines
 
 
+RUNTIMES_HEADING = ("## End to end with the detector in ONNX Runtime or OpenVINO\n\n"
+                    "The RTMDet set-ups outside torch (`pip install \"frpose[openvino]\"` for OpenVINO's; "
+                    "docs/detectors.md), with torch's beside them in the same run: what `predict` runs where the "
+                    "extra is installed.")
 AVX2_HEADING = ("## End to end with AVX-512 capped off (standing in for an AVX2-only CPU)\n\n"
                 "The same benchmark run with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` before the command: "
                 "torch's and oneDNN's AVX2 code on the same cores, which frpose then treats as an AVX2 machine "
@@ -277,6 +307,7 @@ AVX2_HEADING = ("## End to end with AVX-512 capped off (standing in for an AVX2-
 def render_predict(run: dict, heading: str = "## End to end: `frpose predict` with each detector set-up") -> list[str]:
     """An end-to-end section from docs/predict_benchmarks*.json (scripts/bench_predict.py --json)."""
     rows = run["rows"]
+    roof = any("pct_roofline_alone" in r for r in rows.values())   # runs since the roofline was measured
     first = next((r for k, r in rows.items() if k != "whole-image"), None)
     pose = rows.get("whole-image")
     lines = [heading, "",
@@ -288,12 +319,13 @@ def render_predict(run: dict, heading: str = "## End to end: `frpose predict` wi
              "row, one person an image). Detect GFLOP/s: the float32 detector's FLOPs on these images (torch's "
              "FlopCounterMode) over the detect stage's time; % ceiling: of the measured ceiling of the set-up's "
              "precision (frpose_cli/deploy/ceiling.py). Alone: the same set-up on the same images by itself, warm, "
-             "with no pipeline around it (no reader thread, no decode workers). × pose: the whole time per image over "
+             "with no pipeline around it (no reader thread, no decode workers)" + ("; % roofline: of the network's own "
+             "roofline (frpose_cli/deploy/roofline.py)" if roof else "") + ". × pose: the whole time per image over "
              "the pose stage's, for the same persons. **Bold**: the detector `--detector auto` picks by this run's "
              "figures (docs/detectors.md).", "",
              "| row | images/s | × first | × pose | detect ms/image | pose ms/image | persons | detect GFLOP/s | % ceiling "
-             "| alone ms/image | alone % ceiling |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| alone ms/image | alone % ceiling |" + (" alone % roofline |" if roof else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if roof else "")]
     for label, r in rows.items():
         ratio = f"{r['images_per_s'] / first['images_per_s']:.2f}" if first else "–"
         ms = r.get("ms_per_image", {})
@@ -301,6 +333,8 @@ def render_predict(run: dict, heading: str = "## End to end: `frpose predict` wi
         pct = f"{r['pct_ceiling']:.0f} % of {r['ceiling_precision']} {r['ceiling_gflops']:.0f}" if "pct_ceiling" in r else "–"
         alone = (f"{r['alone_ms_per_image']:.0f} | {r['pct_ceiling_alone']:.0f} %" if "pct_ceiling_alone" in r
                  else "– | –")
+        if roof:
+            alone += f" | {r['pct_roofline_alone']:.0f} %" if "pct_roofline_alone" in r else " | –"
         name = f"**{label}**" if r.get("default") else label
         x_pose = f"{r['x_pose']:.2f}" if "x_pose" in r else "–"
         lines.append(f"| {name} | {r['images_per_s']:.3f} | {ratio} | {x_pose} | {ms.get('detect', 0):.0f} | "

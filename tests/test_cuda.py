@@ -9,7 +9,6 @@ run and go through the accuracy gate's mechanics; DDP over NCCL at world size 1 
 the peak memory of one training step at batch 32 at both input sizes (printed, for the summary).
 """
 import json
-import os
 import socket
 from pathlib import Path
 

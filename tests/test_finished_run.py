@@ -3,7 +3,6 @@
 run's last line says where its results are."""
 import os
 
-import pytest
 
 from frpose_cli.fileio import atomic_link
 from frpose_cli.jobs import progress

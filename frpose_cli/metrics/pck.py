@@ -158,6 +158,6 @@ def pck(gt, results: list, alpha: float = DEFAULT_ALPHA, reference: str = "box")
                 continue
             dist = np.linalg.norm(xy - g[:, :2], axis=1)
             correct += vis & (dist < alpha * ref)
-    per = {n: (float(c / l) if l else None) for n, c, l in zip(spec.names, correct, labelled)}
+    per = {n: (float(c / k) if k else None) for n, c, k in zip(spec.names, correct, labelled)}
     total = float(correct.sum() / labelled.sum()) if labelled.sum() else float("nan")
     return PCKResult(float(alpha), reference, total, per, int(labelled.sum()), persons, missed, no_ref)

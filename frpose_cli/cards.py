@@ -182,6 +182,18 @@ def list_cards() -> list[str]:
     return sorted(_card_files(), key=_natural)
 
 
+# Files a MODEL argument is mistaken for (checkpoints, exported models): their error names the option that takes them
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx", ".xml", ".ts", ".bin", ".safetensors")
+
+
+def unknown_card(name: str, use: str = "pass it as --weights {name}") -> FrposeError:
+    """The one-line error for a MODEL that is no card: weights given where a card name goes (`export best.pt`,
+    other tools' habit) are told the option that takes them (``use``); other names get the list of cards."""
+    if "://" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES or Path(name).expanduser().is_file():
+        return FrposeError(f"{name} is weights, not a model card name: {use.format(name=name)}")
+    return FrposeError(f"unknown model {name!r}; known models: {', '.join(list_cards())}")
+
+
 def load_card(name: str, input_size=None) -> ModelCard:
     """Load a named card, or a card from a YAML path; optionally override its input size."""
     path = Path(name)
@@ -192,7 +204,7 @@ def load_card(name: str, input_size=None) -> ModelCard:
     else:
         files = _card_files()
         if name not in files:
-            raise FrposeError(f"unknown model {name!r}; known models: {', '.join(sorted(files))}")
+            raise unknown_card(name)
         text, source = files[name].read_text(), f"models/{name}.yaml"
     try:
         data = yaml.safe_load(text)

@@ -393,3 +393,27 @@ def test_torchvision_names_claim_their_hash(stem, hex_digits, ext):
 @given(STEMS, st.text(HEX, min_size=8, max_size=8), st.text(string.digits, min_size=8, max_size=8), EXTS)
 def test_openmmlab_names_claim_their_hash_even_all_digits(stem, hex_digits, date, ext):
     assert hash_prefix_in_name(f"{stem}-{hex_digits}_{date}{ext}") == hex_digits
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("best.pt", "best.pt is weights, not a model card name: pass it as --weights best.pt"),
+    ("https://host/x.pth", "pass it as --weights https://host/x.pth"),
+    ("sbn-r50-384x288", "sbn-r50-384x288 is weights, not a model card name"),
+    ("nope", "unknown model 'nope'; known models: "),
+    ("sbn-r18", "no published weights for sbn-r18 (the zoo has none for this card)"),
+])
+def test_a_model_argument_that_is_not_a_card_says_what_it_is(given, expected, capsys, tmp_path):
+    """`frpose export best.pt` (ultralytics' habit) names the option that takes the file, before any work."""
+    for verb in (["export", given, "--out", str(tmp_path / "m.onnx")], ["eval", given, "--data", str(tmp_path)]):
+        code, _, err = run_cli(verb, capsys)
+        assert code == 2 and expected in err and "Traceback" not in err, (verb, err)
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_and_train_say_which_option_takes_a_weights_file(capsys, tmp_path):
+    code, _, err = run_cli(["bench", "best.pt", "--json", str(tmp_path / "b.json")], capsys)
+    assert code == 2 and "best.pt is weights, not a model card name: pass it as --weights best.pt" in err, err
+    code, _, err = run_cli(["train", "runs/train/x/last.pt", "--data", str(tmp_path), "--out", str(tmp_path / "run")],
+                           capsys)
+    assert code == 2 and "--init runs/train/x/last.pt" in err and "--resume runs/train/x/last.pt" in err, err
+    assert not any(tmp_path.iterdir())

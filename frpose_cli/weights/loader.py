@@ -90,12 +90,18 @@ def resolve_weights(given, progress: bool = True, pose_only: bool = True) -> Wei
 def default_weights_for(card_name: str | None, input_size=None) -> str:
     """The zoo name to use when a verb gets a model card but no ``--weights``."""
     name = card_name or zoo.DEFAULT_POSE
+    from frpose_cli.cards import list_cards, unknown_card
+    if name not in list_cards() and not name.endswith((".yaml", ".yml")):
+        if zoo.find(name) is not None:
+            raise FrposeError(f"{name} is weights, not a model card name: pass it as --weights {name}")
+        raise unknown_card(name)
     entry = zoo.pose_entry_for(name, input_size)
     if entry is None:
         sizes = ", ".join(f"{e.input_size[0]}x{e.input_size[1]}" for e in zoo.pose_entries_for(name))
-        raise FrposeError(f"no published weights for {name}" + (f" at that input size (published: {sizes})"
-                                                                  if sizes else " (the paper published none)")
-                          + "; pass --weights CKPT (train one with `frpose train`)")
+        why = (f" at that input size (published: {sizes})" if sizes
+               else " (the paper published none)" if name.startswith(("frpose", "fr-sbn"))
+               else " (the zoo has none for this card)")
+        raise FrposeError(f"no published weights for {name}{why}; pass --weights CKPT (train one with `frpose train`)")
     return entry.name
 
 

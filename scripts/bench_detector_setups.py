@@ -51,17 +51,18 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline", type=int, default=0, help="also time N images inside predict, batched against one "
                     "image per call (0: skip)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the rates against the ceilings")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (scripts/gpu_check.sh: fp32,fused,fp16 on cuda)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     images = [read_image(p)[0] for p in sorted(args.folder.glob("*.jpg"))[:args.limit]]
-    hw = hardware.detect("cpu")
-    out = {"machine": hw.describe("cpu"), "threads": torch.get_num_threads(), "images": len(images),
+    hw = hardware.detect(args.device)
+    out = {"machine": hw.describe(args.device), "threads": torch.get_num_threads(), "images": len(images),
            "command": " ".join(["python scripts/bench_detector_setups.py", *(sys.argv[1:] if argv is None else argv)]),
            "date": time.strftime("%Y-%m-%d"), "ms_per_image": {}}
     print(f"{len(images)} images, {out['machine']}, {out['threads']} threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.detectors.split(","):
-            det = RTMDetDetector(random_file(name, Path(tmp)), arch=name, score_thr=0.3)
+            det = RTMDetDetector(random_file(name, Path(tmp)), arch=name, score_thr=0.3, device=args.device)
             row = out["ms_per_image"].setdefault(name, {})
             for setup in args.setups.split(","):
                 why = det._unavailable(setup, hw)
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
                       f"({row['fp32'] / row[setup]:.2f}x fp32)" if "fp32" in row else "", flush=True)
             if not args.no_ceiling:
                 out.setdefault("rates", {})[name] = rates(det, row, hw, out.setdefault("ceilings", {}))
-        if args.pipeline:
+        if args.pipeline and args.device == "cpu":
             out["predict_ms_per_image"] = pipeline_rows(args, Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
@@ -95,14 +96,14 @@ def rates(det: RTMDetDetector, row: dict, hw, ceilings: dict) -> dict:
     from frpose_cli.deploy.roofline import layer_costs, measure_bandwidth, roofline
     from frpose_cli.runtime.optimize import SETUP_PRECISION
     if "bandwidth_gb_s" not in ceilings:
-        ceilings["bandwidth_gb_s"] = measure_bandwidth()
+        ceilings["bandwidth_gb_s"] = measure_bandwidth(device=det.device)
     curve = ceilings["bandwidth_gb_s"]
-    costs = layer_costs(det.model, torch.zeros(1, 3, det.size, det.size))
+    costs = layer_costs(det.model, torch.zeros(1, 3, det.size, det.size, device=det.device))
     out = {}
     for setup, ms in row.items():
         precision = SETUP_PRECISION.get(setup, setup)
         if precision not in ceilings:
-            ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
+            ceilings[precision] = measure_ceiling(det.device, precision, hw).gflops
         bound = roofline(costs, precision, ceilings[precision], curve)
         rate = bound.flops / (ms / 1000) / 1e9
         out[setup] = {"gflops_per_s": round(rate, 1), "precision": precision,

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from frpose_cli.device import synchronize
+
 # Working sets (source + destination bytes) of the bandwidth curve: a private L2, the L3, DRAM.
 BANDWIDTH_SIZES = tuple(2 ** k for k in (19, 21, 23, 25, 27))      # 512 KiB … 128 MiB
 SMALL_BANDWIDTH_SIZES = (2 ** 16, 2 ** 18)                          # tests: the same code in milliseconds
@@ -77,25 +79,28 @@ def layer_costs(model: nn.Module, *inputs) -> list[LayerCost]:
     return costs
 
 
-def measure_bandwidth(sizes=BANDWIDTH_SIZES, repeats: int = 5) -> dict:
-    """Working-set bytes → GB/s of a float32 tensor copy (bytes read + bytes written over the time), the best of
-    ``repeats`` timings of enough copies to last a few milliseconds, with torch's threads."""
+def measure_bandwidth(sizes=BANDWIDTH_SIZES, repeats: int = 5, device="cpu") -> dict:
+    """Working-set bytes → GB/s of a float32 tensor copy on ``device`` (bytes read + bytes written over the time),
+    the best of ``repeats`` timings of enough copies to last a few milliseconds, with torch's threads."""
     if not sizes or any(int(s) < 1024 for s in sizes):
         raise ValueError("sizes must be working-set sizes of at least 1024 bytes")
     if int(repeats) < 1:
         raise ValueError("repeats must be at least 1")
+    device = torch.device(device)
     curve = {}
     with torch.inference_mode():
         for size in sorted(int(s) for s in sizes):
-            src = torch.rand(size // 8)              # half the working set each, 4 bytes an element
+            src = torch.rand(size // 8, device=device)   # half the working set each, 4 bytes an element
             dst = torch.empty_like(src)
             calls = max(1, 2 ** 22 // size)          # ~4 MiB moved per timing at least: timer resolution
             dst.copy_(src)
             best = float("inf")
             for _ in range(repeats):
+                synchronize(device)
                 start = time.perf_counter()
                 for _ in range(calls):
                     dst.copy_(src)
+                synchronize(device)
                 best = min(best, (time.perf_counter() - start) / calls)
             curve[size] = 2 * src.numel() * 4 / best / 1e9
     return curve

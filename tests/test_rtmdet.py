@@ -247,3 +247,27 @@ def test_openvino_missing_is_one_line(m_file, monkeypatch):
     with pytest.raises(FrposeError, match="openvino"):
         RTMDetDetector(m_file, arch="rtmdet-m", input_size=128, setup="openvino")
     assert det._candidate(hardware.detect("cpu")) in ("bf16", "fused", "fp16")   # torch's own then
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_auto_with_a_weights_file_names_its_architecture_reading_it_whole_once(tmp_path, nano_file, legacy,
+                                                                                 monkeypatch):
+    """`--detector auto --detector-weights FILE` learns the architecture from the key names with the tensors
+    mapped, not read, then loads the file once (torch's legacy format, which cannot be mapped, is read whole)."""
+    from frpose_cli.inference import detectors
+    from frpose_cli.weights import checkpoint
+    path = tmp_path / "nano.pth"
+    torch.save(torch.load(nano_file, weights_only=False), path, _use_new_zipfile_serialization=not legacy)
+    loads = []
+    real_load = torch.load
+
+    def counting_load(*args, **kwargs):
+        loads.append(bool(kwargs.get("mmap")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "load", counting_load)
+    lines = []
+    det = detectors.make_detector("auto", detector_weights=path, log=lines.append, progress=False)
+    assert isinstance(det, RTMDetDetector) and det.arch == "rtmdet-nano"
+    assert lines[0] == "detector: rtmdet-nano (the architecture --detector-weights holds)"
+    assert loads == ([False, False] if legacy else [True, False])   # whole reads: one (two for legacy)

@@ -287,7 +287,8 @@ def guess_arch(path) -> str:
     """The zoo detector architecture a weights file holds, read from its key names (one line if none)."""
     from frpose_cli.weights.published import strip_prefix, unwrap_state_dict
     try:
-        keys = list(strip_prefix(unwrap_state_dict(read_checkpoint_file(path), str(path)), "module."))
+        # mapped, not read: the file is read once more, whole, by the detector it names
+        keys = list(strip_prefix(unwrap_state_dict(read_checkpoint_file(path, mmap=True), str(path)), "module."))
     except FrposeError as e:
         if "not a state dict" not in str(e):   # unreadable files say so; a non-state-dict simply matches nothing
             raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,12 +178,15 @@ def _refuse(path, name: str) -> FrposeError:
                        "can join the inert allow-list (docs/weights.md)")
 
 
-def read_checkpoint_file(path) -> object:
+def read_checkpoint_file(path, mmap: bool = False) -> object:
     """``torch.load(weights_only=True)`` with numpy arrays and the inert placeholders of
     :mod:`frpose_cli.weights.inert` allowed, nothing else beyond torch's defaults; one-line
     errors for every failure.  A file that needs any other Python global is refused *before*
-    unpickling, naming the global (its code never runs)."""
+    unpickling, naming the global (its code never runs).  ``mmap``: map the tensors' storage instead of
+    reading it (a zip checkpoint's key names in milliseconds, as when a file is only identified; files of
+    torch's legacy format are read whole)."""
     path = check_weights_path(path)
+    mmap = bool(mmap) and zipfile.is_zipfile(path)
     try:
         needed = scan_globals(path)
     except OSError as e:
@@ -191,7 +195,7 @@ def read_checkpoint_file(path) -> object:
         raise _refuse(path, needed.refused[0])
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
         if wanted:   # a global the scan missed (e.g. built on the stack): the unpickler stopped at it

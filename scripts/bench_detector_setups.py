@@ -2,9 +2,9 @@
 
     python scripts/bench_detector_setups.py ../shared/data/coco-mini/val2017 --limit 6 --json docs/detector_setups.json
 
-Random weights of the published shapes (He-initialised: speed does not depend on the values, but torch's
-default init shrinks activations into float32 denormals, which a trained network's never are); each set-up
-runs the images once to build its kernels, then is timed over ``--rounds`` passes, all in one process.
+Random weights of the published shapes (frpose_cli/deploy/bench_detectors.py, which `frpose bench --detector`
+runs too: He-initialised, sure of nobody); each set-up runs the images once to build its kernels, then is timed
+over ``--rounds`` passes (the median pass), all in one process.
 Prints ms per image (network + letterbox + decoding) per detector and set-up, with the machine's ISA, and
 each set-up's rate against two ceilings: its precision's measured one (frpose_cli/deploy/ceiling.py, a large
 dense convolution) and the network's own roofline (frpose_cli/deploy/roofline.py: each layer at the faster of
@@ -23,22 +23,7 @@ import torch
 
 from frpose_cli import hardware
 from frpose_cli.data.images import read_image
-from frpose_cli.inference.rtmdet_detector import RTMDetDetector
-from frpose_cli.net.rtmdet import PUBLISHED, RTMDet, spec_for
-
-
-def random_file(name: str, folder: Path) -> Path:
-    torch.manual_seed(0)
-    model = RTMDet(spec_for(**PUBLISHED[name]))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
-        for conv in model.bbox_head.rtm_cls:   # sure of "nobody": NMS is not what is timed
-            conv.bias.fill_(-20.0)
-    path = folder / f"{name}.pth"
-    torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
-    return path
+from frpose_cli.deploy.bench_detectors import bench_detectors, random_detector_file
 
 
 def main(argv=None) -> int:
@@ -50,7 +35,6 @@ def main(argv=None) -> int:
     ap.add_argument("--setups", default="fp32,fused,bf16,onnxruntime,openvino,openvino_bf16")
     ap.add_argument("--pipeline", type=int, default=0, help="also time N images inside predict, batched against one "
                     "image per call (0: skip)")
-    ap.add_argument("--no-ceiling", action="store_true", help="skip the rates against the ceilings")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (scripts/gpu_check.sh: fp32,fused,fp16 on cuda)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -58,63 +42,27 @@ def main(argv=None) -> int:
     hw = hardware.detect(args.device)
     out = {"machine": hw.describe(args.device), "threads": torch.get_num_threads(), "images": len(images),
            "command": " ".join(["python scripts/bench_detector_setups.py", *(sys.argv[1:] if argv is None else argv)]),
-           "date": time.strftime("%Y-%m-%d"), "ms_per_image": {}}
+           "date": time.strftime("%Y-%m-%d"), "ms_per_image": {}, "rates": {}}
     print(f"{len(images)} images, {out['machine']}, {out['threads']} threads", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.detectors.split(","):
-            det = RTMDetDetector(random_file(name, Path(tmp)), arch=name, score_thr=0.3, device=args.device)
-            row = out["ms_per_image"].setdefault(name, {})
-            for setup in args.setups.split(","):
-                why = det._unavailable(setup, hw)
-                if why:
-                    print(f"{name} {setup}: skipped ({why})", flush=True)
-                    continue
-                model = det._build_setup(setup)
-                for im in images:
-                    det.detect_batch([im], model)
-                start = time.perf_counter()
-                for _ in range(args.rounds):
-                    for im in images:
-                        det.detect_batch([im], model)
-                row[setup] = round((time.perf_counter() - start) / (args.rounds * len(images)) * 1000, 1)
-                print(f"{name:12s} {setup:14s} {row[setup]:8.1f} ms an image "
-                      f"({row['fp32'] / row[setup]:.2f}x fp32)" if "fp32" in row else "", flush=True)
-            if not args.no_ceiling:
-                out.setdefault("rates", {})[name] = rates(det, row, hw, out.setdefault("ceilings", {}))
-        if args.pipeline and args.device == "cpu":
+    rows, ceilings = bench_detectors(args.detectors.split(","), args.setups.split(","), args.device, images,
+                                     rounds=args.rounds, hw=hw, log=lambda m: print(m, flush=True))
+    for r in rows:
+        ms = out["ms_per_image"].setdefault(r.detector, {})
+        ms[r.setup] = round(r.ms_per_image, 1)
+        out["rates"].setdefault(r.detector, {})[r.setup] = {
+            k: getattr(r, k) for k in ("gflops_per_s", "precision", "pct_ceiling", "roofline_gflops", "pct_roofline",
+                                       "memory_bound_flops_pct")}
+        print(f"{r.detector:12s} {r.setup:14s} {r.ms_per_image:8.1f} ms an image ({ms['fp32'] / r.ms_per_image:.2f}x "
+              f"fp32), {r.gflops_per_s:.0f} GFLOP/s: {r.pct_ceiling:.0f} % of the {r.precision} ceiling, "
+              f"{r.pct_roofline:.0f} % of the network's roofline ({r.memory_bound_flops_pct:.0f} % of its FLOPs "
+              "memory-bound)" if "fp32" in ms else "", flush=True)
+    out["ceilings"] = {k: ({str(s): v for s, v in c.items()} if isinstance(c, dict) else c) for k, c in ceilings.items()}
+    if args.pipeline and args.device == "cpu":
+        with tempfile.TemporaryDirectory() as tmp:
             out["predict_ms_per_image"] = pipeline_rows(args, Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
-
-
-def rates(det: RTMDetDetector, row: dict, hw, ceilings: dict) -> dict:
-    """Per set-up of ``det``: GFLOP/s (the network's FLOPs at its canvas over the measured time an image) and the
-    shares of its precision's ceiling and of the network's roofline.  ``ceilings`` keeps each precision's
-    measurement (and the bandwidth curve) for the next detector and the JSON."""
-    from frpose_cli.deploy.ceiling import measure_ceiling
-    from frpose_cli.deploy.roofline import layer_costs, measure_bandwidth, roofline
-    from frpose_cli.runtime.optimize import SETUP_PRECISION
-    if "bandwidth_gb_s" not in ceilings:
-        ceilings["bandwidth_gb_s"] = measure_bandwidth(device=det.device)
-    curve = ceilings["bandwidth_gb_s"]
-    costs = layer_costs(det.model, torch.zeros(1, 3, det.size, det.size, device=det.device))
-    out = {}
-    for setup, ms in row.items():
-        precision = SETUP_PRECISION.get(setup, setup)
-        if precision not in ceilings:
-            ceilings[precision] = measure_ceiling(det.device, precision, hw).gflops
-        bound = roofline(costs, precision, ceilings[precision], curve)
-        rate = bound.flops / (ms / 1000) / 1e9
-        out[setup] = {"gflops_per_s": round(rate, 1), "precision": precision,
-                      "pct_ceiling": round(100 * rate / ceilings[precision], 1),
-                      "roofline_gflops": round(bound.gflops, 1), "pct_roofline": round(100 * bound.share(ms / 1000), 1),
-                      "memory_bound_flops_pct": round(100 * bound.memory_bound_flops_share, 1)}
-        print(f"{det.arch:12s} {setup:14s} {rate:7.0f} GFLOP/s: {out[setup]['pct_ceiling']:.0f} % of the {precision} "
-              f"ceiling ({ceilings[precision]:.0f}), {out[setup]['pct_roofline']:.0f} % of the network's roofline "
-              f"({bound.gflops:.0f}; {out[setup]['memory_bound_flops_pct']:.0f} % of its FLOPs memory-bound)",
-              flush=True)
-    return out
 
 
 def pipeline_rows(args, tmp: Path) -> dict:
@@ -134,7 +82,7 @@ def pipeline_rows(args, tmp: Path) -> dict:
     rows = {}
     try:
         for name, setup in (("rtmdet-nano", "bf16"), ("rtmdet-nano", "openvino_bf16"), ("rtmdet-m", "openvino_bf16")):
-            path = tmp / f"{name}.pth"
+            path = random_detector_file(name, tmp)
             for rnd in range(2):
                 for mode in ("one at a time", "batched"):
                     rd.RTMDetDetector.detect_batch_size = property(lambda self: 1) if mode == "one at a time" else batched

@@ -37,6 +37,7 @@ import torch
 from frpose_cli.weights import zoo
 from frpose_cli.cards import load_card, parse_input_size
 from frpose_cli.weights.checkpoint import save_checkpoint
+from frpose_cli.deploy.bench_detectors import random_detector_file
 from frpose_cli.inference.detectors import build_detector, clip_boxes
 from frpose_cli.inference.predict import STAGES, PredictOptions, run_predict
 
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
         for label, mode, arch, setup, overlap in rows:
             detector = None
             if arch is not None:
-                det_file = _random_detector_file(arch, work)
+                det_file = random_detector_file(arch, work)
                 real = build_detector(arch, det_file, "cpu", 0.3, args.det_size, setup)
                 detector = TimedDetectorWithAnnotatedBoxes(real, boxes)
             opts = PredictOptions(source=str(listing), weights=str(ckpt), detector="auto" if arch else mode,
@@ -191,33 +192,6 @@ def mark_default(results: dict) -> None:
     print(f"--detector auto on this CPU by this run's figures: {chosen.name} ({why})", flush=True)
 
 
-def _sure_of_background(model) -> None:
-    """A random box head would keep thousands of boxes of 90 classes for NMS: make it sure of "background"."""
-    with torch.no_grad():
-        if hasattr(model, "roi_heads"):
-            model.roi_heads.box_predictor.cls_score.bias[0] = 20.0
-        else:   # SSDlite: each level's last conv gives anchors x classes logits
-            for level in model.head.classification_head.module_list:
-                level[-1].bias.view(-1, 91)[:, 0] = 20.0
-
-
-def _random_detector_file(arch: str, work: Path) -> Path:
-    """A weights file of ``arch`` with random values (timing does not depend on them), made once."""
-    path = work / f"{arch}.pth"
-    if path.exists():
-        return path
-    from frpose_cli.net.rtmdet import PUBLISHED
-    if arch in PUBLISHED:   # He-initialised and sure of nobody, as scripts/bench_detector_setups.py times them
-        from bench_detector_setups import random_file
-        return random_file(arch, work)
-    from frpose_cli.inference.detectors import ARCHS
-    torch.manual_seed(0)
-    model = ARCHS[arch][0](91)
-    _sure_of_background(model)
-    torch.save(model.state_dict(), path)
-    return path
-
-
 def _print_row(label: str, row: dict, rows: dict) -> None:
     first = next((r for k, r in rows.items() if k != "whole-image"), None)
     ratio = f", {row['images_per_s'] / first['images_per_s']:.2f}x the first detector row" \
@@ -228,70 +202,33 @@ def _print_row(label: str, row: dict, rows: dict) -> None:
           f"{row['images_per_s']:.3f} images/s{ratio} (+{row['setup_s']:.1f} s setup) | per image: {split}", flush=True)
 
 
-def _detector_flops(det_file: Path, arch: str, images: list, det_size: int | None) -> tuple[float, list]:
-    """The float32 detector's FLOPs (2 x multiply-adds of its convolutions and matrix products) summed over the
-    images, counted by torch's FlopCounterMode on each image (their sizes differ), and each image's layer costs
-    for the roofline (frpose_cli/deploy/roofline.py)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from frpose_cli.data.images import read_image
-    from frpose_cli.deploy.roofline import layer_costs
-    from frpose_cli.inference.rtmdet_detector import RTMDetDetector, letterbox, to_input
-    det = build_detector(arch, det_file, "cpu", 0.3, det_size, "fp32")
-    total, costs = 0.0, []
-    for path in images:
-        image = read_image(path)[0]
-        if isinstance(det, RTMDetDetector):
-            inputs = to_input(letterbox(image, det.size)[0][None], "cpu")
-        else:
-            inputs = [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)]
-        counter = FlopCounterMode(display=False)
-        with counter, torch.inference_mode():
-            det.model(inputs)
-        total += counter.get_total_flops()
-        costs.append(layer_costs(det.model, inputs))
-    return total, costs
-
-
-def _detect_alone_seconds(det_file: Path, arch: str, setup: str, images: list, det_size: int | None) -> float:
-    """The set-up by itself on the images, warm: a first pass (each image size's kernels made) then a timed
-    one, in the main thread with nothing else running: what the set-up does, without the pipeline around it
-    (its reader thread and decode worker processes)."""
-    from types import SimpleNamespace
-
-    from frpose_cli.data.images import read_image
-    det = build_detector(arch, det_file, "cpu", 0.3, det_size, setup)
-    items = [SimpleNamespace(image=read_image(p)[0], file_name=p.name, frame=None) for p in images]
-    for item in items:
-        det(item)
-    start = time.perf_counter()
-    for item in items:
-        det(item)
-    return time.perf_counter() - start
-
-
 def _detector_rates(results: dict, rows: list, work: Path, images: list, det_size: int | None, hw) -> None:
     """Each detector row's GFLOP/s and share of the measured ceiling of its precision: in the detect stage of
-    the row, and of the set-up alone (:func:`_detect_alone_seconds`), whose share of the network's roofline
-    (frpose_cli/deploy/roofline.py) is reported too."""
+    the row, and of the set-up alone (the images in the main thread, warm, nothing else running: no reader thread,
+    no decode workers), whose share of the network's roofline (frpose_cli/deploy/roofline.py) is reported too."""
+    from frpose_cli.data.images import read_image
+    from frpose_cli.deploy.bench_detectors import network_costs, time_detector
     from frpose_cli.deploy.ceiling import measure_ceiling
     from frpose_cli.deploy.roofline import measure_bandwidth, roofline
     from frpose_cli.runtime.optimize import SETUP_PRECISION
     flops, costs, ceilings = {}, {}, {}
+    arrays = [read_image(p)[0] for p in images]
     curve = measure_bandwidth()
     results["bandwidth_gb_s"] = {str(k): round(v, 1) for k, v in curve.items()}
     for label, _, arch, setup, overlap in rows:
         if arch is None or overlap:   # overlapped, the detect stage is the wait, not the detector's time
             continue
         if arch not in flops:
-            flops[arch], costs[arch] = _detector_flops(work / f"{arch}.pth", arch, images, det_size)
+            flops[arch], costs[arch] = network_costs(build_detector(arch, work / f"{arch}.pth", "cpu", 0.3, det_size,
+                                                                    "fp32"), arrays)
         precision = SETUP_PRECISION.get(setup, setup)
         if precision not in ceilings:
             ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
         row = results["rows"][label]
         seconds = row["ms_per_image"]["detect"] * row["images"] / 1000
         rate = flops[arch] / max(seconds, 1e-9) / 1e9
-        alone = _detect_alone_seconds(work / f"{arch}.pth", arch, setup, images, det_size)
+        alone = len(images) * time_detector(build_detector(arch, work / f"{arch}.pth", "cpu", 0.3, det_size, setup),
+                                            arrays, rounds=1, warmup=1)
         rate_alone = flops[arch] / max(alone, 1e-9) / 1e9
         bound = sum(roofline(c, precision, ceilings[precision], curve).seconds for c in costs[arch])
         row.update({"detect_gflop_per_image": round(flops[arch] / len(images) / 1e9, 1),

@@ -41,7 +41,13 @@ def test_bench_cli_writes_json_per_model_and_size(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [(["bench", "nope"], "unknown model"),
                                           (["bench", "sbn-r18", "--input-size", "100x64"], "multiples of 32"),
-                                          (["bench", "sbn-r18", "--setup", "turbo"], "unknown --setup")])
+                                          (["bench", "sbn-r18", "--setup", "turbo"], "unknown --setup"),
+                                          (["bench", "sbn-r18", "--detector", "rtmdet-nano"],
+                                           "--detector times the zoo's person detectors; MODEL belong to pose"),
+                                          (["bench", "--detector", "nope"], "unknown --detector 'nope'"),
+                                          (["bench", "--detector", "sbn-r50"], "unknown --detector 'sbn-r50'"),
+                                          (["bench", "--detector", "rtmdet-nano", "--setup", "int8"],
+                                           "--setup int8: not a detector set-up")])
 def test_bench_cli_errors_are_one_line(args, needle, capsys):
     code, _, err = run_in_process(args, capsys)   # the console script's own entry point, in-process
     assert code == 2
@@ -143,3 +149,41 @@ def test_bench_reports_frpose_r34_at_table_2_size(tmp_path, capsys):
     for size, gmacs in (((256, 192), 21.3), ((384, 288), 48.0)):
         assert abs(rows[size]["params_m"] - 33.0) / 33.0 <= 0.03
         assert abs(rows[size]["gmacs"] - gmacs) / gmacs <= 0.05
+
+
+def test_bench_times_person_detectors_in_their_set_ups(tmp_path, capsys):
+    """`frpose bench --detector`: each set-up asked for, its time per image, the float32 network's FLOPs as
+    torch counts them, and its shares of the precision's ceiling and of the network's roofline."""
+    out = tmp_path / "detectors.json"
+    code, stdout, err = run_in_process(["bench", "--detector", "rtmdet-nano", "--setup", "fp32", "--setup", "fused",
+                                        "--setup", "fp16", "--iters", "1", "--warmup", "1", "--json", out], capsys)
+    assert code == 0, err
+    rows = json.loads(out.read_text())
+    assert [(r["detector"], r["setup"], r["precision"]) for r in rows] == [("rtmdet-nano", "fp32", "fp32"),
+                                                                          ("rtmdet-nano", "fused", "fp32")]
+    assert "rtmdet-nano fp16: skipped (fp16 runs on CUDA GPUs" in stdout   # named, never silently dropped
+    for r in rows:
+        assert r["input"] == "320x320 letterbox" and r["person_ap"] == 40.3
+        assert abs(r["gflop_per_image"] - 0.62) < 0.02        # RTMDet-nano at 320: 0.31 G multiply-adds, published
+        assert r["ms_per_image"] > 0 and r["gflops_per_s"] == pytest.approx(r["gflop_per_image"] / r["ms_per_image"]
+                                                                            * 1000, rel=0.01)
+        assert 0 < r["pct_ceiling"] < 100 and 0 < r["pct_roofline"] < 100
+        assert r["roofline_gflops"] <= r["ceiling_gflops"] * 1.001
+    assert "% roofline" in stdout and "machine:" in stdout
+
+
+def test_random_detector_files_load_and_find_nobody(tmp_path):
+    """Timing files of the published shapes load into the zoo's detectors as the publishers' files do, and are
+    sure of nobody, so that NMS is not what gets timed."""
+    import numpy as np
+
+    from frpose_cli.deploy.bench_detectors import random_detector_file, synthetic_images
+    from frpose_cli.inference.detectors import build_detector
+    image = synthetic_images()[0]
+    for arch in ("rtmdet-nano", "ssdlite320-mobilenet-v3"):
+        det = build_detector(arch, random_detector_file(arch, tmp_path), "cpu", 0.0, None, "fp32")
+        boxes = det.detect_batch([image])[0] if hasattr(det, "detect_batch") else det(
+            type("Item", (), {"image": image, "file_name": "x.jpg", "frame": None})())
+        assert len(np.asarray(boxes)) == 0, arch
+    with pytest.raises(ValueError, match="arch"):
+        random_detector_file("sbn-r50", tmp_path)

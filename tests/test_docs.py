@@ -10,15 +10,24 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (code blocks left out)."""
+    from test_readme import anchors as readme_anchors
+    return readme_anchors(page)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_and_named_files_exist(page):
     text = page.read_text()
     missing = []
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
         if "://" in target or target.startswith("mailto:"):
             continue
-        if not (page.parent / target).exists():
+        path = page.parent / target if target else page
+        if not path.exists():
             missing.append(target)
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            missing.append(f"{target}#{anchor} (no such heading)")
     for path in re.findall(r"\b((?:frpose_cli|scripts|tests|models)/[\w/.-]*\w)", text):
         if not (ROOT / path).exists() and not any(c in path for c in "*{"):
             missing.append(path)

@@ -40,12 +40,17 @@ def bench(
     batch: int = typer.Option(8, "--batch", **limits("--batch"), help="Batch size for the throughput figure."),
     warmup: int = typer.Option(3, "--warmup", **limits("--warmup"), help="Untimed warm-up iterations."),
     iters: int = typer.Option(20, "--iters", **limits("--iters"), help="Timed iterations at batch 1."),
+    detector: Optional[list[str]] = typer.Option(
+        None, "--detector", help="Time these zoo person detectors instead of pose models (repeatable; all: every "
+                                 "one), in each set-up they run here (or the --setup ones), with random weights "
+                                 "of the published shapes, against the ceilings; --iters passes over one image."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write one object per model, size and set-up."),
     offline: bool = offline_option(),
     strict_hash: bool = strict_hash_option(),
 ) -> None:
     """Measure params, MACs, latency (median/p90), throughput, peak memory, % of the measured ceiling
-    and, for reduced precision, the accuracy gate's keypoint drift and AP change."""
+    and, for reduced precision, the accuracy gate's keypoint drift and AP change; with --detector, the
+    person detectors' time per image and share of the ceilings instead."""
     from frpose_cli.cards import parse_input_size
     from frpose_cli.console import make_console
     from frpose_cli.deploy.bench_job import BenchOptions, bench_job
@@ -54,4 +59,4 @@ def bench(
     bench_job(BenchOptions(models=models, input_sizes=[parse_input_size(s) for s in input_size] if input_size else None,
                            setups=setup, precision=precision, weights=weights, gate_weights=gate_weights,
                            calib_data=calib_data, device=device, threads=threads, batch=batch, warmup=warmup,
-                           iters=iters, json_path=json_path), make_console())
+                           iters=iters, json_path=json_path, detectors=detector), make_console())

@@ -28,6 +28,7 @@ class BenchOptions:
     warmup: int = 3
     iters: int = 20
     json_path: Path | None = None
+    detectors: list[str] | None = None     # zoo detectors to time instead of pose models (frpose_cli.deploy.bench_detectors)
 
 
 def _cards(o: BenchOptions):
@@ -70,6 +71,8 @@ def bench_job(o: BenchOptions, console) -> list:
         check_output_file(o.json_path, "--json", overwrite=False)   # as every verb: never over an existing file
     if o.threads:   # before an IR is compiled for torch's thread count
         torch.set_num_threads(o.threads)
+    if o.detectors:
+        return _detector_job(o, console)
     cards, net, gate_weights, ir = _cards(o)
     dev = pick_device(o.device, cpu_only=ir is not None)
     hw = hardware.detect(dev)
@@ -86,6 +89,40 @@ def bench_job(o: BenchOptions, console) -> list:
         atomic_write_json(o.json_path, [r.to_dict() for r in results], indent=2)
         console.print(f"wrote {o.json_path}")
     return results
+
+
+def _detector_job(o: BenchOptions, console) -> list:
+    """``--detector``: every named zoo detector in each set-up (:mod:`frpose_cli.deploy.bench_detectors`)."""
+    from frpose_cli import hardware
+    from frpose_cli.deploy.bench_detectors import SETUP_ORDER, bench_detectors, print_detector_table
+    from frpose_cli.device import pick_device
+    from frpose_cli.fileio import atomic_write_json
+    from frpose_cli.jobs.progress import heartbeat
+    from frpose_cli.weights import zoo
+    mixed = [name for name, given in (("MODEL", o.models), ("--input-size", o.input_sizes), ("--weights", o.weights),
+                                      ("--precision", o.precision), ("--gate-weights", o.gate_weights),
+                                      ("--calib-data", o.calib_data)) if given]
+    if mixed:
+        raise FrposeError(f"--detector times the zoo's person detectors; {', '.join(mixed)} belong to pose models")
+    names = [e.name for e in zoo.DETECTORS] if "all" in o.detectors else list(dict.fromkeys(o.detectors))
+    for name in names:
+        entry = zoo.find(name)
+        if entry is None or entry.kind != "detector":
+            raise FrposeError(f"unknown --detector {name!r}; choose from {', '.join(e.name for e in zoo.DETECTORS)} "
+                              "or all")
+    for s in o.setups or ():
+        if s not in SETUP_ORDER:
+            raise FrposeError(f"--setup {s}: not a detector set-up; choose from {', '.join(SETUP_ORDER)}")
+    dev = pick_device(o.device)
+    hw = hardware.detect(dev)
+    log = lambda msg: console.print(msg, markup=False, highlight=False)  # noqa: E731
+    with heartbeat(log, "detectors"):
+        rows, ceilings = bench_detectors(names, o.setups, dev, rounds=o.iters, warmup=o.warmup, hw=hw, log=log)
+    print_detector_table(console, rows, dev, hw, ceilings)
+    if o.json_path:
+        atomic_write_json(o.json_path, [r.to_dict() for r in rows], indent=2)
+        console.print(f"wrote {o.json_path}")
+    return rows
 
 
 def _ref(measured, paper, fmt):

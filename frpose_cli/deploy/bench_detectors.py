@@ -147,7 +147,7 @@ def synthetic_images(count: int = 1) -> list:
 
 
 def bench_detectors(archs: list, setups: list | None, device, images: list | None = None, rounds: int = 3,
-                    warmup: int = 1, hw=None, log=print, folder=None) -> tuple[list, dict]:
+                    warmup: int = 1, hw=None, log=print) -> tuple[list, dict]:
     """Every (detector, set-up) pair that runs on ``device``: rows and the ceilings measured (precision →
     GFLOP/s, and ``bandwidth_gb_s``).  ``setups`` None: every set-up the detector runs natively here."""
     import tempfile
@@ -165,7 +165,7 @@ def bench_detectors(archs: list, setups: list | None, device, images: list | Non
     images = images if images else synthetic_images()
     ceilings: dict = {}
     rows = []
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
             entry = zoo.get(arch)
             if entry.kind != "detector":

@@ -46,7 +46,8 @@ def models(inspect: str = typer.Option(None, "--inspect", metavar="FILE|URL|NAME
     chosen = {kind: default_detector(kind)[0].name for kind in ("cpu", "cuda")}
     det_table = Table("detector", "input", "person AP", "box AP (80 classes)", "GFLOPs (as published)", "CPU ms (fp32)",
                       "auto picks it", "licence", title=f"detectors for `frpose predict --detector NAME` (CPU ms: "
-                      f"one image on {zoo.DETECTOR_CPU_MACHINE}; docs/detectors.md)")
+                      f"one image on {zoo.DETECTOR_CPU_MACHINE}; `frpose bench --detector all` "
+                      "measures this machine)")
     for e in zoo.DETECTORS:
         size = f"{e.input_size[0]}x{e.input_size[1]}" if e.input_size else "800 short side"
         where = " and ".join(k.upper() if k == "cpu" else "GPU" for k, n in chosen.items() if n == e.name) or "-"

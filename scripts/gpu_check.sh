@@ -5,7 +5,7 @@
 #    fp16/bf16 set-ups through the gate, DDP over NCCL, peak memory at batch 32, predict --overlap);
 # 2. the multi-process test tier (-m slow) the CPU suite leaves out for time;
 # 3. frpose bench of Table 2's models on the GPU in float32, fp16 and (where native) bf16;
-# 4. the RTMDet person detectors' set-ups on the GPU (fp32, fused, fp16), with their share of the ceilings.
+# 4. the zoo's person detectors in each set-up the GPU runs (fp32, fused, fp16, bf16), with their share of the ceilings.
 # Compare ratios with the paper's GPU latencies (3.5 ms frpose-r34, 4.8 ms SBN-152 on a 1080 Ti-class card).
 # Without a GPU it refuses in one line (exit 2).
 set -euo pipefail
@@ -21,4 +21,4 @@ python3 -m pytest -q -m slow 2>&1 | tail -n 1
 # Table 2's set (sbn-r50/101/152, frpose-r34) at 256x192 and 384x288; a set-up the GPU lacks is listed with why
 python3 -m frpose_cli bench --device cuda --setup fused --setup fp16 --setup bf16 --batch 1 --iters 50
 # issue 32: the person detectors on the GPU, each set-up against its precision's ceiling and the roofline
-python3 scripts/bench_detector_setups.py tests/data/coco/val2017 --limit 4 --device cuda --setups fp32,fused,fp16
+python3 -m frpose_cli bench --detector all --device cuda --iters 10

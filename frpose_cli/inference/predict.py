@@ -151,6 +151,7 @@ def run_predict(opts: PredictOptions, log=print, detector=None) -> PredictSummar
     """Run the whole pipeline (this process's shard of it); ``log`` receives one-line warnings.
     ``detector`` (Python API): any callable ``SourceItem -> (M, 5) x, y, w, h, score`` used instead
     of the options' one."""
+    check_options(opts)
     holder = []
     for _ in _predict(opts, log, detector, holder, save=True):
         pass
@@ -185,7 +186,7 @@ def predict_stream(source, weights=None, *, save: bool = False, log=None, detect
 
 
 def _predict(opts, log, detector, holder, save: bool):
-    check_options(opts)
+    """The one loop over images, videos and streams; its callers have checked ``opts`` (check_options)."""
     # Cheap checks first, so a mistake is reported before any model is loaded.
     source = Source(opts.source, vid_stride=opts.vid_stride)
     source.check_not_empty()

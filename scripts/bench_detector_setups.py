@@ -7,7 +7,7 @@ runs too: He-initialised, sure of nobody); each set-up runs the images once to b
 over ``--rounds`` passes (the median pass), all in one process.
 Prints ms per image (network + letterbox + decoding) per detector and set-up, with the machine's ISA, and
 each set-up's rate against two ceilings: its precision's measured one (frpose_cli/deploy/ceiling.py, a large
-dense convolution) and the network's own roofline (frpose_cli/deploy/roofline.py: each layer at the faster of
+dense convolution) and the network's own roofline (frpose_cli/deploy/roofline.py: each layer at the slower of
 that rate and the copy bandwidth measured at its working set).  ``--no-ceiling`` skips both.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The precision's ceiling (:mod:`frpose_cli.deploy.ceiling`) is the rate of a large dense convolution; a
 network of small or depthwise layers cannot reach it, because such a layer moves more bytes per FLOP than
 the cores can be fed: a 5×5 depthwise convolution does 50 FLOPs per output value and must read and write
-8 bytes for it in float32.  The roofline asks what the network would take if every layer ran at the faster of
+8 bytes for it in float32.  The roofline asks what the network would take if every layer ran at the slower of
 its two limits and nothing else cost anything:
 
     t_layer = max(FLOPs / compute ceiling, bytes / memory bandwidth)
@@ -11,8 +11,9 @@ its two limits and nothing else cost anything:
 with ``bytes`` the least a layer must move (its input and output once, its weights once) in the set-up's
 element size, and the bandwidth *measured* at that working-set size (:func:`measure_bandwidth`: a tensor copy,
 read plus write, at sizes from L2 to DRAM), so a layer whose tensors fit in a cache gets the cache's rate.
-The sum over the convolutions (transposed too) and linear layers is a lower bound on the network's time that no implementation
-on this machine beats by more than measurement noise; ``100 · bound / measured time`` is the share of that
+The sum over the convolutions (transposed too) and linear layers bounds the network's time from below for
+any implementation that does the counted arithmetic (no Winograd or FFT shortcut) at no more than the measured
+rates; ``100 · bound / measured time`` is the share of that
 ceiling a set-up reaches (``pct_roofline``, beside the dense ``pct_ceiling``).  What the bound leaves out
 (activations, concatenations, resizing, the pre- and post-processing) is time a fused implementation can hide,
 so it counts against the set-up.
@@ -137,7 +138,7 @@ class Roofline:
     def method(self) -> str:
         bw = ", ".join(f"{_size(s)} {g:.0f}" for s, g in sorted(self.bandwidth.items()))
         return (f"{self.precision} roofline {self.gflops:.0f} GFLOP/s for this network: {self.layers} layers at the "
-                f"faster of {self.compute_gflops:.0f} GFLOP/s and the copy bandwidth at their working set "
+                f"slower of {self.compute_gflops:.0f} GFLOP/s and the copy bandwidth at their working set "
                 f"(GB/s: {bw}); {self.memory_bound_layers} layers, {100 * self.memory_bound_flops_share:.0f} % of "
                 f"the FLOPs, are memory-bound")
 

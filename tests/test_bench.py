@@ -170,6 +170,11 @@ def test_bench_times_person_detectors_in_their_set_ups(tmp_path, capsys):
         assert 0 < r["pct_ceiling"] < 100 and 0 < r["pct_roofline"] < 100
         assert r["roofline_gflops"] <= r["ceiling_gflops"] * 1.001
     assert "% roofline" in stdout and "machine:" in stdout
+    code, _, err = run_in_process(["bench", "--detector", "rtmdet-nano", "--setup", "all", "--iters", "1",
+                                   "--warmup", "1", "--json", tmp_path / "all.json"], capsys)
+    assert code == 0, err   # all: every set-up this machine runs, fp32 among them, fp16 (CUDA only) left out quietly
+    setups = [r["setup"] for r in json.loads((tmp_path / "all.json").read_text())]
+    assert setups[:2] == ["fp32", "fused"] and "fp16" not in setups
 
 
 def test_random_detector_files_load_and_find_nobody(tmp_path):

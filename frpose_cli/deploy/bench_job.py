@@ -110,14 +110,15 @@ def _detector_job(o: BenchOptions, console) -> list:
         if entry is None or entry.kind != "detector":
             raise FrposeError(f"unknown --detector {name!r}; choose from {', '.join(e.name for e in zoo.DETECTORS)} "
                               "or all")
-    for s in o.setups or ():
+    setups = None if not o.setups or "all" in o.setups else list(dict.fromkeys(o.setups))   # None: all that run here
+    for s in setups or ():
         if s not in SETUP_ORDER:
-            raise FrposeError(f"--setup {s}: not a detector set-up; choose from {', '.join(SETUP_ORDER)}")
+            raise FrposeError(f"--setup {s}: not a detector set-up; choose from {', '.join(SETUP_ORDER)} or all")
     dev = pick_device(o.device)
     hw = hardware.detect(dev)
     log = lambda msg: console.print(msg, markup=False, highlight=False)  # noqa: E731
     with heartbeat(log, "detectors"):
-        rows, ceilings = bench_detectors(names, o.setups, dev, rounds=o.iters, warmup=o.warmup, hw=hw, log=log)
+        rows, ceilings = bench_detectors(names, setups, dev, rounds=o.iters, warmup=o.warmup, hw=hw, log=log)
     print_detector_table(console, rows, dev, hw, ceilings)
     if o.json_path:
         atomic_write_json(o.json_path, [r.to_dict() for r in rows], indent=2)

@@ -271,3 +271,22 @@ def test_auto_with_a_weights_file_names_its_architecture_reading_it_whole_once(t
     assert isinstance(det, RTMDetDetector) and det.arch == "rtmdet-nano"
     assert lines[0] == "detector: rtmdet-nano (the architecture --detector-weights holds)"
     assert loads == ([False, False] if legacy else [True, False])   # whole reads: one (two for legacy)
+
+
+@pytest.mark.parametrize("openvino", [False, True], ids=["without-openvino", "with-openvino"])
+def test_the_first_runs_candidate_is_the_set_up_measured_fastest(nano_file, m_file, openvino, monkeypatch):
+    """docs/detectors.md's figures: OpenVINO where installed; without it ONNX Runtime for nano everywhere and for
+    m where bf16 is not native, torch's bf16 for m where it is."""
+    from frpose_cli.inference import rtmdet_runtimes
+    from frpose_cli.runtime import ovrt
+    from test_detector_setups import AVX2_CPU, BF16_CPU
+    monkeypatch.setattr(ovrt, "available", lambda: openvino)
+    assert rtmdet_runtimes.unavailable_reason("onnxruntime", "cpu", AVX2_CPU) is None
+    nano, m = RTMDetDetector(nano_file, arch="rtmdet-nano"), RTMDetDetector(m_file, arch="rtmdet-m")
+    picks = {(d.arch, hw.cpu.model): d._candidate(hw) for d in (nano, m) for hw in (BF16_CPU, AVX2_CPU)}
+    if openvino:
+        assert picks == {("rtmdet-nano", "mocked Zen 4"): "openvino_bf16", ("rtmdet-nano", "mocked AVX2"): "openvino",
+                         ("rtmdet-m", "mocked Zen 4"): "openvino_bf16", ("rtmdet-m", "mocked AVX2"): "openvino"}
+    else:
+        assert picks == {("rtmdet-nano", "mocked Zen 4"): "onnxruntime", ("rtmdet-nano", "mocked AVX2"): "onnxruntime",
+                         ("rtmdet-m", "mocked Zen 4"): "bf16", ("rtmdet-m", "mocked AVX2"): "onnxruntime"}

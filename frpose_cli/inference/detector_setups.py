@@ -36,7 +36,7 @@ a rounding step crosses it either way).  IoU 0.9 is the box agreement COCO's str
 
 **The choice** is made alongside the first run, not before it (:class:`DetectorChoice`): on the first
 :data:`TRIAL_IMAGES` images with a person, the reference and the one candidate (``bf16``/``fp16``
-where native, else ``fused``) both run and are timed; the run's outputs are the reference's.  The
+where native, else ``fused``; RTMDet's own rule: ``RTMDetDetector._candidate``) both run and are timed; the run's outputs are the reference's.  The
 candidate is taken for the rest of the run when it passes the gate and is at least ``MIN_GAIN`` ×
 faster; the verdict goes to the precision cache (:mod:`frpose_cli.precision.cache`, keyed by the
 detector's weights, its input size and the machine), so later runs start with it.  A first run

@@ -200,13 +200,21 @@ class RTMDetDetector(NetworkDetector):
         return super()._unavailable(setup, hw)
 
     def _candidate(self, hw) -> str:
-        """On a CPU with OpenVINO installed, its set-up in the precision torch's candidate would use: it measured
-        faster (docs/detectors.md); otherwise torch's (bf16 where native, else fused)."""
+        """The one set-up a first run tries against float32, by docs/detectors.md's figures (one machine's):
+        on a CPU, OpenVINO's where installed, in the precision torch's candidate would use; without it, ONNX
+        Runtime where that measured faster than torch's candidate: always for nano (9.0 ms an image against
+        torch bf16's 14.4 and fused's 15.1), for m where bf16 is not native (261 ms against fused's 288); m with
+        native bf16 keeps torch's bf16 (100 ms).  Elsewhere torch's (fp16/bf16 on a GPU).  The trial still
+        times and gates it against float32, so a machine where the guess is wrong keeps float32."""
         torch_pick = super()._candidate(hw)
-        if self.device.type == "cpu" and OPENVINO_FIRST:
+        if self.device.type != "cpu":
+            return torch_pick
+        if OPENVINO_FIRST:
             pick = "openvino_bf16" if torch_pick == "bf16" else "openvino"
             if self._unavailable(pick, hw) is None:
                 return pick
+        if (torch_pick == "fused" or self.arch == "rtmdet-nano") and self._unavailable("onnxruntime", hw) is None:
+            return "onnxruntime"
         return torch_pick
 
     def _build_setup(self, setup: str) -> torch.nn.Module:

@@ -30,16 +30,22 @@ def exports(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """The folder the graphs are kept in, for this test alone."""
+    monkeypatch.setattr(export_cache, "cache_folder", lambda: tmp_path / "onnx")
+    return tmp_path / "onnx"
+
+
 def run(session, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def test_the_second_session_of_a_network_reads_the_kept_graph(tmp_path, monkeypatch, exports):
-    monkeypatch.setattr(export_cache, "cache_folder", lambda: tmp_path / "onnx")
+def test_the_second_session_of_a_network_reads_the_kept_graph(kept, exports):
     net = small_net()
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 24)).astype(np.float32)
     first = run(onnx_session(net), x)
-    assert len(exports) == 1 and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    assert len(exports) == 1 and len(list(kept.glob("*.onnx"))) == 1
     same_weights = small_net()   # another object, the same tensors: a checkpoint loaded again
     second = run(onnx_session(same_weights), x)
     assert len(exports) == 1 and np.array_equal(first, second)
@@ -47,8 +53,7 @@ def test_the_second_session_of_a_network_reads_the_kept_graph(tmp_path, monkeypa
         np.testing.assert_allclose(second, net(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
-def test_other_weights_or_a_changed_tensor_are_exported_again(tmp_path, monkeypatch, exports):
-    monkeypatch.setattr(export_cache, "cache_folder", lambda: tmp_path / "onnx")
+def test_other_weights_or_a_changed_tensor_are_exported_again(kept, exports):
     net = small_net()
     onnx_session(net)
     onnx_session(small_net(seed=1))
@@ -62,24 +67,22 @@ def test_other_weights_or_a_changed_tensor_are_exported_again(tmp_path, monkeypa
         np.testing.assert_allclose(out, net(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
-def test_a_damaged_kept_graph_is_exported_again_and_replaced(tmp_path, monkeypatch, exports):
-    monkeypatch.setattr(export_cache, "cache_folder", lambda: tmp_path / "onnx")
+def test_a_damaged_kept_graph_is_exported_again_and_replaced(kept, exports):
     net = small_net()
     onnx_session(net)
-    kept = next((tmp_path / "onnx").glob("*.onnx"))
-    whole = kept.read_bytes()
-    kept.write_bytes(whole[: len(whole) // 2])   # a copy cut short
+    graph = next(kept.glob("*.onnx"))
+    whole = graph.read_bytes()
+    graph.write_bytes(whole[: len(whole) // 2])   # a copy cut short
     onnx_session(net)
-    assert len(exports) == 2 and kept.read_bytes() == whole
-    ort_session(str(kept))   # readable again
+    assert len(exports) == 2 and graph.read_bytes() == whole
+    ort_session(str(graph))   # readable again
 
 
-def test_only_the_newest_graphs_are_kept(tmp_path, monkeypatch, exports):
-    monkeypatch.setattr(export_cache, "cache_folder", lambda: tmp_path / "onnx")
+def test_only_the_newest_graphs_are_kept(kept, monkeypatch, exports):
     monkeypatch.setattr(export_cache, "KEEP", 2)
     for seed in range(3):
         onnx_session(small_net(seed))
-    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+    assert len(list(kept.glob("*.onnx"))) == 2
     onnx_session(small_net(2))   # the newest is still there
     assert len(exports) == 3
 

@@ -207,14 +207,10 @@ def _detector_rates(results: dict, rows: list, work: Path, images: list, det_siz
     the row, and of the set-up alone (the images in the main thread, warm, nothing else running: no reader thread,
     no decode workers), whose share of the network's roofline (frpose_cli/deploy/roofline.py) is reported too."""
     from frpose_cli.data.images import read_image
-    from frpose_cli.deploy.bench_detectors import network_costs, time_detector
-    from frpose_cli.deploy.ceiling import measure_ceiling
-    from frpose_cli.deploy.roofline import measure_bandwidth, roofline
+    from frpose_cli.deploy.bench_detectors import ceiling_shares, network_costs, time_detector
     from frpose_cli.runtime.optimize import SETUP_PRECISION
     flops, costs, ceilings = {}, {}, {}
     arrays = [read_image(p)[0] for p in images]
-    curve = measure_bandwidth()
-    results["bandwidth_gb_s"] = {str(k): round(v, 1) for k, v in curve.items()}
     for label, _, arch, setup, overlap in rows:
         if arch is None or overlap:   # overlapped, the detect stage is the wait, not the detector's time
             continue
@@ -222,27 +218,24 @@ def _detector_rates(results: dict, rows: list, work: Path, images: list, det_siz
             flops[arch], costs[arch] = network_costs(build_detector(arch, work / f"{arch}.pth", "cpu", 0.3, det_size,
                                                                     "fp32"), arrays)
         precision = SETUP_PRECISION.get(setup, setup)
-        if precision not in ceilings:
-            ceilings[precision] = measure_ceiling("cpu", precision, hw).gflops
         row = results["rows"][label]
         seconds = row["ms_per_image"]["detect"] * row["images"] / 1000
-        rate = flops[arch] / max(seconds, 1e-9) / 1e9
         alone = len(images) * time_detector(build_detector(arch, work / f"{arch}.pth", "cpu", 0.3, det_size, setup),
                                             arrays, rounds=1, warmup=1)
-        rate_alone = flops[arch] / max(alone, 1e-9) / 1e9
-        bound = sum(roofline(c, precision, ceilings[precision], curve).seconds for c in costs[arch])
+        staged = ceiling_shares(ceilings, precision, flops[arch], costs[arch], max(seconds, 1e-9), "cpu", hw)
+        by_itself = ceiling_shares(ceilings, precision, flops[arch], costs[arch], alone, "cpu", hw)
+        rate, ceiling = staged["gflops_per_s"], ceilings[precision]
         row.update({"detect_gflop_per_image": round(flops[arch] / len(images) / 1e9, 1),
-                    "detect_gflops_per_s": round(rate, 1), "ceiling_precision": precision,
-                    "ceiling_gflops": round(ceilings[precision], 1),
-                    "pct_ceiling": round(100 * rate / ceilings[precision], 1),
+                    "detect_gflops_per_s": rate, "ceiling_precision": precision,
+                    "ceiling_gflops": round(ceiling, 1), "pct_ceiling": staged["pct_ceiling"],
                     "alone_ms_per_image": round(alone / len(images) * 1000, 1),
-                    "alone_gflops_per_s": round(rate_alone, 1),
-                    "pct_ceiling_alone": round(100 * rate_alone / ceilings[precision], 1),
-                    "pct_roofline_alone": round(100 * bound / max(alone, 1e-9), 1)})
+                    "alone_gflops_per_s": by_itself["gflops_per_s"], "pct_ceiling_alone": by_itself["pct_ceiling"],
+                    "pct_roofline_alone": by_itself["pct_roofline"]})
         print(f"{label:32s} detect: {row['detect_gflop_per_image']} GFLOP an image, {rate:.0f} GFLOP/s, "
-              f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceilings[precision]:.0f} GFLOP/s); the set-up "
-              f"alone: {row['alone_ms_per_image']:.0f} ms an image, {rate_alone:.0f} GFLOP/s, "
+              f"{row['pct_ceiling']:.0f} % of the {precision} ceiling ({ceiling:.0f} GFLOP/s); the set-up "
+              f"alone: {row['alone_ms_per_image']:.0f} ms an image, {row['alone_gflops_per_s']:.0f} GFLOP/s, "
               f"{row['pct_ceiling_alone']:.0f} % ({row['pct_roofline_alone']:.0f} % of its roofline)", flush=True)
+    results["bandwidth_gb_s"] = {str(k): round(v, 1) for k, v in ceilings.get("bandwidth_gb_s", {}).items()}
 
 
 def _yolo_row(weights: Path, images: list) -> dict | None:

@@ -192,3 +192,6 @@ def test_random_detector_files_load_and_find_nobody(tmp_path):
         assert len(np.asarray(boxes)) == 0, arch
     with pytest.raises(ValueError, match="arch"):
         random_detector_file("sbn-r50", tmp_path)
+    from frpose_cli.deploy.bench_detectors import bench_detectors
+    with pytest.raises(ValueError, match="archs must name zoo detectors"):   # every name, before any is timed
+        bench_detectors(["rtmdet-nano", "sbn-r50"], None, "cpu")

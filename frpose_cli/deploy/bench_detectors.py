@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from frpose_cli.errors import FrposeError
+from frpose_cli.errors import ArgumentValueError
 
 SETUP_ORDER = ("fp32", "fused", "bf16", "fp16", "onnxruntime", "openvino", "openvino_bf16")
 SYNTHETIC_SIZE = (480, 640)     # (H, W) of the stand-in image: COCO's most common size
@@ -146,6 +146,28 @@ def synthetic_images(count: int = 1) -> list:
     return [rng.integers(0, 256, (*SYNTHETIC_SIZE, 3), np.uint8) for _ in range(count)]
 
 
+def ceiling_shares(ceilings: dict, precision: str, flops: float, costs: list, seconds: float, device, hw,
+                   log=None) -> dict:
+    """The rate of ``flops`` done in ``seconds`` (``costs``: the same work's layer costs, one list per image) and
+    its shares of ``precision``'s measured ceiling and of the roofline.  ``ceilings`` keeps what is measured
+    (each precision's GFLOP/s, ``bandwidth_gb_s``), once per run."""
+    from frpose_cli.deploy.ceiling import measure_ceiling
+    from frpose_cli.deploy.roofline import measure_bandwidth, roofline
+    if precision not in ceilings:
+        if log:
+            log(f"measuring the {precision} ceiling")
+        ceilings[precision] = measure_ceiling(device, precision, hw).gflops
+    if "bandwidth_gb_s" not in ceilings:
+        ceilings["bandwidth_gb_s"] = measure_bandwidth(device=device)
+    bounds = [roofline(c, precision, ceilings[precision], ceilings["bandwidth_gb_s"]) for c in costs]
+    bound = sum(b.seconds for b in bounds)
+    rate = flops / seconds / 1e9
+    return {"gflops_per_s": round(rate, 1), "ceiling_gflops": round(ceilings[precision], 1),
+            "pct_ceiling": round(100 * rate / ceilings[precision], 1),
+            "roofline_gflops": round(flops / bound / 1e9, 1), "pct_roofline": round(100 * bound / seconds, 1),
+            "memory_bound_flops_pct": round(100 * sum(b.memory_bound_flops_share * b.flops for b in bounds) / flops, 1)}
+
+
 def bench_detectors(archs: list, setups: list | None, device, images: list | None = None, rounds: int = 3,
                     warmup: int = 1, hw=None, log=print) -> tuple[list, dict]:
     """Every (detector, set-up) pair that runs on ``device``: rows and the ceilings measured (precision →
@@ -153,13 +175,12 @@ def bench_detectors(archs: list, setups: list | None, device, images: list | Non
     import tempfile
 
     from frpose_cli import hardware
-    from frpose_cli.deploy.ceiling import measure_ceiling
-    from frpose_cli.deploy.roofline import measure_bandwidth, roofline
     from frpose_cli.inference.detectors import build_detector
     from frpose_cli.runtime.optimize import SETUP_PRECISION
     from frpose_cli.weights import zoo
-    if not archs:
-        raise ValueError("archs must name at least one zoo detector")
+    known = [e.name for e in zoo.DETECTORS]
+    if not archs or any(a not in known for a in archs):   # all checked before any is timed
+        raise ArgumentValueError(f"archs must name zoo detectors ({', '.join(known)}), not {list(archs)!r}")
     device = torch.device(device)
     hw = hw or hardware.detect(device)
     images = images if images else synthetic_images()
@@ -168,8 +189,6 @@ def bench_detectors(archs: list, setups: list | None, device, images: list | Non
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
             entry = zoo.get(arch)
-            if entry.kind != "detector":
-                raise FrposeError(f"{arch} is not a detector; `frpose models` lists them")
             path = random_detector_file(arch, tmp)
             reference = build_detector(arch, path, device, 0.3, None, "fp32")
             flops, costs = network_costs(reference, images)
@@ -184,20 +203,10 @@ def bench_detectors(archs: list, setups: list | None, device, images: list | Non
                 det = reference if setup == "fp32" else build_detector(arch, path, device, 0.3, None, setup)
                 seconds = time_detector(det, images, rounds, warmup)
                 precision = SETUP_PRECISION.get(setup, setup)
-                if precision not in ceilings:
-                    log(f"measuring the {precision} ceiling")
-                    ceilings[precision] = measure_ceiling(device, precision, hw).gflops
-                if "bandwidth_gb_s" not in ceilings:
-                    ceilings["bandwidth_gb_s"] = measure_bandwidth(device=device)
-                bounds = [roofline(c, precision, ceilings[precision], ceilings["bandwidth_gb_s"]) for c in costs]
-                bound = sum(b.seconds for b in bounds) / len(images)
-                memory_flops = sum(b.memory_bound_flops_share * b.flops for b in bounds) / flops
-                rate = flops / len(images) / seconds / 1e9
-                rows.append(DetectorBenchRow(
-                    arch, setup, precision, str(device), len(images), what, round(seconds * 1000, 2),
-                    round(flops / len(images) / 1e9, 3), round(rate, 1), round(ceilings[precision], 1),
-                    round(100 * rate / ceilings[precision], 1), round(flops / len(images) / bound / 1e9, 1),
-                    round(100 * bound / seconds, 1), round(100 * memory_flops, 1), entry.person_ap))
+                share = ceiling_shares(ceilings, precision, flops, costs, seconds * len(images), device, hw, log)
+                rows.append(DetectorBenchRow(arch, setup, precision, str(device), len(images), what,
+                                             round(seconds * 1000, 2), round(flops / len(images) / 1e9, 3),
+                                             person_ap=entry.person_ap, **share))
     return rows, ceilings
 
 
@@ -220,6 +229,6 @@ def print_detector_table(console, rows: list, device, hw, ceilings: dict) -> Non
     console.print(table)
     say = lambda msg: console.print(msg, markup=False, highlight=False)  # noqa: E731
     say(f"machine: {hw.describe(device)}")
+    from frpose_cli.deploy.roofline import bandwidth_words
     say("ceilings (GFLOP/s): " + ", ".join(f"{p} {v:.0f}" for p, v in ceilings.items() if p != "bandwidth_gb_s")
-        + "; copy bandwidth (GB/s) by working set: "
-        + ", ".join(f"{s / 2 ** 20:g} MiB {v:.0f}" for s, v in sorted(ceilings.get("bandwidth_gb_s", {}).items())))
+        + f"; copy bandwidth (GB/s) by working set: {bandwidth_words(ceilings.get('bandwidth_gb_s', {}))}")

@@ -21,7 +21,7 @@ so it counts against the set-up.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -136,14 +136,10 @@ class Roofline:
         return self.seconds / measured_seconds if measured_seconds > 0 else float("nan")
 
     def method(self) -> str:
-        bw = ", ".join(f"{_size(s)} {g:.0f}" for s, g in sorted(self.bandwidth.items()))
         return (f"{self.precision} roofline {self.gflops:.0f} GFLOP/s for this network: {self.layers} layers at the "
                 f"slower of {self.compute_gflops:.0f} GFLOP/s and the copy bandwidth at their working set "
-                f"(GB/s: {bw}); {self.memory_bound_layers} layers, {100 * self.memory_bound_flops_share:.0f} % of "
-                f"the FLOPs, are memory-bound")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "gflops": self.gflops}
+                f"(GB/s: {bandwidth_words(self.bandwidth)}); {self.memory_bound_layers} layers, "
+                f"{100 * self.memory_bound_flops_share:.0f} % of the FLOPs, are memory-bound")
 
 
 def roofline(costs: list[LayerCost], precision: str, compute_gflops: float, curve: dict) -> Roofline:
@@ -168,5 +164,8 @@ def roofline(costs: list[LayerCost], precision: str, compute_gflops: float, curv
                     memory_flops / total if total else 0.0, dict(curve))
 
 
-def _size(nbytes: int) -> str:
-    return f"{nbytes / 2 ** 20:g} MiB" if nbytes >= 2 ** 20 else f"{nbytes / 2 ** 10:g} KiB"
+def bandwidth_words(curve: dict) -> str:
+    """``512 KiB 121, 2 MiB 176, …``: each measured working set and its GB/s."""
+    def size(nbytes: int) -> str:
+        return f"{nbytes / 2 ** 20:g} MiB" if nbytes >= 2 ** 20 else f"{nbytes / 2 ** 10:g} KiB"
+    return ", ".join(f"{size(s)} {g:.0f}" for s, g in sorted(curve.items()))

@@ -186,12 +186,22 @@ def list_cards() -> list[str]:
 WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx", ".xml", ".ts", ".bin", ".safetensors")
 
 
-def unknown_card(name: str, use: str = "pass it as --weights {name}") -> FrposeError:
+def unknown_card(name: str, use: str = "pass it as --weights {name}", weights: bool | None = None) -> FrposeError:
     """The one-line error for a MODEL that is no card: weights given where a card name goes (`export best.pt`,
-    other tools' habit) are told the option that takes them (``use``); other names get the list of cards."""
-    if "://" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES or Path(name).expanduser().is_file():
+    other tools' habit) are told the option that takes them (``use``); other names get the list of cards.
+    ``weights``: whether ``name`` names weights (None: guessed from its form, a URL, a weights suffix, a file)."""
+    if weights is None:
+        weights = "://" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES or Path(name).expanduser().is_file()
+    if weights:
         return FrposeError(f"{name} is weights, not a model card name: {use.format(name=name)}")
     return FrposeError(f"unknown model {name!r}; known models: {', '.join(list_cards())}")
+
+
+def check_card_name(name: str, use: str = "pass it as --weights {name}", weights: bool | None = None) -> None:
+    """Raise :func:`unknown_card`'s error unless ``name`` is a card or a card's YAML path (checked before
+    slower work: reading annotations, downloading weights)."""
+    if not name.endswith((".yaml", ".yml")) and name not in _card_files():
+        raise unknown_card(name, use, weights)
 
 
 def load_card(name: str, input_size=None) -> ModelCard:

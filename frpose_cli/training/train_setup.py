@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from frpose_cli import run_folders
-from frpose_cli.cards import list_cards, load_card, unknown_card
+from frpose_cli.cards import check_card_name, load_card
 from frpose_cli.weights.checkpoint import card_from_checkpoint, holds_training_state, load_checkpoint, zip_damage
 from frpose_cli.data.codecs import make_codec
 from frpose_cli.data.dataset import keypoint_spec, load_coco
@@ -188,10 +188,9 @@ def prepare(cfg: TrainConfig, log, warn=None):
                               "to a run you may extend")
     if not cfg.model:
         raise FrposeError("name a model card to train, e.g. `frpose train frpose-r34 --data COCO_ROOT`")
-    if ckpt is None and cfg.model not in list_cards() and not cfg.model.endswith((".yaml", ".yml")):
-        # before the annotations are read (seconds for COCO's)
-        raise unknown_card(cfg.model, "start from its weights with `frpose train MODEL --init {name}`, or continue "
-                                      "its run with `--resume {name}`")
+    if ckpt is None:   # before the annotations are read (seconds for COCO's)
+        check_card_name(cfg.model, "start from its weights with `frpose train MODEL --init {name}`, or continue "
+                                   "its run with `--resume {name}`")
     cfg = data_paths(cfg)
     coco = load_coco(cfg.train_ann)
     if ckpt is not None:

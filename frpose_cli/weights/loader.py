@@ -90,11 +90,8 @@ def resolve_weights(given, progress: bool = True, pose_only: bool = True) -> Wei
 def default_weights_for(card_name: str | None, input_size=None) -> str:
     """The zoo name to use when a verb gets a model card but no ``--weights``."""
     name = card_name or zoo.DEFAULT_POSE
-    from frpose_cli.cards import list_cards, unknown_card
-    if name not in list_cards() and not name.endswith((".yaml", ".yml")):
-        if zoo.find(name) is not None:
-            raise FrposeError(f"{name} is weights, not a model card name: pass it as --weights {name}")
-        raise unknown_card(name)
+    from frpose_cli.cards import check_card_name
+    check_card_name(name, weights=True if zoo.find(name) is not None else None)
     entry = zoo.pose_entry_for(name, input_size)
     if entry is None:
         sizes = ", ".join(f"{e.input_size[0]}x{e.input_size[1]}" for e in zoo.pose_entries_for(name))
